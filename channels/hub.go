@@ -1,0 +1,138 @@
+package channels
+
+import (
+	"hash/maphash"
+	"sync"
+
+	"github.com/hearth-rt/hearth/channels/wire"
+	"github.com/hearth-rt/hearth/pubsub"
+)
+
+const hubShards = 64
+
+// hub is the node's registry of local subscriptions: topic -> joined
+// channels. It is sharded by topic so that joins on different topics and
+// broadcasts do not contend on one lock.
+//
+// Lock order: a hub shard lock may be taken while holding a Socket's
+// handler lock, never the other way round; a Channel's mu is taken inside a
+// shard's read lock (fanout), and never held while taking a shard lock.
+type hub struct {
+	seed   maphash.Seed
+	shards [hubShards]hubShard
+}
+
+type hubShard struct {
+	mu     sync.RWMutex
+	topics map[string]*topicSubs
+}
+
+type topicSubs struct {
+	route *route
+	chans map[*Channel]struct{}
+}
+
+func (h *hub) init() {
+	h.seed = maphash.MakeSeed()
+	for i := range h.shards {
+		h.shards[i].topics = make(map[string]*topicSubs)
+	}
+}
+
+func (h *hub) shard(topic string) *hubShard {
+	return &h.shards[maphash.String(h.seed, topic)%hubShards]
+}
+
+func (h *hub) add(c *Channel) {
+	sh := h.shard(c.topic)
+	sh.mu.Lock()
+	ts := sh.topics[c.topic]
+	if ts == nil {
+		ts = &topicSubs{route: c.route, chans: make(map[*Channel]struct{})}
+		sh.topics[c.topic] = ts
+	}
+	ts.chans[c] = struct{}{}
+	sh.mu.Unlock()
+}
+
+func (h *hub) remove(c *Channel) {
+	sh := h.shard(c.topic)
+	sh.mu.Lock()
+	if ts := sh.topics[c.topic]; ts != nil {
+		delete(ts.chans, c)
+		if len(ts.chans) == 0 {
+			delete(sh.topics, c.topic)
+		}
+	}
+	sh.mu.Unlock()
+}
+
+// subscribers returns how many local channels are joined to topic.
+func (h *hub) subscribers(topic string) int {
+	sh := h.shard(topic)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if ts := sh.topics[topic]; ts != nil {
+		return len(ts.chans)
+	}
+	return 0
+}
+
+// fanout delivers one broker message to the local subscribers of its topic.
+// This is the fastlane: the frame is encoded once (per wire variant) and
+// the same bytes are queued on every connection; nothing is allocated per
+// recipient. Only events the topic's handler intercepts go through each
+// socket's Out handler.
+func (h *hub) fanout(m *pubsub.Message) {
+	sh := h.shard(m.Topic)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	ts := sh.topics[m.Topic]
+	if ts == nil {
+		return
+	}
+	_, intercepted := ts.route.intercept[m.Event]
+	var plain, ext []byte // the encoded frames, built on first use
+	for c := range ts.chans {
+		s := c.socket
+		if m.Exclude != "" && s.connID == m.Exclude {
+			continue
+		}
+		if intercepted {
+			s.enqueueOut(c, m)
+			continue
+		}
+		if c.recovering.Load() && c.bufferLive(m) {
+			continue
+		}
+		var f []byte
+		if s.hearthExt && m.Binary {
+			if ext == nil {
+				ext = encodeBroadcast(m, true)
+			}
+			f = ext
+		} else {
+			if plain == nil {
+				plain = encodeBroadcast(m, false)
+			}
+			f = plain
+		}
+		s.send(f)
+	}
+}
+
+// encodeBroadcast builds the complete WebSocket frame of a broadcast. ext
+// selects Hearth's binary variant that carries the position.
+func encodeBroadcast(m *pubsub.Message, ext bool) []byte {
+	buf := wire.BeginFrame(make([]byte, 0, wire.MaxFrameHeader+len(m.Topic)+len(m.Event)+len(m.Payload)+48))
+	if !m.Binary {
+		buf = wire.AppendBroadcastText(buf, m.Topic, m.Event, m.Offset, m.Payload)
+		return wire.FinishFrame(buf, wire.OpText)
+	}
+	if ext {
+		buf = wire.AppendBroadcastBinaryPos(buf, m.Topic, m.Event, m.Offset, m.Payload)
+	} else {
+		buf = wire.AppendBinaryBroadcast(buf, m.Topic, m.Event, m.Payload)
+	}
+	return wire.FinishFrame(buf, wire.OpBinary)
+}

@@ -1,0 +1,298 @@
+package channels
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hearth-rt/hearth/channels/wire"
+	"github.com/hearth-rt/hearth/pubsub"
+)
+
+// Options configures a Node. The zero value works: an in-process broker,
+// everyone may connect, 100 channels per socket, no logging.
+type Options struct {
+	// Broker carries broadcasts between nodes and keeps history. Nil means
+	// a new in-process pubsub.Memory. The node registers itself with it;
+	// the caller still owns it and closes it after the node.
+	Broker pubsub.Broker
+	// Connect authorizes sockets. Nil accepts everyone anonymously.
+	Connect ConnectFunc
+	// MaxChannels is how many channels one socket may join. Zero means 100.
+	MaxChannels int
+	// MaxOutQueue is how many intercepted broadcasts may wait for one
+	// socket's Out handler before the socket is closed as a slow consumer.
+	// Zero means 1024.
+	MaxOutQueue int
+	// HistoryLimit is the most messages replayed to a recovering client.
+	// Zero means 1000; beyond it recovery is reported incomplete.
+	HistoryLimit int
+	// NodeID names this node in logs and in socket ids. Empty means random.
+	NodeID string
+	// Logger receives structured logs. Nil means silent.
+	Logger *slog.Logger
+}
+
+// Node is one server's channel layer: the topic router, the local hub of
+// subscriptions and the bridge to the cluster broker. Create it with [New],
+// register channels with [Node.Handle], then serve it with package server.
+type Node struct {
+	opts   Options
+	broker pubsub.Broker
+	router router
+	hub    hub
+	log    *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // Out workers
+
+	seq     atomic.Uint64
+	started atomic.Bool
+
+	mu      sync.Mutex // guards sockets, byID
+	sockets map[*Socket]struct{}
+	byID    map[string]map[*Socket]struct{}
+}
+
+// New returns a Node. Register its handlers with [Node.Handle] before
+// serving.
+func New(opts Options) *Node {
+	if opts.Broker == nil {
+		opts.Broker = pubsub.NewMemory(pubsub.MemoryOptions{})
+	}
+	if opts.MaxChannels == 0 {
+		opts.MaxChannels = 100
+	}
+	if opts.MaxOutQueue == 0 {
+		opts.MaxOutQueue = 1024
+	}
+	if opts.HistoryLimit == 0 {
+		opts.HistoryLimit = 1000
+	}
+	if opts.NodeID == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		opts.NodeID = hex.EncodeToString(b[:])
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{
+		opts:    opts,
+		broker:  opts.Broker,
+		log:     log.With("node", opts.NodeID),
+		sockets: make(map[*Socket]struct{}),
+		byID:    make(map[string]map[*Socket]struct{}),
+	}
+	n.hub.init()
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.broker.Register((*brokerHandler)(n))
+	return n
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.opts.NodeID }
+
+// Broker returns the node's broker.
+func (n *Node) Broker() pubsub.Broker { return n.broker }
+
+// Handle registers the handler for a topic pattern: an exact topic
+// ("room:lobby") or a prefix ending in '*' ("room:*"). It panics on an
+// invalid or duplicate pattern, or when called after the first socket
+// connected.
+func (n *Node) Handle(pattern string, h Handler) {
+	if n.started.Load() {
+		panic("channels: Handle called after the node started serving")
+	}
+	n.router.add(pattern, h)
+}
+
+// Broadcast sends an event to every subscriber of topic on every node. It
+// can be called from anywhere: an HTTP handler, a background job. The
+// payload is encoded as described at [Channel.Push]. It returns once the
+// broker accepted the message (for Postgres: committed).
+func (n *Node) Broadcast(ctx context.Context, topic, event string, payload any) error {
+	return n.publish(ctx, topic, event, payload, "")
+}
+
+func (n *Node) publish(ctx context.Context, topic, event string, payload any, exclude string) error {
+	if event == "" || len(event) > 255 {
+		return errors.New("channels: event must be 1 to 255 bytes")
+	}
+	data, binary, err := encodePayload(payload)
+	if err != nil {
+		return err
+	}
+	_, err = n.broker.Publish(ctx, pubsub.Message{Topic: topic, Event: event, Payload: data, Binary: binary, Exclude: exclude})
+	if err != nil {
+		return errors.Join(errors.New("channels: broadcast to "+topic), err)
+	}
+	return nil
+}
+
+// Disconnect closes every socket whose ConnectReply.ID is id, on every node
+// of the cluster, with close code 4100 (the client may reconnect, and its
+// connect hook decides again) unless code is given.
+func (n *Node) Disconnect(ctx context.Context, id string, code int, reason string) error {
+	if code == 0 {
+		code = CloseDisconnected
+	}
+	b, err := json.Marshal(controlMsg{Type: "disconnect", ID: id, Code: code, Reason: reason})
+	if err != nil {
+		return err
+	}
+	return n.broker.PublishControl(ctx, b)
+}
+
+// Sockets returns how many sockets are connected to this node.
+func (n *Node) Sockets() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.sockets)
+}
+
+// CloseAll closes every socket of this node with code and reason. Package
+// server uses it on shutdown.
+func (n *Node) CloseAll(code int, reason string) {
+	for _, s := range n.socketList() {
+		s.Close(code, reason)
+	}
+}
+
+func (n *Node) socketList() []*Socket {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*Socket, 0, len(n.sockets))
+	for s := range n.sockets {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Wait blocks until every background worker of the node has finished. Call
+// it after all sockets are closed.
+func (n *Node) Wait() { n.wg.Wait() }
+
+type controlMsg struct {
+	Type   string `json:"t"`
+	ID     string `json:"id,omitempty"`
+	Code   int    `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// brokerHandler is the node seen as a pubsub.Handler, kept off the Node's
+// own method set.
+type brokerHandler Node
+
+func (h *brokerHandler) HandleMessage(m *pubsub.Message) { (*Node)(h).hub.fanout(m) }
+
+func (h *brokerHandler) HandleControl(data []byte) {
+	n := (*Node)(h)
+	var c controlMsg
+	if err := json.Unmarshal(data, &c); err != nil {
+		n.log.Warn("invalid control message", "err", err)
+		return
+	}
+	switch c.Type {
+	case "disconnect":
+		n.mu.Lock()
+		var list []*Socket
+		for s := range n.byID[c.ID] {
+			list = append(list, s)
+		}
+		n.mu.Unlock()
+		for _, s := range list {
+			n.log.Info("socket disconnected by request", "socket_id", s.id, "conn", s.connID, "code", c.Code)
+			s.Close(c.Code, c.Reason)
+		}
+	}
+}
+
+func (n *Node) register(s *Socket) {
+	n.started.Store(true)
+	n.mu.Lock()
+	n.sockets[s] = struct{}{}
+	if s.id != "" {
+		m := n.byID[s.id]
+		if m == nil {
+			m = make(map[*Socket]struct{})
+			n.byID[s.id] = m
+		}
+		m[s] = struct{}{}
+	}
+	n.mu.Unlock()
+}
+
+func (n *Node) unregister(s *Socket) {
+	n.mu.Lock()
+	delete(n.sockets, s)
+	if m := n.byID[s.id]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(n.byID, s.id)
+		}
+	}
+	n.mu.Unlock()
+}
+
+// NewSocket runs the connect hook for a client that wants to connect. On
+// success the transport upgrades and calls [Socket.Start]. It is part of
+// the [Transport] contract.
+func (n *Node) NewSocket(ctx context.Context, ev ConnectEvent) (*Socket, error) {
+	n.started.Store(true)
+	var reply ConnectReply
+	if n.opts.Connect != nil {
+		var err error
+		if reply, err = n.opts.Connect(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
+	s := &Socket{
+		node:      n,
+		id:        reply.ID,
+		assigns:   reply.Assigns,
+		connID:    n.opts.NodeID + "." + strconv.FormatUint(n.seq.Add(1), 36),
+		hearthExt: ev.Params.Get(ExtParam) != "",
+		channels:  make(map[string]*Channel),
+	}
+	s.ctx, s.cancel = context.WithCancel(n.ctx)
+	return s, nil
+}
+
+// ExtParam is the socket URL query parameter with which a client announces
+// that it understands Hearth's extensions of the Phoenix framing (binary
+// broadcasts that carry their stream position). See docs/protocol.md.
+const ExtParam = "_hearth"
+
+func closeCode(err error) (int, string) {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code, ce.Reason
+	}
+	var de *wire.DecodeError
+	if errors.As(err, &de) {
+		return CloseInvalidPayload, truncateReason("invalid message: " + de.Reason)
+	}
+	return CloseInternalError, "internal error"
+}
+
+// truncateReason cuts a close reason to the 123 bytes a close frame allows,
+// on a UTF-8 boundary.
+func truncateReason(s string) string {
+	if len(s) <= 123 {
+		return s
+	}
+	i := 123
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i]
+}

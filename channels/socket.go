@@ -1,0 +1,510 @@
+package channels
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"runtime/debug"
+	"sync"
+
+	"github.com/hearth-rt/hearth/channels/wire"
+	"github.com/hearth-rt/hearth/pubsub"
+)
+
+// Socket is one client connection: it multiplexes the channels the client
+// joined. Sockets are created by the transport through [Node.NewSocket].
+type Socket struct {
+	node      *Node
+	id        string
+	assigns   any
+	connID    string
+	hearthExt bool
+	transport Transport
+
+	ctx    context.Context // cancelled when the socket closes
+	cancel context.CancelFunc
+
+	hmu      sync.Mutex // the handler lock: serializes handler calls; guards channels, closed
+	channels map[string]*Channel
+	closed   bool
+
+	omu        sync.Mutex // guards outq, outRunning, outClosed
+	outq       []outItem
+	outRunning bool
+	outClosed  bool
+}
+
+type outItem struct {
+	c *Channel
+	m *pubsub.Message
+}
+
+// ID returns the id the connect hook gave the socket ("" if anonymous).
+func (s *Socket) ID() string { return s.id }
+
+// ConnID returns the connection's unique id within the cluster.
+func (s *Socket) ConnID() string { return s.connID }
+
+// Assigns returns what the connect hook put in ConnectReply.Assigns.
+func (s *Socket) Assigns() any { return s.assigns }
+
+// Context returns a context cancelled when the socket closes.
+func (s *Socket) Context() context.Context { return s.ctx }
+
+// Close closes the socket's connection with a WebSocket close code and a
+// reason the client can read.
+func (s *Socket) Close(code int, reason string) {
+	if s.transport != nil {
+		s.transport.Close(code, truncateReason(reason))
+	}
+}
+
+// Start attaches the open connection. It is part of the [Transport]
+// contract.
+func (s *Socket) Start(t Transport) {
+	s.transport = t
+	s.node.register(s)
+	s.node.log.Debug("socket connected", "conn", s.connID, "socket_id", s.id)
+}
+
+func (s *Socket) send(frame []byte) bool { return s.transport.Send(frame) }
+
+// Closed ends every channel of the socket (their Terminate handlers run
+// with [ErrSocketClosed]). It is part of the [Transport] contract.
+func (s *Socket) Closed() {
+	s.cancel()
+	s.omu.Lock()
+	s.outClosed = true
+	s.outq = nil
+	s.omu.Unlock()
+
+	s.hmu.Lock()
+	s.closed = true
+	for _, c := range s.channels {
+		s.endChannel(c, ErrSocketClosed, "")
+	}
+	s.hmu.Unlock()
+	s.node.unregister(s)
+	s.node.log.Debug("socket closed", "conn", s.connID, "socket_id", s.id)
+}
+
+// HandleMessage handles one inbound WebSocket message. It is part of the
+// [Transport] contract: an error means the message broke the protocol and
+// the connection must be closed (see [CloseCode]).
+func (s *Socket) HandleMessage(data []byte, binary bool) error {
+	var (
+		m   wire.Message
+		err error
+	)
+	if binary {
+		m, err = wire.DecodeBinary(data)
+	} else {
+		m, err = wire.DecodeText(data)
+	}
+	if err != nil {
+		return err
+	}
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if s.closed {
+		return nil
+	}
+	switch {
+	case m.Topic == "phoenix":
+		if m.Event == "heartbeat" {
+			s.reply("", m.Ref, m.Topic, "ok", nil)
+		} else {
+			s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+		}
+	case m.Event == "phx_join":
+		s.join(&m)
+	case m.Event == "phx_leave":
+		s.leave(&m)
+	default:
+		s.in(&m)
+	}
+	return nil
+}
+
+// Replies Phoenix clients recognize.
+var (
+	reasonUnmatched   = json.RawMessage(`{"reason":"unmatched topic"}`)
+	reasonTooMany     = json.RawMessage(`{"reason":"too many channels joined"}`)
+	reasonJoinCrashed = json.RawMessage(`{"reason":"join crashed"}`)
+	reasonJoinFailed  = json.RawMessage(`{"reason":"join failed"}`)
+	reasonUnhandled   = json.RawMessage(`{"reason":"unhandled event"}`)
+	reasonBadParams   = json.RawMessage(`{"reason":"invalid join payload"}`)
+)
+
+// reply sends a phx_reply. A []byte response makes a binary reply.
+func (s *Socket) reply(joinRef, ref, topic, status string, response any) {
+	data, binary, err := encodePayload(response)
+	if err != nil {
+		s.node.log.Error("cannot encode reply", "conn", s.connID, "topic", topic, "err", err)
+		data, binary, status = []byte(`{"reason":"reply not encodable"}`), false, "error"
+	}
+	s.sendReply(joinRef, ref, topic, status, data, binary)
+}
+
+func (s *Socket) sendReply(joinRef, ref, topic, status string, data []byte, binary bool) {
+	buf := wire.BeginFrame(make([]byte, 0, 64+len(topic)+len(data)))
+	if binary {
+		buf = wire.AppendBinaryReply(buf, joinRef, ref, topic, status, data)
+		s.send(wire.FinishFrame(buf, wire.OpBinary))
+		return
+	}
+	buf = wire.AppendTextReply(buf, joinRef, ref, topic, status, data)
+	s.send(wire.FinishFrame(buf, wire.OpText))
+}
+
+// control sends phx_close or phx_error for a channel (ref = join_ref, as
+// Phoenix does).
+func (s *Socket) control(c *Channel, event string) {
+	buf := wire.BeginFrame(make([]byte, 0, 64+len(c.topic)))
+	buf = wire.AppendText(buf, c.joinRef, c.joinRef, c.topic, event, nil)
+	s.send(wire.FinishFrame(buf, wire.OpText))
+}
+
+// protect runs a handler, turning a panic into a *PanicError.
+func protect(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn()
+}
+
+// hearthJoin is Hearth's reserved key in join params.
+type hearthJoin struct {
+	// Since asks for the messages after this position.
+	Since *pubsub.Position `json:"since"`
+}
+
+// hearthReply is Hearth's reserved key in a join reply.
+type hearthReply struct {
+	Epoch     string `json:"epoch"`
+	Offset    uint64 `json:"offset"`
+	Recovered *bool  `json:"recovered,omitempty"`
+	Replayed  int    `json:"replayed,omitempty"`
+}
+
+// HearthKey is the reserved key Hearth adds to join params and join replies
+// (see docs/protocol.md). Applications should not use it.
+const HearthKey = "$hearth"
+
+// splitParams removes Hearth's reserved key from join params.
+func splitParams(p []byte) (json.RawMessage, *hearthJoin, error) {
+	if len(p) == 0 {
+		return json.RawMessage("{}"), nil, nil
+	}
+	if !bytes.Contains(p, []byte(`"$hearth"`)) {
+		return p, nil, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(p, &obj); err != nil {
+		return nil, nil, err
+	}
+	var hj hearthJoin
+	if err := json.Unmarshal(obj[HearthKey], &hj); err != nil {
+		return nil, nil, err
+	}
+	delete(obj, HearthKey)
+	rest, err := json.Marshal(obj)
+	return rest, &hj, err
+}
+
+func (s *Socket) join(m *wire.Message) {
+	n := s.node
+	log := n.log.With("conn", s.connID, "topic", m.Topic)
+	if m.Binary {
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonBadParams)
+		return
+	}
+	params, hx, err := splitParams(m.Payload)
+	if err != nil {
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonBadParams)
+		return
+	}
+	if old := s.channels[m.Topic]; old != nil {
+		// A second join of a joined topic replaces the channel.
+		s.endChannel(old, ErrRejoined, "phx_close")
+	}
+	if len(s.channels) >= n.opts.MaxChannels {
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonTooMany)
+		return
+	}
+	rt := n.router.match(m.Topic)
+	if rt == nil || !pubsub.ValidTopic(m.Topic) {
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+		return
+	}
+	c := &Channel{socket: s, topic: m.Topic, joinRef: m.JoinRef, route: rt}
+	var jr JoinReply
+	err = protect(func() error {
+		var err error
+		jr, err = rt.handler.Join(s.ctx, c, JoinEvent{Topic: m.Topic, Params: params})
+		return err
+	})
+	if err != nil {
+		c.state.Store(stateClosed)
+		var re *ReplyError
+		if errors.As(err, &re) {
+			log.Debug("join refused")
+			s.reply(m.JoinRef, m.Ref, m.Topic, "error", re.Response)
+			return
+		}
+		logCrash(log, "join crashed", err)
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinCrashed)
+		return
+	}
+	resp, binary, err := encodePayload(jr.Response)
+	if err != nil || binary {
+		log.Error("join reply is not encodable as JSON", "err", err)
+		resp = []byte("{}")
+	}
+
+	s.channels[m.Topic] = c
+	if hx != nil {
+		c.recovering.Store(true)
+	}
+	n.hub.add(c)
+	if err := n.broker.Subscribe(s.ctx, m.Topic); err != nil {
+		log.Error("broker subscribe failed", "err", err)
+		n.hub.remove(c)
+		delete(s.channels, m.Topic)
+		c.state.Store(stateClosed)
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinFailed)
+		s.terminate(c, err)
+		return
+	}
+	c.subscribed = true
+
+	var replay []pubsub.Message
+	if hx != nil {
+		var info hearthReply
+		replay, info = s.recover(c, hx, log)
+		resp = mergeHearth(resp, &info)
+	}
+	s.sendReply(m.JoinRef, m.Ref, m.Topic, "ok", resp, false)
+	log.Debug("joined")
+	c.markJoined()
+	for i := range replay {
+		c.deliverNow(&replay[i])
+	}
+	if hx != nil {
+		c.finishRecovery()
+	}
+}
+
+// recover reads the topic's history for a joining channel that speaks
+// Hearth's extension. It returns the messages to replay and the position
+// information for the join reply, and sets the channel's replay watermark.
+func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
+	Warn(string, ...any)
+}) ([]pubsub.Message, hearthReply) {
+	var since pubsub.Position
+	if hx.Since != nil {
+		since = *hx.Since
+	}
+	h, err := s.node.broker.History(s.ctx, c.topic, since, s.node.opts.HistoryLimit)
+	if err != nil {
+		log.Warn("history unavailable", "err", err)
+		f := false
+		c.watermark = 0
+		return nil, hearthReply{Recovered: &f}
+	}
+	info := hearthReply{Epoch: h.Top.Epoch, Offset: h.Top.Offset}
+	c.watermark = h.Top.Offset
+	if hx.Since == nil {
+		return nil, info
+	}
+	ok := h.Complete
+	info.Recovered = &ok
+	if !ok {
+		return nil, info
+	}
+	var replay []pubsub.Message
+	for _, m := range h.Messages {
+		if m.Exclude != s.connID {
+			replay = append(replay, m)
+		}
+	}
+	info.Replayed = len(replay)
+	return replay, info
+}
+
+// mergeHearth adds Hearth's reserved key to a JSON object response. A
+// response that is not an object is left alone.
+func mergeHearth(resp []byte, info *hearthReply) []byte {
+	resp = bytes.TrimSpace(resp)
+	if len(resp) < 2 || resp[0] != '{' {
+		return resp
+	}
+	b, _ := json.Marshal(info)
+	out := make([]byte, 0, len(resp)+len(b)+16)
+	out = append(out, `{"$hearth":`...)
+	out = append(out, b...)
+	rest := bytes.TrimSpace(resp[1:])
+	if len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, rest...)
+}
+
+func (s *Socket) leave(m *wire.Message) {
+	c := s.channels[m.Topic]
+	if c != nil && c.joinRef != m.JoinRef {
+		s.node.log.Debug("stale leave dropped", "conn", s.connID, "topic", m.Topic)
+		return
+	}
+	s.reply(m.JoinRef, m.Ref, m.Topic, "ok", nil)
+	if c != nil {
+		s.endChannel(c, ErrLeft, "")
+	}
+}
+
+func (s *Socket) in(m *wire.Message) {
+	c := s.channels[m.Topic]
+	if c == nil {
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+		return
+	}
+	if c.joinRef != m.JoinRef {
+		s.node.log.Debug("message with stale join_ref dropped", "conn", s.connID, "topic", m.Topic, "event", m.Event)
+		return
+	}
+	h := c.route.handler.In
+	if h == nil {
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnhandled)
+		return
+	}
+	ev := InEvent{Event: m.Event, Ref: m.Ref, Payload: bytes.Clone(m.Payload), Binary: m.Binary}
+	var r Reply
+	err := protect(func() error {
+		var err error
+		r, err = h(s.ctx, c, ev)
+		return err
+	})
+	var re *ReplyError
+	switch {
+	case err == nil:
+		if r.Status != "" {
+			s.reply(m.JoinRef, m.Ref, m.Topic, r.Status, r.Response)
+		}
+	case errors.As(err, &re):
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", re.Response)
+	default:
+		s.stopOrCrash(c, err)
+	}
+}
+
+// stopOrCrash ends a channel after a handler returned err: ErrStop closes
+// it normally, anything else crashes it.
+func (s *Socket) stopOrCrash(c *Channel, err error) {
+	if errors.Is(err, ErrStop) {
+		s.endChannel(c, ErrStop, "phx_close")
+		return
+	}
+	logCrash(s.node.log.With("conn", s.connID, "topic", c.topic), "channel crashed", err)
+	s.endChannel(c, err, "phx_error")
+}
+
+func logCrash(log interface{ Error(string, ...any) }, msg string, err error) {
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		log.Error(msg, "panic", pe.Value, "stack", string(pe.Stack))
+		return
+	}
+	log.Error(msg, "err", err)
+}
+
+// endChannel removes a channel, tells the client with event ("" for
+// nothing) and runs Terminate. The handler lock must be held.
+func (s *Socket) endChannel(c *Channel, reason error, event string) {
+	if s.channels[c.topic] == c {
+		delete(s.channels, c.topic)
+	}
+	if c.state.Swap(stateClosed) == stateClosed {
+		return
+	}
+	s.node.hub.remove(c)
+	if c.subscribed {
+		if err := s.node.broker.Unsubscribe(s.node.ctx, c.topic); err != nil {
+			s.node.log.Warn("broker unsubscribe failed", "topic", c.topic, "err", err)
+		}
+	}
+	if event != "" {
+		s.control(c, event)
+	}
+	s.terminate(c, reason)
+}
+
+func (s *Socket) terminate(c *Channel, reason error) {
+	t := c.route.handler.Terminate
+	if t == nil {
+		return
+	}
+	if err := protect(func() error { t(c, reason); return nil }); err != nil {
+		logCrash(s.node.log.With("conn", s.connID, "topic", c.topic), "terminate crashed", err)
+	}
+}
+
+// enqueueOut queues an intercepted broadcast for the socket's Out worker.
+// It runs on the fanout path and never blocks.
+func (s *Socket) enqueueOut(c *Channel, m *pubsub.Message) {
+	s.omu.Lock()
+	if s.outClosed {
+		s.omu.Unlock()
+		return
+	}
+	if len(s.outq) >= s.node.opts.MaxOutQueue {
+		s.outClosed = true
+		s.outq = nil
+		s.omu.Unlock()
+		s.node.log.Warn("socket closed: Out queue full", "conn", s.connID)
+		s.Close(CloseSlowConsumer, "slow consumer")
+		return
+	}
+	s.outq = append(s.outq, outItem{c, m})
+	start := !s.outRunning
+	s.outRunning = true
+	s.omu.Unlock()
+	if start {
+		s.node.wg.Add(1)
+		go s.runOut()
+	}
+}
+
+// runOut drains the Out queue; it exists only while there is work.
+func (s *Socket) runOut() {
+	defer s.node.wg.Done()
+	for {
+		s.omu.Lock()
+		q := s.outq
+		s.outq = nil
+		if len(q) == 0 || s.outClosed {
+			s.outRunning = false
+			s.omu.Unlock()
+			return
+		}
+		s.omu.Unlock()
+		s.hmu.Lock()
+		for _, it := range q {
+			if it.c.state.Load() == stateJoined && !s.closed {
+				s.callOut(it.c, it.m)
+			}
+		}
+		s.hmu.Unlock()
+	}
+}
+
+// callOut runs the Out handler for one message. The handler lock must be held.
+func (s *Socket) callOut(c *Channel, m *pubsub.Message) {
+	ev := OutEvent{Event: m.Event, Payload: m.Payload, Binary: m.Binary}
+	err := protect(func() error { return c.route.handler.Out(s.ctx, c, ev) })
+	if err != nil {
+		s.stopOrCrash(c, err)
+	}
+}
