@@ -205,7 +205,11 @@ func (c *Channel) deliverNow(m *pubsub.Message) {
 		s.callOut(c, m)
 		return
 	}
-	s.send(encodeBroadcast(m, s.hearthExt))
+	f := encodeBroadcast(m, s.hearthExt)
+	if s.outBusy.Load() && s.enqueueOut(c, m, f) {
+		return
+	}
+	s.send(f)
 }
 
 // encodePayload turns a payload value into wire bytes; see Channel.Push.

@@ -98,11 +98,11 @@ func (h *hub) fanout(m *pubsub.Message) {
 		if m.Exclude != "" && s.connID == m.Exclude {
 			continue
 		}
-		if intercepted {
-			s.enqueueOut(c, m)
+		if c.recovering.Load() && c.bufferLive(m) {
 			continue
 		}
-		if c.recovering.Load() && c.bufferLive(m) {
+		if intercepted {
+			s.enqueueOut(c, m, nil)
 			continue
 		}
 		var f []byte
@@ -116,6 +116,9 @@ func (h *hub) fanout(m *pubsub.Message) {
 				plain = encodeBroadcast(m, false)
 			}
 			f = plain
+		}
+		if s.outBusy.Load() && s.enqueueOut(c, m, f) {
+			continue // keep publish order behind pending Out work
 		}
 		s.send(f)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hearth-rt/hearth/channels/wire"
 	"github.com/hearth-rt/hearth/pubsub"
@@ -33,11 +34,16 @@ type Socket struct {
 	outq       []outItem
 	outRunning bool
 	outClosed  bool
+	outBusy    atomic.Bool // outRunning, readable without omu on the fanout path
 }
 
+// outItem is an intercepted broadcast waiting for Out, or (frame set) a
+// fastlane frame queued behind one so that the socket sees broadcasts in
+// publish order.
 type outItem struct {
-	c *Channel
-	m *pubsub.Message
+	c     *Channel
+	m     *pubsub.Message
+	frame []byte
 }
 
 // ID returns the id the connect hook gave the socket ("" if anonymous).
@@ -451,13 +457,19 @@ func (s *Socket) terminate(c *Channel, reason error) {
 	}
 }
 
-// enqueueOut queues an intercepted broadcast for the socket's Out worker.
-// It runs on the fanout path and never blocks.
-func (s *Socket) enqueueOut(c *Channel, m *pubsub.Message) {
+// enqueueOut queues an intercepted broadcast (frame nil) or a frame that
+// must follow one for the socket's Out worker. It runs on the fanout path
+// and never blocks. It reports false when no Out work is pending and frame
+// was given: the caller then sends the frame directly.
+func (s *Socket) enqueueOut(c *Channel, m *pubsub.Message, frame []byte) bool {
 	s.omu.Lock()
+	if frame != nil && !s.outRunning {
+		s.omu.Unlock()
+		return false
+	}
 	if s.outClosed {
 		s.omu.Unlock()
-		return
+		return true
 	}
 	if len(s.outq) >= s.node.opts.MaxOutQueue {
 		s.outClosed = true
@@ -465,16 +477,18 @@ func (s *Socket) enqueueOut(c *Channel, m *pubsub.Message) {
 		s.omu.Unlock()
 		s.node.log.Warn("socket closed: Out queue full", "conn", s.connID)
 		s.Close(CloseSlowConsumer, "slow consumer")
-		return
+		return true
 	}
-	s.outq = append(s.outq, outItem{c, m})
+	s.outq = append(s.outq, outItem{c, m, frame})
 	start := !s.outRunning
 	s.outRunning = true
+	s.outBusy.Store(true)
 	s.omu.Unlock()
 	if start {
 		s.node.wg.Add(1)
 		go s.runOut()
 	}
+	return true
 }
 
 // runOut drains the Out queue; it exists only while there is work.
@@ -486,13 +500,19 @@ func (s *Socket) runOut() {
 		s.outq = nil
 		if len(q) == 0 || s.outClosed {
 			s.outRunning = false
+			s.outBusy.Store(false)
 			s.omu.Unlock()
 			return
 		}
 		s.omu.Unlock()
 		s.hmu.Lock()
 		for _, it := range q {
-			if it.c.state.Load() == stateJoined && !s.closed {
+			if it.c.state.Load() != stateJoined || s.closed {
+				continue
+			}
+			if it.frame != nil {
+				s.send(it.frame)
+			} else {
 				s.callOut(it.c, it.m)
 			}
 		}
