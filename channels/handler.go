@@ -175,7 +175,9 @@ type CloseError struct {
 	Reason string
 }
 
-func (e *CloseError) Error() string { return "channels: close " + strconv.Itoa(e.Code) + " " + e.Reason }
+func (e *CloseError) Error() string {
+	return "channels: close " + strconv.Itoa(e.Code) + " " + e.Reason
+}
 
 // PanicError is the reason given to Terminate when a handler panicked.
 type PanicError struct {
