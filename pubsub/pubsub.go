@@ -112,6 +112,8 @@ type Broker interface {
 // History is the answer of Broker.History.
 type History struct {
 	// Messages are the messages after the requested position, oldest first.
+	// When Complete is false they may hold only what is still retained (or
+	// nothing): a client told its recovery is incomplete refetches state.
 	Messages []Message
 	// Top is the topic's position now: its epoch and the offset of its
 	// latest message (zero when the topic has none).
