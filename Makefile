@@ -1,0 +1,39 @@
+# Hearth's build and test entry points. `make test` is what CI runs.
+GO ?= go
+
+.PHONY: test test-go test-js fuzz bench build client lint demo
+
+## test: everything: Go (race detector, leak checks), the JS client in Node and Chromium.
+test: lint test-go test-js
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch node_modules
+
+test-js: node_modules
+	npm test
+
+## fuzz: a short fuzz run of the wire decoder.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./channels/wire/
+
+## bench: the Go benchmarks behind docs/benchmarks.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./channels/... ./server/ ./pubsub/...
+
+## client: rebuild the JS client bundles (Go esbuild API + tsc for .d.ts).
+client: node_modules
+	npm run build
+
+build:
+	$(GO) build -o hearth ./cmd/hearth
+
+demo:
+	$(GO) run ./cmd/hearth serve
