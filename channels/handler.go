@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // ConnectEvent describes a client that wants to open a socket. It is given
@@ -42,6 +43,10 @@ type ConnectReply struct {
 	// Assigns is the application's per-socket state, read by handlers with
 	// [Socket.Assigns]. It should be treated as read-only after connect.
 	Assigns any
+	// ExpiresAt is when the socket's credentials (its token) expire. With
+	// Options.Refresh set, fresh tokens are pushed before then. Zero means
+	// they do not expire.
+	ExpiresAt time.Time
 }
 
 // ConnectFunc decides whether a socket may connect. Returning an error

@@ -33,6 +33,10 @@ type Options struct {
 	// HistoryLimit is the most messages replayed to a recovering client.
 	// Zero means 1000; beyond it recovery is reported incomplete.
 	HistoryLimit int
+	// Refresh, when set, pushes fresh tokens to sockets whose connect hook
+	// gave an expiry (ConnectReply.ExpiresAt), re-checking the session each
+	// time. Nil means no refresh.
+	Refresh *RefreshOptions
 	// NodeID names this node in logs and in socket ids. Empty means random.
 	NodeID string
 	// Logger receives structured logs. Nil means silent.
@@ -260,6 +264,7 @@ func (n *Node) NewSocket(ctx context.Context, ev ConnectEvent) (*Socket, error) 
 		id:        reply.ID,
 		assigns:   reply.Assigns,
 		connID:    n.opts.NodeID + "." + strconv.FormatUint(n.seq.Add(1), 36),
+		expiresAt: reply.ExpiresAt,
 		hearthExt: ev.Params.Get(ExtParam) != "",
 		channels:  make(map[string]*Channel),
 	}

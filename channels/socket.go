@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hearth-rt/hearth/channels/wire"
 	"github.com/hearth-rt/hearth/pubsub"
@@ -22,6 +23,8 @@ type Socket struct {
 	connID    string
 	hearthExt bool
 	transport Transport
+	expiresAt time.Time // credentials expiry from the connect hook
+	refresh   refresher
 
 	ctx    context.Context // cancelled when the socket closes
 	cancel context.CancelFunc
@@ -71,6 +74,7 @@ func (s *Socket) Close(code int, reason string) {
 func (s *Socket) Start(t Transport) {
 	s.transport = t
 	s.node.register(s)
+	s.startRefresh(s.expiresAt)
 	s.node.log.Debug("socket connected", "conn", s.connID, "socket_id", s.id)
 }
 
@@ -79,6 +83,7 @@ func (s *Socket) send(frame []byte) bool { return s.transport.Send(frame) }
 // Closed ends every channel of the socket (their Terminate handlers run
 // with [ErrSocketClosed]). It is part of the [Transport] contract.
 func (s *Socket) Closed() {
+	s.stopRefresh()
 	s.cancel()
 	s.omu.Lock()
 	s.outClosed = true
