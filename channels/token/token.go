@@ -76,7 +76,9 @@ type Verifier interface {
 type VerifierFunc func(ctx context.Context, token string) (*Claims, error)
 
 // Verify implements Verifier.
-func (f VerifierFunc) Verify(ctx context.Context, token string) (*Claims, error) { return f(ctx, token) }
+func (f VerifierFunc) Verify(ctx context.Context, token string) (*Claims, error) {
+	return f(ctx, token)
+}
 
 type key struct {
 	method jwt.SigningMethod

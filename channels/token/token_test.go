@@ -239,7 +239,11 @@ type lockedWriter struct {
 	mu *sync.Mutex
 }
 
-func (w lockedWriter) Write(p []byte) (int, error) { w.mu.Lock(); defer w.mu.Unlock(); return w.b.Write(p) }
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
