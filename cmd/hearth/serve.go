@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/channels/token"
 	"github.com/hearth-rt/hearth/server"
 	"github.com/hearth-rt/hearth/templates"
 )
@@ -34,6 +31,8 @@ func init() {
 type serveConfig struct {
 	addr     string
 	logLevel string
+	tokenTTL time.Duration
+	window   [2]float64
 }
 
 func runServe(args []string) error {
@@ -41,8 +40,17 @@ func runServe(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:4000", "address to listen on")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&cfg.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the tokens GET /token and the channel refresh mint")
+	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var err error
+	if cfg.window, err = parseWindow(*window); err != nil {
+		return fmt.Errorf("--refresh-window: %w", err)
+	}
+	if cfg.tokenTTL < time.Second {
+		return errors.New("--token-ttl must be at least 1s")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
@@ -50,7 +58,7 @@ func runServe(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	app, err := newDemo(log)
+	app, err := newDemo(log, cfg)
 	if err != nil {
 		return err
 	}
@@ -78,27 +86,28 @@ func runServe(args []string) error {
 	return hs.Shutdown(sctx)
 }
 
-// demo is the demo chat application: a chi router with the socket, the page
-// and a token endpoint.
+// demo is the demo chat application: a chi router with the socket, the
+// page, and the session/token endpoints.
 type demo struct {
 	router chi.Router
 	node   *channels.Node
 	ws     *server.Server
-	key    []byte // demo token signing key, random per process
+	auth   *demoAuth
 }
 
-// demoUser is what the connect hook stores in a socket's assigns.
-type demoUser struct {
-	Name       string
-	Authorized bool // presented a valid token
-}
-
-func newDemo(log *slog.Logger) (*demo, error) {
-	d := &demo{key: make([]byte, 32)}
-	if _, err := rand.Read(d.key); err != nil {
+func newDemo(log *slog.Logger, cfg serveConfig) (*demo, error) {
+	auth, err := newDemoAuth(cfg.tokenTTL, cfg.window)
+	if err != nil {
 		return nil, err
 	}
-	d.node = channels.New(channels.Options{Logger: log, Connect: d.connect})
+	d := &demo{auth: auth}
+	d.node = channels.New(channels.Options{
+		Logger: log,
+		// Anonymous sockets may chat in room:*; a token (from GET /token)
+		// identifies the user and opens private:*.
+		Connect: token.Connect(auth.keys, token.ConnectOptions{Optional: true}),
+		Refresh: auth.refreshOptions(),
+	})
 	d.node.Handle("room:*", channels.Handler{Join: d.joinRoom, In: d.handleIn})
 	d.node.Handle("private:*", channels.Handler{Join: d.joinPrivate, In: d.handleIn})
 	d.ws = server.New(d.node, server.Options{Logger: log})
@@ -106,7 +115,7 @@ func newDemo(log *slog.Logger) (*demo, error) {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Handle("/socket/websocket", d.ws)
-	r.Get("/token", d.token)
+	auth.routes(r)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Handle("/demo/*", http.StripPrefix("/demo/", http.FileServerFS(templates.Demo())))
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, templates.Demo(), "index.html") })
@@ -115,31 +124,12 @@ func newDemo(log *slog.Logger) (*demo, error) {
 	return d, nil
 }
 
-// connect accepts everyone; a token (query param "token" or the Phoenix
-// bearer form) marks the socket authorized for private:* topics. An invalid
-// token is refused.
-func (d *demo) connect(_ context.Context, ev channels.ConnectEvent) (channels.ConnectReply, error) {
-	tok := ev.Token
-	if tok == "" {
-		tok = ev.Params.Get("token")
-	}
-	u := &demoUser{Name: ev.Params.Get("user")}
-	if tok != "" {
-		name, err := d.verify(tok)
-		if err != nil {
-			return channels.ConnectReply{}, err
-		}
-		u.Name, u.Authorized = name, true
-	}
-	return channels.ConnectReply{ID: u.Name, Assigns: u}, nil
-}
-
 func (d *demo) joinRoom(_ context.Context, _ *channels.Channel, _ channels.JoinEvent) (channels.JoinReply, error) {
 	return channels.JoinReply{}, nil
 }
 
-func (d *demo) joinPrivate(_ context.Context, c *channels.Channel, _ channels.JoinEvent) (channels.JoinReply, error) {
-	if u := c.Socket().Assigns().(*demoUser); !u.Authorized {
+func (d *demo) joinPrivate(_ context.Context, c *channels.Channel, ev channels.JoinEvent) (channels.JoinReply, error) {
+	if cl := token.FromSocket(c.Socket()); cl == nil || !cl.Allows(ev.Topic) {
 		return channels.JoinReply{}, channels.Refuse("unauthorized")
 	}
 	return channels.JoinReply{}, nil
@@ -155,8 +145,8 @@ func (d *demo) handleIn(ctx context.Context, c *channels.Channel, ev channels.In
 		if err := ev.Decode(&m); err != nil || strings.TrimSpace(m.Body) == "" {
 			return channels.ErrorReply(map[string]string{"reason": "new_msg needs {\"user\", \"body\"}"}), nil
 		}
-		if u := c.Socket().Assigns().(*demoUser); u.Authorized {
-			m.User = u.Name // an authenticated socket cannot speak for others
+		if cl := token.FromSocket(c.Socket()); cl != nil {
+			m.User = cl.Subject // an authenticated socket cannot speak for others
 		}
 		if err := c.Broadcast(ctx, "new_msg", m); err != nil {
 			return channels.ErrorReply(map[string]string{"reason": "broadcast failed"}), nil
@@ -169,47 +159,4 @@ func (d *demo) handleIn(ctx context.Context, c *channels.Channel, ev channels.In
 		return channels.OK(json.RawMessage(ev.Payload)), nil
 	}
 	return channels.ErrorReply(map[string]string{"reason": "unknown event " + ev.Event}), nil
-}
-
-// token issues a demo token for ?user=NAME, valid for one hour.
-func (d *demo) token(w http.ResponseWriter, r *http.Request) {
-	user := r.URL.Query().Get("user")
-	if user == "" || len(user) > 64 {
-		http.Error(w, "user must be 1 to 64 characters", http.StatusBadRequest)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]string{"token": d.sign(user, time.Now().Add(time.Hour))})
-}
-
-func (d *demo) sign(user string, exp time.Time) string {
-	body := base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%s|%d", user, exp.Unix())))
-	mac := hmac.New(sha256.New, d.key)
-	mac.Write([]byte(body))
-	return body + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
-var errBadToken = errors.New("demo: invalid token")
-
-func (d *demo) verify(tok string) (string, error) {
-	body, sig, ok := strings.Cut(tok, ".")
-	if !ok {
-		return "", errBadToken
-	}
-	mac := hmac.New(sha256.New, d.key)
-	mac.Write([]byte(body))
-	want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-	if !hmac.Equal([]byte(sig), []byte(want)) {
-		return "", errBadToken
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(body)
-	if err != nil {
-		return "", errBadToken
-	}
-	user, exp, ok := strings.Cut(string(raw), "|")
-	var unix int64
-	if _, err := fmt.Sscan(exp, &unix); !ok || err != nil || time.Now().Unix() > unix {
-		return "", errBadToken
-	}
-	return user, nil
 }
