@@ -1,0 +1,257 @@
+package server
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/time/rate"
+
+	"github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/channels/wire"
+)
+
+// conn is one WebSocket connection. It implements [channels.Transport].
+//
+// Goroutines: exactly one reader (readLoop) for the connection's life, and
+// at most one writer (writeLoop), started by Send or Close when there is
+// something to write and gone when the queue is empty. The writer alone
+// writes to nc. Whichever of the two finishes last tears the connection
+// down (closes nc, calls Socket.Closed once, unregisters).
+//
+// Lock order: conn.mu is a leaf lock; nothing else is taken while it is
+// held (Send is called under channels' own locks).
+type conn struct {
+	srv     *Server
+	nc      net.Conn
+	sock    *channels.Socket // nil when the connect hook refused with a close code
+	id      string
+	writeFn func() // c.writeLoop, made once so that starting a writer allocates nothing
+	lim     *rate.Limiter
+
+	// Reader state, touched only by the reader goroutine.
+	pre   []byte                     // bytes net/http read past the request, consumed first
+	hdr   [ws.MaxHeaderSize - 2]byte // frame header scratch space
+	nread uint64                     // bytes read so far
+
+	bufs net.Buffers // the writer's writev argument
+
+	mu        sync.Mutex
+	q         [][]byte // frames waiting for the writer
+	spare     [][]byte // the writer's last batch, reused for the next queue
+	qBytes    int      // bytes in q
+	wBytes    int      // bytes of the batch being written
+	writing   bool     // a writer goroutine runs
+	closing   bool     // no more frames accepted: a close frame is queued or the connection ends
+	closeQ    bool     // the close frame is in q (always its last frame)
+	closeSent bool     // the close frame was written: reads wait for the client's
+	failed    bool     // a write failed: nothing more is written
+	readDone  bool     // the reader has finished
+	code      int      // why the connection ends, for the log
+	reason    string
+	initiator string // "server" or "client"
+
+	tornDown atomic.Bool
+}
+
+var refusedSeq atomic.Uint64
+
+func newConn(s *Server, nc net.Conn, sock *channels.Socket, pre []byte) *conn {
+	c := &conn{srv: s, nc: nc, sock: sock, pre: pre}
+	if sock != nil {
+		c.id = sock.ConnID()
+	} else {
+		c.id = "refused." + strconv.FormatUint(refusedSeq.Add(1), 36)
+	}
+	c.writeFn = c.writeLoop
+	if s.opts.MessageRate > 0 {
+		c.lim = rate.NewLimiter(rate.Limit(s.opts.MessageRate), s.opts.MessageBurst)
+	}
+	return c
+}
+
+// Send implements [channels.Transport]: it queues one complete frame and
+// never blocks. It returns false when the connection is closing or when
+// the frame would take the queue over its byte limit; in that case the
+// connection is closed with 4008 "slow consumer".
+func (c *conn) Send(frame []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if c.qBytes+c.wBytes+len(frame) > c.srv.opts.MaxQueueBytes {
+		queued := c.qBytes + c.wBytes
+		c.closeLocked(channels.CloseSlowConsumer, "slow consumer", true)
+		c.mu.Unlock()
+		c.srv.log.Warn("closing slow consumer", "conn", c.id, "socket_id", c.socketID(), "queued_bytes", queued)
+		return false
+	}
+	c.q = append(c.q, frame)
+	c.qBytes += len(frame)
+	c.startWriterLocked()
+	c.mu.Unlock()
+	return true
+}
+
+// Close implements [channels.Transport]: it queues a close frame after
+// what is queued. The connection ends once the client answers with its own
+// close frame, or after a grace period.
+func (c *conn) Close(code int, reason string) {
+	c.mu.Lock()
+	c.closeLocked(code, reason, false)
+	c.mu.Unlock()
+}
+
+// closeLocked queues a close frame (code 0: one without a body) unless the
+// connection is already closing. drop discards the frames not yet taken by
+// the writer. c.mu must be held.
+func (c *conn) closeLocked(code int, reason string, drop bool) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.code, c.reason, c.initiator = code, reason, "server"
+	if drop {
+		clear(c.q)
+		c.q = c.q[:0]
+		c.qBytes = 0
+	}
+	f := closeFrame(code, reason)
+	c.q = append(c.q, f)
+	c.qBytes += len(f)
+	c.closeQ = true
+	c.startWriterLocked()
+}
+
+// echoCloseLocked answers a client's close frame. c.mu must be held.
+func (c *conn) echoCloseLocked(code int, reason string) {
+	if c.closing {
+		return
+	}
+	c.closeLocked(code, "", false)
+	c.code, c.reason, c.initiator = code, reason, "client"
+}
+
+// startWriterLocked starts the writer if frames wait and none runs. c.mu
+// must be held; the reader is alive (closing is set before readDone), so
+// the server's WaitGroup is not at zero.
+func (c *conn) startWriterLocked() {
+	if c.writing || c.failed || len(c.q) == 0 {
+		return
+	}
+	c.writing = true
+	c.srv.wg.Add(1)
+	go c.writeFn()
+}
+
+// sendPong queues a pong frame like any other frame.
+func (c *conn) sendPong(payload []byte) {
+	f := make([]byte, 0, 2+len(payload))
+	f = wire.AppendFrameHeader(f, wire.OpPong, len(payload))
+	c.Send(append(f, payload...))
+}
+
+// closeFrame builds a close frame; code 0 gives an empty body.
+func closeFrame(code int, reason string) []byte {
+	if code == 0 {
+		return []byte{0x80 | wire.OpClose, 0}
+	}
+	reason = truncateReason(reason)
+	f := make([]byte, 0, 4+len(reason))
+	f = wire.AppendFrameHeader(f, wire.OpClose, 2+len(reason))
+	f = append(f, byte(code>>8), byte(code))
+	return append(f, reason...)
+}
+
+// truncateReason cuts a close reason to the 123 bytes a close frame allows,
+// on a UTF-8 boundary.
+func truncateReason(s string) string {
+	if len(s) <= 123 {
+		return s
+	}
+	i := 123
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i]
+}
+
+// drop closes the network connection at once (shutdown deadline).
+func (c *conn) drop() {
+	c.mu.Lock()
+	if !c.closing {
+		c.closing = true
+		c.code, c.reason, c.initiator = channels.CloseGoingAway, "dropped at shutdown deadline", "server"
+	}
+	c.mu.Unlock()
+	_ = c.nc.Close()
+}
+
+// refreshDeadline extends the read deadline by the idle timeout, unless
+// the close frame was sent (then the grace deadline stands).
+func (c *conn) refreshDeadline() {
+	c.mu.Lock()
+	if !c.closeSent {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// finishRead is the reader's last act. hard means the peer is gone or the
+// close handshake is over: nc is closed at once so that a blocked writer
+// fails fast. Otherwise the writer still flushes the close frame.
+func (c *conn) finishRead(hard bool, code int, reason string) {
+	c.mu.Lock()
+	if !c.closing {
+		c.closing = true
+		c.code, c.reason, c.initiator = code, reason, "client"
+	}
+	if hard {
+		clear(c.q)
+		c.q = c.q[:0]
+		c.qBytes = 0
+	}
+	c.readDone = true
+	last := !c.writing
+	c.mu.Unlock()
+	if hard {
+		_ = c.nc.Close()
+	}
+	if last {
+		c.teardown()
+	}
+}
+
+// teardown ends the connection once both goroutines are done.
+func (c *conn) teardown() {
+	if c.tornDown.Swap(true) {
+		return
+	}
+	_ = c.nc.Close()
+	c.mu.Lock()
+	code, reason, by := c.code, c.reason, c.initiator
+	c.q, c.spare = nil, nil
+	c.mu.Unlock()
+	if c.sock != nil {
+		c.sock.Closed()
+	}
+	c.srv.unregister(c)
+	c.srv.log.Debug("disconnected", "conn", c.id, "socket_id", c.socketID(), "code", code, "reason", reason, "by", by)
+}
+
+func (c *conn) socketID() string {
+	if c.sock == nil {
+		return ""
+	}
+	return c.sock.ID()
+}

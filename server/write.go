@@ -1,0 +1,100 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"time"
+)
+
+// maxBatch is the most frames written with one writev. It bounds the iovec
+// array the runtime caches per file descriptor (16 bytes per frame).
+const maxBatch = 64
+
+// maxKeptQueue is the largest queue capacity a connection keeps between
+// bursts; a bigger backing array is let go once the writer is idle.
+const maxKeptQueue = 64
+
+// writeLoop is the connection's writer: it runs while frames are queued,
+// writing everything queued at once (one writev per up to maxBatch frames),
+// and exits when the queue is empty.
+func (c *conn) writeLoop() {
+	defer c.srv.wg.Done()
+	for {
+		c.mu.Lock()
+		if len(c.q) == 0 || c.failed {
+			c.writing = false
+			if cap(c.q) > maxKeptQueue {
+				c.q = nil
+			}
+			if cap(c.spare) > maxKeptQueue {
+				c.spare = nil
+			}
+			last := c.readDone
+			c.mu.Unlock()
+			if last {
+				c.teardown()
+			}
+			return
+		}
+		batch := c.q
+		c.q = c.spare[:0]
+		c.spare = nil
+		c.wBytes, c.qBytes = c.qBytes, 0
+		withClose := c.closeQ
+		c.closeQ = false
+		c.mu.Unlock()
+
+		err := c.writeBatch(batch)
+		clear(batch)
+
+		c.mu.Lock()
+		c.spare = batch[:0]
+		c.wBytes = 0
+		if err != nil {
+			c.failed = true
+			if !c.closing {
+				c.closing = true
+				c.code, c.reason, c.initiator = 1006, "write failed", "server"
+			}
+			clear(c.q)
+			c.q = c.q[:0]
+			c.qBytes = 0
+			c.mu.Unlock()
+			_ = c.nc.Close() // the reader fails and finishes
+			if !errors.Is(err, net.ErrClosed) {
+				c.srv.log.Warn("write failed: connection dropped", "conn", c.id, "socket_id", c.socketID(), "err", err)
+			}
+			continue
+		}
+		if withClose {
+			// Now wait a little for the client's close frame, whatever the
+			// reader's idle deadline was.
+			c.closeSent = true
+			_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		}
+		c.mu.Unlock()
+	}
+}
+
+// writeBatch writes frames with as few system calls as possible.
+func (c *conn) writeBatch(batch [][]byte) error {
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout)); err != nil {
+		return err
+	}
+	for len(batch) > 0 {
+		n := min(len(batch), maxBatch)
+		var err error
+		if n == 1 {
+			_, err = c.nc.Write(batch[0])
+		} else {
+			c.bufs = batch[:n] // a field, so that WriteTo's pointer allocates nothing
+			_, err = c.bufs.WriteTo(c.nc)
+			c.bufs = nil
+		}
+		if err != nil {
+			return err
+		}
+		batch = batch[n:]
+	}
+	return nil
+}
