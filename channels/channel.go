@@ -34,6 +34,7 @@ type Channel struct {
 	live      []*pubsub.Message
 	watermark uint64 // during recovery: the offset already covered
 	assigns   map[string]any
+	onEnd     []func(error)
 }
 
 // Topic returns the channel's topic.
@@ -60,6 +61,20 @@ func (c *Channel) Get(key string) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.assigns[key]
+}
+
+// OnTerminate registers fn to run when the channel ends, after
+// Handler.Terminate, with the same reason. Extensions such as presence use
+// it to clean up. If the channel already ended, fn runs at once.
+func (c *Channel) OnTerminate(fn func(reason error)) {
+	c.mu.Lock()
+	if c.state.Load() != stateClosed {
+		c.onEnd = append(c.onEnd, fn)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	fn(ErrNotJoined)
 }
 
 // Push sends an event to this channel's client only.

@@ -1,6 +1,7 @@
 package channels
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -60,6 +62,8 @@ type Node struct {
 	seq     atomic.Uint64
 	started atomic.Bool
 
+	control map[string]func([]byte) // set before serving, read-only after
+
 	mu      sync.Mutex // guards sockets, byID
 	sockets map[*Socket]struct{}
 	byID    map[string]map[*Socket]struct{}
@@ -95,6 +99,7 @@ func New(opts Options) *Node {
 		log:     log.With("node", opts.NodeID),
 		sockets: make(map[*Socket]struct{}),
 		byID:    make(map[string]map[*Socket]struct{}),
+		control: make(map[string]func([]byte)),
 	}
 	n.hub.init()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -149,11 +154,49 @@ func (n *Node) Disconnect(ctx context.Context, id string, code int, reason strin
 	if code == 0 {
 		code = CloseDisconnected
 	}
-	b, err := json.Marshal(controlMsg{Type: "disconnect", ID: id, Code: code, Reason: reason})
+	b, err := json.Marshal(disconnectMsg{ID: id, Code: code, Reason: reason})
 	if err != nil {
 		return err
 	}
+	return n.PublishControl(ctx, controlDisconnect, b)
+}
+
+// HandleControl registers fn to receive the cluster control messages of
+// type typ, published with [Node.PublishControl] on any node (this one
+// included). Extensions such as presence use it. Types starting with
+// "hearth." are reserved. It panics when typ is registered twice or the
+// node already serves.
+func (n *Node) HandleControl(typ string, fn func(data []byte)) {
+	if n.started.Load() {
+		panic("channels: HandleControl called after the node started serving")
+	}
+	if typ == "" || strings.IndexByte(typ, 0) >= 0 {
+		panic("channels: invalid control type")
+	}
+	if _, dup := n.control[typ]; dup {
+		panic("channels: control type " + typ + " registered twice")
+	}
+	n.control[typ] = fn
+}
+
+// PublishControl sends a control message of type typ to every node of the
+// cluster, at most once and without storing it.
+func (n *Node) PublishControl(ctx context.Context, typ string, data []byte) error {
+	b := make([]byte, 0, len(typ)+1+len(data))
+	b = append(append(append(b, typ...), 0), data...)
 	return n.broker.PublishControl(ctx, b)
+}
+
+// LocalBroadcast sends an event to the subscribers of topic on this node
+// only. It is not stored and carries no stream position, so recovery never
+// replays it: it suits derived, node-local state such as presence diffs.
+func (n *Node) LocalBroadcast(topic, event string, payload any) error {
+	data, binary, err := encodePayload(payload)
+	if err != nil {
+		return err
+	}
+	n.hub.fanout(&pubsub.Message{Topic: topic, Event: event, Payload: data, Binary: binary})
+	return nil
 }
 
 // Sockets returns how many sockets are connected to this node.
@@ -185,9 +228,10 @@ func (n *Node) socketList() []*Socket {
 // it after all sockets are closed.
 func (n *Node) Wait() { n.wg.Wait() }
 
-type controlMsg struct {
-	Type   string `json:"t"`
-	ID     string `json:"id,omitempty"`
+const controlDisconnect = "hearth.disconnect"
+
+type disconnectMsg struct {
+	ID     string `json:"id"`
 	Code   int    `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
 }
@@ -200,23 +244,36 @@ func (h *brokerHandler) HandleMessage(m *pubsub.Message) { (*Node)(h).hub.fanout
 
 func (h *brokerHandler) HandleControl(data []byte) {
 	n := (*Node)(h)
-	var c controlMsg
-	if err := json.Unmarshal(data, &c); err != nil {
-		n.log.Warn("invalid control message", "err", err)
+	i := bytes.IndexByte(data, 0)
+	if i < 0 {
+		n.log.Warn("invalid control message: no type")
 		return
 	}
-	switch c.Type {
-	case "disconnect":
-		n.mu.Lock()
-		var list []*Socket
-		for s := range n.byID[c.ID] {
-			list = append(list, s)
-		}
-		n.mu.Unlock()
-		for _, s := range list {
-			n.log.Info("socket disconnected by request", "socket_id", s.id, "conn", s.connID, "code", c.Code)
-			s.Close(c.Code, c.Reason)
-		}
+	typ, body := string(data[:i]), data[i+1:]
+	if typ == controlDisconnect {
+		n.disconnectLocal(body)
+		return
+	}
+	if fn := n.control[typ]; fn != nil {
+		fn(body)
+	}
+}
+
+func (n *Node) disconnectLocal(body []byte) {
+	var c disconnectMsg
+	if err := json.Unmarshal(body, &c); err != nil {
+		n.log.Warn("invalid disconnect message", "err", err)
+		return
+	}
+	n.mu.Lock()
+	var list []*Socket
+	for s := range n.byID[c.ID] {
+		list = append(list, s)
+	}
+	n.mu.Unlock()
+	for _, s := range list {
+		n.log.Info("socket disconnected by request", "socket_id", s.id, "conn", s.connID, "code", c.Code)
+		s.Close(c.Code, c.Reason)
 	}
 }
 

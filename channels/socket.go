@@ -260,6 +260,7 @@ func (s *Socket) join(m *wire.Message) {
 	})
 	if err != nil {
 		c.state.Store(stateClosed)
+		c.runEndHooks(err) // what Join set up (presence, say) is undone
 		var re *ReplyError
 		if errors.As(err, &re) {
 			log.Debug("join refused")
@@ -453,12 +454,24 @@ func (s *Socket) endChannel(c *Channel, reason error, event string) {
 }
 
 func (s *Socket) terminate(c *Channel, reason error) {
-	t := c.route.handler.Terminate
-	if t == nil {
-		return
+	if t := c.route.handler.Terminate; t != nil {
+		if err := protect(func() error { t(c, reason); return nil }); err != nil {
+			logCrash(s.node.log.With("conn", s.connID, "topic", c.topic), "terminate crashed", err)
+		}
 	}
-	if err := protect(func() error { t(c, reason); return nil }); err != nil {
-		logCrash(s.node.log.With("conn", s.connID, "topic", c.topic), "terminate crashed", err)
+	c.runEndHooks(reason)
+}
+
+// runEndHooks runs the OnTerminate hooks once.
+func (c *Channel) runEndHooks(reason error) {
+	c.mu.Lock()
+	hooks := c.onEnd
+	c.onEnd = nil
+	c.mu.Unlock()
+	for _, fn := range hooks {
+		if err := protect(func() error { fn(reason); return nil }); err != nil {
+			logCrash(c.socket.node.log.With("conn", c.socket.connID, "topic", c.topic), "terminate hook crashed", err)
+		}
 	}
 }
 
