@@ -1,0 +1,410 @@
+/**
+ * A channel: the client's membership of one topic.
+ * @module
+ */
+
+import { EVENTS, HEARTH_KEY, TOKEN_EVENT } from "./constants"
+import { Push } from "./push"
+import type { Message } from "./serializer"
+import type { Socket } from "./socket"
+import { RetryTimer } from "./timer"
+
+/** A channel's state. */
+export type ChannelState = "closed" | "errored" | "joined" | "joining" | "leaving"
+
+/** Join params: a JSON object, or a function returning one, read on every join. */
+export type ChannelParams = Record<string, unknown> | (() => Record<string, unknown>)
+
+/** A point in a topic's stream: the history's epoch and the offset of the last message received. */
+export interface Position {
+  epoch: string
+  offset: number
+}
+
+/**
+ * What a rejoin recovered. `recovered` is true when every message broadcast
+ * while the channel was away is being replayed (`replayed` of them, delivered
+ * to the channel's `on` callbacks right after the join reply); false when
+ * messages may have been missed, and the application should refetch its
+ * state.
+ */
+export interface RecoverInfo {
+  recovered: boolean
+  replayed: number
+  /** The position the channel now stands at, or null if the server does not track one. */
+  position: Position | null
+}
+
+/** A callback for a channel event: the payload, the message's ref and its join ref. */
+export type EventCallback = (payload: any, ref?: string | null, joinRef?: string | null) => void
+
+interface Binding {
+  event: string
+  ref: number
+  callback: EventCallback
+}
+
+interface HearthInfo {
+  epoch?: unknown
+  offset?: unknown
+  recovered?: unknown
+  replayed?: unknown
+}
+
+/**
+ * A channel joins one topic over its socket, and rejoins it by itself after
+ * the connection comes back or the server reports an error (with jittered
+ * backoff). Create channels with `socket.channel(topic, params)`.
+ *
+ * On a Hearth server a channel keeps its topic's position (the offset of the
+ * last broadcast received): a rejoin asks for everything after it, and
+ * `onRecover` tells whether nothing was lost.
+ */
+export class Channel {
+  /** The channel's state. */
+  state: ChannelState = "closed"
+  /** Default push timeout in milliseconds. */
+  timeout: number
+  /** @internal The join push, resent on every rejoin. */
+  readonly joinPush: Push
+  private readonly params: () => Record<string, unknown>
+  private bindings: Binding[] = []
+  private bindingRef = 0
+  private joinedOnce = false
+  private buffer: Push[] = []
+  private readonly replies = new Map<string, Push>()
+  private readonly rejoinTimer: RetryTimer
+  private recoverHooks: Array<(info: RecoverInfo) => void> = []
+  private pos: Position | null = null
+  private since: Position | null = null
+  private replayLeft = 0
+  private replayTop = 0
+  private pendingRecover: RecoverInfo | null = null
+  private hadJoined = false
+
+  /** Channels are made with socket.channel(topic, params). */
+  constructor(
+    readonly topic: string,
+    params: ChannelParams | undefined,
+    readonly socket: Socket,
+  ) {
+    this.params = typeof params === "function" ? params : () => params ?? {}
+    this.timeout = socket.timeout
+    this.rejoinTimer = new RetryTimer(() => {
+      if (this.socket.isConnected()) this.rejoin()
+    }, (tries) => socket.rejoinAfterMs(tries))
+    this.joinPush = new Push(this, EVENTS.join, () => this.joinPayload(), this.timeout)
+    this.joinPush.receive("ok", () => {
+      this.state = "joined"
+      this.rejoinTimer.reset()
+      const buffered = this.buffer
+      this.buffer = []
+      for (const p of buffered) p.send()
+    })
+    this.joinPush.receive("error", () => {
+      this.state = "errored"
+      if (this.socket.isConnected()) this.rejoinTimer.schedule()
+    })
+    this.joinPush.receive("timeout", () => {
+      this.socket.log("channel", `join timed out: ${this.topic}`)
+      // The server may still complete the join: leave it, then try again.
+      new Push(this, EVENTS.leave, () => ({}), this.timeout).send()
+      this.state = "errored"
+      this.joinPush.reset()
+      if (this.socket.isConnected()) this.rejoinTimer.schedule()
+    })
+  }
+
+  /**
+   * Joins the topic. Call it once; the channel rejoins by itself from then
+   * on. The returned push receives "ok" (with the join reply) on every
+   * successful join, rejoins included.
+   */
+  join(timeout: number = this.timeout): Push {
+    if (this.joinedOnce) {
+      throw new Error(`hearth: tried to join "${this.topic}" more than once; a channel rejoins by itself, or make a new one with socket.channel`)
+    }
+    this.timeout = timeout
+    this.joinedOnce = true
+    this.rejoin(timeout)
+    return this.joinPush
+  }
+
+  /**
+   * Leaves the topic. The returned push receives "ok" once the server
+   * confirmed (or at once while disconnected); the channel is closed then
+   * and does not rejoin.
+   */
+  leave(timeout: number = this.timeout): Push {
+    this.rejoinTimer.cancel()
+    this.joinPush.cancelTimeout()
+    this.state = "leaving"
+    const done = (): void => {
+      this.socket.log("channel", `left ${this.topic}`)
+      this.trigger({ join_ref: null, ref: null, topic: this.topic, event: EVENTS.close, payload: "leave" })
+    }
+    const p = new Push(this, EVENTS.leave, () => ({}), timeout)
+    p.receive("ok", done).receive("timeout", done)
+    p.send()
+    if (!this.canPush()) p.trigger("ok", {})
+    return p
+  }
+
+  /**
+   * Pushes an event to the server. The payload is a JSON value, or an
+   * ArrayBuffer (or typed array) sent as a binary frame. While the channel
+   * cannot send (not joined, or disconnected) pushes wait in a bounded
+   * buffer; when it is full the push fails at once with
+   * receive("error", {reason: "buffer full"}).
+   */
+  push(event: string, payload: unknown = {}, timeout: number = this.timeout): Push {
+    if (!this.joinedOnce) {
+      throw new Error(`hearth: tried to push "${event}" to "${this.topic}" before joining; call channel.join() first`)
+    }
+    const p = new Push(this, event, () => payload, timeout)
+    if (this.canPush()) {
+      p.send()
+    } else if (this.state === "closed" || this.state === "leaving") {
+      p.trigger("error", { reason: "channel closed" })
+    } else if (this.buffer.length >= this.socket.pushBufferSize) {
+      this.socket.log("channel", `push buffer full: ${this.topic} ${event}`)
+      p.trigger("error", { reason: "buffer full" })
+    } else {
+      p.startTimeout()
+      this.buffer.push(p)
+    }
+    return p
+  }
+
+  /** Subscribes to an event; returns a ref for `off`. */
+  on(event: string, callback: EventCallback): number {
+    const ref = ++this.bindingRef
+    this.bindings.push({ event, ref, callback })
+    return ref
+  }
+
+  /** Unsubscribes the callback with the given ref, or every callback of the event. */
+  off(event: string, ref?: number): void {
+    this.bindings = this.bindings.filter((b) => !(b.event === event && (ref === undefined || ref === b.ref)))
+  }
+
+  /** Runs callback when the channel is closed for good (left, or closed by the server). */
+  onClose(callback: EventCallback): number {
+    return this.on(EVENTS.close, callback)
+  }
+
+  /** Runs callback when the channel errors (it then rejoins by itself). */
+  onError(callback: EventCallback): number {
+    return this.on(EVENTS.error, callback)
+  }
+
+  /**
+   * Runs callback after every rejoin that asked the server for the messages
+   * missed while away, telling whether recovery was complete. When it was
+   * not, refetch state. Returns a function that unsubscribes.
+   */
+  onRecover(callback: (info: RecoverInfo) => void): () => void {
+    this.recoverHooks.push(callback)
+    return () => {
+      this.recoverHooks = this.recoverHooks.filter((h) => h !== callback)
+    }
+  }
+
+  /** The channel's position in its topic's stream, or null when unknown. */
+  position(): Position | null {
+    return this.pos ? { ...this.pos } : null
+  }
+
+  /** The ref of the current join, which messages of this membership carry. */
+  joinRef(): string | null {
+    return this.joinPush.ref
+  }
+
+  /** Reports whether the channel is joined and its socket connected. */
+  canPush(): boolean {
+    return this.socket.isConnected() && this.state === "joined"
+  }
+
+  /** @internal Joins again after an error or a reconnect. */
+  rejoin(timeout: number = this.timeout): void {
+    if (this.state === "leaving") return
+    this.socket.leaveOpenTopic(this.topic, this)
+    this.state = "joining"
+    this.joinPush.resend(timeout)
+  }
+
+  /** @internal The socket opened: rejoin if the connection loss errored the channel. */
+  socketOpened(): void {
+    this.rejoinTimer.reset()
+    if (this.state === "errored") this.rejoin()
+  }
+
+  /** @internal The socket lost its connection. */
+  socketClosed(reason: string): void {
+    this.rejoinTimer.cancel()
+    if (this.state === "joined" || this.state === "joining") {
+      this.fail({ reason })
+    }
+  }
+
+  /** @internal Reports whether a message belongs to this channel's current membership. */
+  isMember(msg: Message): boolean {
+    if (msg.topic !== this.topic) return false
+    if (msg.join_ref !== null && msg.join_ref !== this.joinRef()) {
+      this.socket.log("channel", `dropping message with stale join_ref: ${msg.topic} ${msg.event}`)
+      return false
+    }
+    return true
+  }
+
+  /** @internal Handles one message of this channel. */
+  trigger(msg: Message): void {
+    const { event, payload, ref, join_ref: joinRef } = msg
+    switch (event) {
+      case EVENTS.reply:
+        this.handleReply(ref, payload)
+        return
+      case EVENTS.close:
+        this.closed()
+        break
+      case EVENTS.error:
+        if (this.state === "leaving" || this.state === "closed") return
+        this.fail(payload)
+        return
+      case TOKEN_EVENT:
+        this.socket.storeToken(payload)
+        break
+      default:
+        if (ref !== null && joinRef === null && !this.advance(ref)) return
+    }
+    this.dispatch(event, payload, ref, joinRef)
+  }
+
+  /** @internal Registers the push waiting for a reply with this ref. */
+  expectReply(ref: string, push: Push): void {
+    this.replies.set(ref, push)
+  }
+
+  /** @internal Stops routing replies with this ref to push. */
+  forgetReply(ref: string, push: Push): void {
+    if (this.replies.get(ref) === push) this.replies.delete(ref)
+  }
+
+  /** @internal A push timed out: if it was still buffered, it will never be sent. */
+  pushTimedOut(push: Push): void {
+    this.buffer = this.buffer.filter((p) => p !== push)
+  }
+
+  private dispatch(event: string, payload: unknown, ref: string | null, joinRef: string | null): void {
+    for (const b of this.bindings.slice()) {
+      if (b.event === event) b.callback(payload, ref, joinRef)
+    }
+  }
+
+  private fail(payload: unknown): void {
+    this.state = "errored"
+    this.joinPush.reset()
+    this.dispatch(EVENTS.error, payload, null, null)
+    if (this.socket.isConnected()) this.rejoinTimer.schedule()
+  }
+
+  private closed(): void {
+    this.rejoinTimer.reset()
+    this.joinPush.cancelTimeout()
+    this.state = "closed"
+    const buffered = this.buffer
+    this.buffer = []
+    for (const p of buffered) p.trigger("error", { reason: "channel closed" })
+    this.socket.remove(this)
+  }
+
+  private handleReply(ref: string | null, payload: unknown): void {
+    const push = ref === null ? undefined : this.replies.get(ref)
+    if (!push) return
+    let status = "error"
+    let response: unknown = {}
+    if (payload !== null && typeof payload === "object") {
+      const p = payload as { status?: unknown; response?: unknown }
+      if (typeof p.status === "string") status = p.status
+      if ("response" in p) response = p.response
+    }
+    if (push === this.joinPush) {
+      const info = takeHearth(response)
+      if (status === "ok") this.joinOk(info)
+    }
+    push.trigger(status, response)
+    const recover = this.pendingRecover
+    this.pendingRecover = null
+    if (recover) for (const h of this.recoverHooks.slice()) h(recover)
+  }
+
+  /** The join payload: the app's params and Hearth's key, with the position to resume from on a rejoin. */
+  private joinPayload(): Record<string, unknown> {
+    const params = this.params()
+    if (!this.socket.hearth) {
+      this.since = null
+      return params
+    }
+    this.since = this.pos
+    return { ...params, [HEARTH_KEY]: this.pos ? { since: { epoch: this.pos.epoch, offset: this.pos.offset } } : {} }
+  }
+
+  /**
+   * Takes the position the server reported in a join reply and, on a
+   * rejoin, prepares the recovery report.
+   */
+  private joinOk(info: HearthInfo | null): void {
+    const since = this.since
+    const rejoin = this.hadJoined
+    this.hadJoined = true
+    this.replayLeft = 0
+    const known = info !== null && typeof info.epoch === "string" && info.epoch !== "" && typeof info.offset === "number"
+    if (!known) {
+      // No position: a plain Phoenix server, or history unavailable.
+      this.pos = null
+      if (rejoin) this.pendingRecover = { recovered: false, replayed: 0, position: null }
+      return
+    }
+    const top: Position = { epoch: info.epoch as string, offset: info.offset as number }
+    const recovered = since !== null && info.recovered === true && since.epoch === top.epoch
+    const replayed = recovered && typeof info.replayed === "number" ? info.replayed : 0
+    if (replayed > 0 && since) {
+      // Advance with the replayed messages, so that losing the connection
+      // in the middle of the replay resumes where it stopped.
+      this.replayLeft = replayed
+      this.replayTop = top.offset
+      this.pos = { ...since }
+    } else {
+      this.pos = top
+    }
+    if (rejoin) this.pendingRecover = { recovered, replayed, position: { ...top } }
+  }
+
+  /**
+   * Takes the position of a broadcast ("@<offset>" in its ref). It returns
+   * false for a message at or before the channel's position: a duplicate.
+   */
+  private advance(ref: string): boolean {
+    if (ref.charCodeAt(0) !== 64 /* @ */ || !this.pos) return true
+    const offset = Number(ref.slice(1))
+    if (!Number.isSafeInteger(offset) || offset <= 0) return true
+    if (offset <= this.pos.offset) {
+      this.socket.log("channel", `dropping duplicate broadcast at offset ${offset}: ${this.topic}`)
+      return false
+    }
+    this.pos = { epoch: this.pos.epoch, offset }
+    if (this.replayLeft > 0 && --this.replayLeft === 0 && this.replayTop > offset) {
+      this.pos = { epoch: this.pos.epoch, offset: this.replayTop }
+    }
+    return true
+  }
+}
+
+/** Removes Hearth's key from a join reply's response and returns it. */
+function takeHearth(response: unknown): HearthInfo | null {
+  if (response === null || typeof response !== "object" || Array.isArray(response) || !(HEARTH_KEY in response)) return null
+  const r = response as Record<string, unknown>
+  const info = r[HEARTH_KEY]
+  delete r[HEARTH_KEY]
+  return info !== null && typeof info === "object" ? (info as HearthInfo) : null
+}

@@ -1,0 +1,692 @@
+/**
+ * The socket: one WebSocket connection, its heartbeats and reconnects,
+ * multiplexing the channels joined over it.
+ * @module
+ */
+
+import { Channel, type ChannelParams } from "./channel"
+import { CLOSE, DEFAULTS, EXT_PARAM, READY_STATE, SOCKET_TOPIC, TOKEN_EVENT, TOKEN_PROTOCOL_PREFIX, VSN } from "./constants"
+import { Serializer, type Message } from "./serializer"
+import { backoff, isTerminal, retryHint, RetryTimer, type Random } from "./timer"
+
+/**
+ * The part of the WebSocket API the client uses: the browser's WebSocket
+ * and the `ws` package's both fit.
+ */
+export interface WebSocketLike {
+  binaryType: string
+  readonly readyState: number
+  onopen: ((ev: any) => void) | null
+  onclose: ((ev: any) => void) | null
+  onerror: ((ev: any) => void) | null
+  onmessage: ((ev: any) => void) | null
+  send(data: any): void
+  close(code?: number, reason?: string): void
+}
+
+/** A WebSocket constructor: the browser's `WebSocket`, or `WebSocket` from the `ws` package in Node. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
+
+/** Connect params: sent as query parameters of the socket URL. */
+export type Params = Record<string, unknown>
+
+/** A value, or a promise of it. */
+export type MaybePromise<T> = T | Promise<T>
+
+/** Why a connection closed. */
+export interface CloseInfo {
+  code: number
+  reason: string
+  wasClean: boolean
+}
+
+/** A scheduled reconnect. */
+export interface ReconnectInfo {
+  /** Milliseconds until the attempt. */
+  delay: number
+  /** Attempts since the connection was last stable, this one included. */
+  tries: number
+  /** The close code and reason that caused it. */
+  code: number
+  reason: string
+  /** Whether the delay follows the server's retry hint. */
+  hinted: boolean
+}
+
+/** A token the server handed over for the next connect. */
+export interface TokenInfo {
+  token: string
+  /** When the token expires, in milliseconds since the epoch, or null if the server did not say. */
+  expiresAt: number | null
+}
+
+/** What the page tells the socket about itself. */
+export type EnvironmentEvent = "visible" | "online" | "pagehide" | "pageshow"
+
+/**
+ * The page's state as the socket needs it: whether the tab is hidden and the
+ * browser offline (reconnects wait), and the events that end such a wait.
+ * The default reads `document.visibilityState` and `navigator.onLine` and
+ * listens to visibilitychange, online, pagehide and pageshow.
+ */
+export interface Environment {
+  hidden(): boolean
+  offline(): boolean
+  /** Calls onEvent for each event; returns a function that stops listening. */
+  listen(onEvent: (event: EnvironmentEvent) => void): () => void
+}
+
+/** Options of a Socket. Every field is optional. */
+export interface SocketOptions {
+  /** Connect params, or a function (possibly async) returning them, read on every connect. */
+  params?: Params | (() => MaybePromise<Params>)
+  /**
+   * An auth token, or a function (possibly async) returning one, read on
+   * every connect unless the server refreshed the token (event `token`).
+   * Sent in Sec-WebSocket-Protocol as `base64url.bearer.phx.<token>`, or
+   * as the query parameter `tokenParam` when that is set.
+   */
+  authToken?: string | null | (() => MaybePromise<string | null | undefined>)
+  /** Send the token as this query parameter instead of in Sec-WebSocket-Protocol. */
+  tokenParam?: string
+  /** The WebSocket constructor. Defaults to the global WebSocket (in Node 20, pass `WebSocket` from `ws`). */
+  transport?: WebSocketConstructor
+  /** Default timeout of pushes and joins, and of opening a connection (ms). Default 10 s. */
+  timeout?: number
+  /** Interval between heartbeats (ms). Default 30 s. */
+  heartbeatIntervalMs?: number
+  /** How long to wait for a heartbeat's reply before the connection counts as dead (ms). Default 10 s. */
+  heartbeatTimeoutMs?: number
+  /** Backoff base of reconnects (ms): the first delay is random in [0, base). Default 500. */
+  reconnectBaseMs?: number
+  /** Backoff cap of reconnects (ms). Default 20 s. */
+  reconnectMaxMs?: number
+  /** A connection that stayed up this long resets the backoff (ms). Default 10 s. */
+  stableAfterMs?: number
+  /** Replaces the reconnect backoff: the delay before attempt `tries` (1, 2, ...). */
+  reconnectAfterMs?: (tries: number) => number
+  /** Backoff base of channel rejoins after a join error or timeout (ms). Default 1 s. */
+  rejoinBaseMs?: number
+  /** Backoff cap of channel rejoins (ms). Default 10 s. */
+  rejoinMaxMs?: number
+  /** Replaces the rejoin backoff: the delay before rejoin attempt `tries` (1, 2, ...). */
+  rejoinAfterMs?: (tries: number) => number
+  /** Extra random delay added to a server's retry hint, as a fraction of it. Default 0.2. */
+  hintJitter?: number
+  /** Spread of the reconnect when a hidden tab shows or the browser comes online (ms). Default 1 s. */
+  resumeJitterMs?: number
+  /** How many pushes a channel keeps while it cannot send. Default 100. */
+  pushBufferSize?: number
+  /**
+   * Use Hearth's extensions (the `_hearth=1` query parameter, the `$hearth`
+   * join key, recovery). Default true; false speaks plain Phoenix.
+   */
+  hearth?: boolean
+  /** The Phoenix serializer version. Default "2.0.0". */
+  vsn?: string
+  /** Receives debug logs (never tokens or payloads). */
+  logger?: (kind: string, msg: string, data?: unknown) => void
+  /** The random source of all jitter. Default Math.random. */
+  random?: Random
+  /** The page's visibility and connectivity; null for none. Default: the browser's, when there is one. */
+  environment?: Environment | null
+}
+
+interface Hooks {
+  open: () => void
+  close: (info: CloseInfo) => void
+  error: (error: unknown) => void
+  message: (msg: Message) => void
+  terminal: (code: number, reason: string) => void
+  token: (token: TokenInfo) => void
+  reconnect: (info: ReconnectInfo) => void
+}
+
+type HookLists = { [K in keyof Hooks]: Array<[string, Hooks[K]]> }
+
+/**
+ * A connection to a Hearth (or Phoenix) server, shared by the channels made
+ * with `socket.channel(topic)`.
+ *
+ *     const socket = new Socket("/socket", {params: {user_id: 7}})
+ *     socket.connect()
+ *     const room = socket.channel("room:42")
+ *     room.on("new_msg", (msg) => ...)
+ *     room.join().receive("ok", () => ...)
+ *
+ * The socket reconnects after any loss with capped exponential backoff and
+ * full jitter (`random(0, min(reconnectMaxMs, reconnectBaseMs * 2^n))`),
+ * resets the backoff once a connection stayed up for `stableAfterMs`,
+ * follows a server's `retry_after_ms` hint on close codes 1012 and 1013,
+ * stops on terminal close codes 4500-4999 (see `onTerminal`), and waits
+ * while the tab is hidden or the browser offline.
+ */
+export class Socket {
+  /** The endpoint, as given. */
+  readonly endPoint: string
+  /** Default push timeout (ms). */
+  readonly timeout: number
+  /** @internal */
+  readonly pushBufferSize: number
+  /** @internal Whether Hearth's extensions are on. */
+  readonly hearth: boolean
+  /** The channels made with `channel()` and not removed. */
+  channels: Channel[] = []
+  /** The current WebSocket, or null. */
+  conn: WebSocketLike | null = null
+
+  private readonly opts: SocketOptions
+  private readonly random: Random
+  private readonly serializer = new Serializer()
+  private readonly reconnectTimer: RetryTimer
+  private readonly env: Environment | null
+  private hooks: HookLists = { open: [], close: [], error: [], message: [], terminal: [], token: [], reconnect: [] }
+  private ref = 0
+  private gen = 0
+  private wanted = false
+  private opening = false
+  private opened = false
+  private waiting = false
+  private suspended = false
+  private unlisten: (() => void) | null = null
+  private pendingHeartbeatRef: string | null = null
+  private heartbeatTimer: ReturnType<typeof setTimeout> | undefined
+  private heartbeatTimeoutTimer: ReturnType<typeof setTimeout> | undefined
+  private openTimer: ReturnType<typeof setTimeout> | undefined
+  private stableTimer: ReturnType<typeof setTimeout> | undefined
+  private refreshed: TokenInfo | null = null
+
+  /**
+   * @param endPoint the socket's path or URL, e.g. "/socket" or
+   *   "wss://example.com/socket"; "/websocket" is appended as Phoenix does.
+   */
+  constructor(endPoint: string, opts: SocketOptions = {}) {
+    this.endPoint = endPoint
+    this.opts = opts
+    this.timeout = opts.timeout ?? DEFAULTS.timeout
+    this.pushBufferSize = opts.pushBufferSize ?? DEFAULTS.pushBufferSize
+    this.hearth = opts.hearth ?? true
+    this.random = opts.random ?? Math.random
+    this.env = opts.environment === undefined ? browserEnvironment() : opts.environment
+    this.reconnectTimer = new RetryTimer(() => this.reconnectNow(), (tries) => this.reconnectAfterMs(tries))
+  }
+
+  /** The delay before reconnect attempt `tries` (1, 2, ...). */
+  reconnectAfterMs(tries: number): number {
+    if (this.opts.reconnectAfterMs) return this.opts.reconnectAfterMs(tries)
+    return backoff(tries - 1, this.opts.reconnectBaseMs ?? DEFAULTS.reconnectBaseMs, this.opts.reconnectMaxMs ?? DEFAULTS.reconnectMaxMs, this.random)
+  }
+
+  /** The delay before channel rejoin attempt `tries` (1, 2, ...). */
+  rejoinAfterMs(tries: number): number {
+    if (this.opts.rejoinAfterMs) return this.opts.rejoinAfterMs(tries)
+    return backoff(tries - 1, this.opts.rejoinBaseMs ?? DEFAULTS.rejoinBaseMs, this.opts.rejoinMaxMs ?? DEFAULTS.rejoinMaxMs, this.random)
+  }
+
+  /**
+   * Connects, and keeps reconnecting after losses until `disconnect()` or a
+   * terminal close. Calling it while connected or connecting does nothing;
+   * while a reconnect is scheduled it connects at once.
+   */
+  connect(): void {
+    if (!this.opts.transport && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function") {
+      throw new Error("hearth: no WebSocket constructor: pass {transport: WebSocket} (in Node, from the ws package)")
+    }
+    if (this.wanted && (this.conn || this.opening)) return
+    this.wanted = true
+    this.suspended = false
+    this.waiting = false
+    this.reconnectTimer.cancel()
+    this.listen()
+    if (this.env && this.env.offline()) {
+      this.waiting = true
+      this.log("transport", "offline: waiting to connect")
+      return
+    }
+    this.open()
+  }
+
+  /**
+   * Closes the connection (code 1000 unless given) and stops reconnecting.
+   * Joined channels rejoin when `connect()` is called again. The callback
+   * runs once the connection closed.
+   */
+  disconnect(callback?: () => void, code: number = CLOSE.normal, reason?: string): void {
+    this.wanted = false
+    this.suspended = false
+    this.waiting = false
+    this.reconnectTimer.reset()
+    if (this.unlisten) this.unlisten()
+    this.unlisten = null
+    this.closeConn(code, reason ?? "", callback)
+  }
+
+  /** Makes a channel for a topic. Join it with `channel.join()`. */
+  channel(topic: string, params?: ChannelParams): Channel {
+    const ch = new Channel(topic, params, this)
+    this.channels.push(ch)
+    return ch
+  }
+
+  /** Forgets a channel (done by the channel itself once closed). */
+  remove(channel: Channel): void {
+    this.channels = this.channels.filter((c) => c !== channel)
+  }
+
+  /** Runs callback when a connection opens. Returns a ref for `off`. */
+  onOpen(callback: () => void): string {
+    return this.hook("open", callback)
+  }
+
+  /** Runs callback when a connection closes, with its close code and reason. Returns a ref for `off`. */
+  onClose(callback: (info: CloseInfo) => void): string {
+    return this.hook("close", callback)
+  }
+
+  /** Runs callback on a transport error or an undecodable frame. Returns a ref for `off`. */
+  onError(callback: (error: unknown) => void): string {
+    return this.hook("error", callback)
+  }
+
+  /** Runs callback for every decoded message received. Returns a ref for `off`. */
+  onMessage(callback: (msg: Message) => void): string {
+    return this.hook("message", callback)
+  }
+
+  /**
+   * Runs callback when the server closed the connection with a terminal
+   * code (4500-4999: unauthorized, token expired, session revoked): the
+   * socket stopped reconnecting. Sign in again, then call `connect()`.
+   * Returns a ref for `off`.
+   */
+  onTerminal(callback: (code: number, reason: string) => void): string {
+    return this.hook("terminal", callback)
+  }
+
+  /**
+   * Runs callback when the server handed over a fresh token (event `token`
+   * on any channel or on the socket topic). The socket uses it on its next
+   * connect by itself; the callback is for keeping it elsewhere. Returns a
+   * ref for `off`.
+   */
+  onToken(callback: (token: TokenInfo) => void): string {
+    return this.hook("token", callback)
+  }
+
+  /** Runs callback whenever a reconnect is scheduled. Returns a ref for `off`. */
+  onReconnect(callback: (info: ReconnectInfo) => void): string {
+    return this.hook("reconnect", callback)
+  }
+
+  /** Removes the callbacks with the given refs. */
+  off(refs: string[]): void {
+    for (const kind of Object.keys(this.hooks) as Array<keyof Hooks>) {
+      const list = this.hooks[kind] as Array<[string, unknown]>
+      ;(this.hooks[kind] as Array<[string, unknown]>) = list.filter(([ref]) => !refs.includes(ref))
+    }
+  }
+
+  /** Reports whether the connection is open. */
+  isConnected(): boolean {
+    return this.opened && this.conn !== null && this.conn.readyState === READY_STATE.open
+  }
+
+  /** The connection's state. */
+  connectionState(): "connecting" | "open" | "closing" | "closed" {
+    if (this.opening) return "connecting"
+    switch (this.conn ? this.conn.readyState : READY_STATE.closed) {
+      case READY_STATE.connecting: return "connecting"
+      case READY_STATE.open: return "open"
+      case READY_STATE.closing: return "closing"
+      default: return "closed"
+    }
+  }
+
+  /** The socket URL for the given connect params. */
+  endPointURL(params: Params = {}): string {
+    const q = new URLSearchParams()
+    for (const [k, v] of Object.entries(params)) {
+      if (v === undefined || v === null) continue
+      q.append(k, typeof v === "object" ? JSON.stringify(v) : String(v))
+    }
+    q.set("vsn", this.opts.vsn ?? VSN)
+    if (this.hearth) q.set(EXT_PARAM, "1")
+    let url = this.endPoint.replace(/\/+$/, "")
+    if (!/\/websocket$/.test(url)) url += "/websocket"
+    url += (url.includes("?") ? "&" : "?") + q.toString()
+    if (/^https?:/.test(url)) return url.replace(/^http/, "ws")
+    if (/^wss?:/.test(url)) return url
+    const loc = (globalThis as { location?: { protocol: string; host: string } }).location
+    const proto = loc && loc.protocol === "https:" ? "wss" : "ws"
+    if (url.startsWith("//")) return `${proto}:${url}`
+    if (!loc) throw new Error(`hearth: a relative endpoint (${this.endPoint}) needs a page location; give a full ws:// URL`)
+    return `${proto}://${loc.host}${url}`
+  }
+
+  /** Makes a new message ref. */
+  makeRef(): string {
+    this.ref = this.ref >= Number.MAX_SAFE_INTEGER ? 1 : this.ref + 1
+    return String(this.ref)
+  }
+
+  /** @internal Sends a message now; it is dropped when the socket is not connected. Throws if it cannot be encoded. */
+  push(msg: Message): void {
+    if (!this.isConnected() || !this.conn) return
+    const frame = this.serializer.encode(msg)
+    this.log("push", `${msg.topic} ${msg.event} (${msg.join_ref}, ${msg.ref})`)
+    this.conn.send(frame)
+  }
+
+  /** @internal Leaves any other joined or joining channel of the topic. */
+  leaveOpenTopic(topic: string, except: Channel): void {
+    const dup = this.channels.find((c) => c !== except && c.topic === topic && (c.state === "joined" || c.state === "joining"))
+    if (dup) {
+      this.log("channel", `leaving duplicate topic ${topic}`)
+      dup.leave()
+    }
+  }
+
+  /** @internal Stores a token the server handed over. */
+  storeToken(payload: unknown): void {
+    if (payload === null || typeof payload !== "object") return
+    const { token, expires_at: exp } = payload as { token?: unknown; expires_at?: unknown }
+    if (typeof token !== "string" || token === "") return
+    this.refreshed = { token, expiresAt: typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : null }
+    this.log("auth", "token refreshed")
+    this.emit("token", { ...this.refreshed })
+  }
+
+  /** @internal */
+  log(kind: string, msg: string, data?: unknown): void {
+    if (this.opts.logger) this.opts.logger(kind, msg, data)
+  }
+
+  private hook<K extends keyof Hooks>(kind: K, callback: Hooks[K]): string {
+    const ref = this.makeRef()
+    this.hooks[kind].push([ref, callback])
+    return ref
+  }
+
+  private emit<K extends keyof Hooks>(kind: K, ...args: Parameters<Hooks[K]>): void {
+    for (const [, cb] of this.hooks[kind].slice()) (cb as (...a: Parameters<Hooks[K]>) => void)(...args)
+  }
+
+  /** The token for the next connect: the server's refreshed one while valid, else the app's. */
+  private currentToken(): MaybePromise<string | null | undefined> {
+    const r = this.refreshed
+    if (r && (r.expiresAt === null || Date.now() < r.expiresAt)) return r.token
+    this.refreshed = null
+    const t = this.opts.authToken
+    return typeof t === "function" ? t() : t
+  }
+
+  /** Starts a connection attempt, reading params and token first. */
+  private open(): void {
+    const gen = ++this.gen
+    this.opening = true
+    let params: MaybePromise<Params>
+    let token: MaybePromise<string | null | undefined>
+    try {
+      const p = this.opts.params
+      params = typeof p === "function" ? p() : p ?? {}
+      token = this.currentToken()
+    } catch (err) {
+      this.openFailed(gen, err)
+      return
+    }
+    if (isThenable(params) || isThenable(token)) {
+      Promise.all([params, token]).then(
+        ([p, t]) => { if (gen === this.gen) this.dial(gen, p, t) },
+        (err: unknown) => this.openFailed(gen, err),
+      )
+      return
+    }
+    this.dial(gen, params as Params, token as string | null | undefined)
+  }
+
+  private openFailed(gen: number, err: unknown): void {
+    if (gen !== this.gen) return
+    this.opening = false
+    this.log("transport", "cannot connect: " + String(err))
+    this.emit("error", err)
+    if (this.wanted && !this.conn && !this.opening) this.scheduleReconnect(CLOSE.abnormal, "connect failed")
+  }
+
+  private dial(gen: number, params: Params, token: string | null | undefined): void {
+    const query: Params = { ...params }
+    let protocols: string[] | undefined
+    if (token) {
+      if (this.opts.tokenParam) query[this.opts.tokenParam] = token
+      else protocols = ["phoenix", TOKEN_PROTOCOL_PREFIX + base64url(token)]
+    }
+    const Transport = this.opts.transport ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket
+    let ws: WebSocketLike
+    try {
+      const url = this.endPointURL(query)
+      ws = protocols ? new Transport(url, protocols) : new Transport(url)
+    } catch (err) {
+      this.openFailed(gen, err)
+      return
+    }
+    this.opening = false
+    this.conn = ws
+    ws.binaryType = "arraybuffer"
+    ws.onopen = () => { if (gen === this.gen) this.onConnOpen() }
+    ws.onerror = (ev: unknown) => { if (gen === this.gen) this.emit("error", ev) }
+    ws.onmessage = (ev: { data: unknown }) => { if (gen === this.gen) this.onConnMessage(ev.data) }
+    ws.onclose = (ev: { code?: number; reason?: string; wasClean?: boolean }) => {
+      if (gen === this.gen) this.onConnClose(ev.code ?? CLOSE.abnormal, ev.reason ?? "", ev.wasClean ?? false)
+    }
+    this.openTimer = setTimeout(() => this.abort("connect timeout"), this.timeout)
+  }
+
+  private onConnOpen(): void {
+    clearTimeout(this.openTimer)
+    this.opened = true
+    this.log("transport", "connected")
+    this.stableTimer = setTimeout(() => { this.reconnectTimer.tries = 0 }, this.opts.stableAfterMs ?? DEFAULTS.stableAfterMs)
+    this.resetHeartbeat()
+    for (const ch of this.channels.slice()) ch.socketOpened()
+    this.emit("open")
+  }
+
+  private onConnMessage(data: unknown): void {
+    let msg: Message
+    try {
+      msg = this.serializer.decode(data as string | ArrayBuffer)
+    } catch (err) {
+      this.log("transport", "dropping undecodable frame: " + String(err))
+      this.emit("error", err)
+      return
+    }
+    if (msg.topic === SOCKET_TOPIC) {
+      if (msg.ref !== null && msg.ref === this.pendingHeartbeatRef) this.resetHeartbeat()
+      if (msg.event === TOKEN_EVENT) this.storeToken(msg.payload)
+    } else {
+      for (const ch of this.channels.slice()) {
+        if (ch.isMember(msg)) ch.trigger(msg)
+      }
+    }
+    this.emit("message", msg)
+  }
+
+  private onConnClose(code: number, reason: string, wasClean: boolean): void {
+    this.clearConn()
+    this.log("transport", `closed ${code} ${reason}`)
+    for (const ch of this.channels.slice()) ch.socketClosed("connection closed")
+    this.emit("close", { code, reason, wasClean })
+    if (!this.wanted || this.conn || this.opening) return
+    if (isTerminal(code)) {
+      this.wanted = false
+      this.refreshed = null
+      if (this.unlisten) this.unlisten()
+      this.unlisten = null
+      this.log("transport", `terminal close ${code}: not reconnecting`)
+      this.emit("terminal", code, reason)
+      return
+    }
+    this.scheduleReconnect(code, reason)
+  }
+
+  private scheduleReconnect(code: number, reason: string): void {
+    const hint = retryHint(code, reason)
+    const jitter = this.opts.hintJitter ?? DEFAULTS.hintJitter
+    const delay = this.reconnectTimer.schedule(hint === null ? undefined : hint + Math.floor(this.random() * hint * jitter))
+    this.log("transport", `reconnecting in ${delay} ms`)
+    this.emit("reconnect", { delay, tries: this.reconnectTimer.tries, code, reason, hinted: hint !== null })
+  }
+
+  private reconnectNow(): void {
+    if (!this.wanted || this.conn || this.opening) return
+    if (this.env && (this.env.hidden() || this.env.offline())) {
+      this.waiting = true
+      this.log("transport", "page hidden or offline: waiting to reconnect")
+      return
+    }
+    this.open()
+  }
+
+  private listen(): void {
+    if (!this.env || this.unlisten) return
+    this.unlisten = this.env.listen((ev) => this.environmentChanged(ev))
+  }
+
+  private environmentChanged(ev: EnvironmentEvent): void {
+    const env = this.env
+    if (!env) return
+    switch (ev) {
+      case "visible":
+      case "online":
+        if (this.waiting && this.wanted && !env.hidden() && !env.offline()) {
+          this.waiting = false
+          this.reconnectTimer.start(Math.floor(this.random() * (this.opts.resumeJitterMs ?? DEFAULTS.resumeJitterMs)))
+        }
+        break
+      case "pagehide":
+        // An open WebSocket keeps a page out of the back-forward cache.
+        if (this.wanted) {
+          this.wanted = false
+          this.waiting = false
+          this.suspended = true
+          this.reconnectTimer.cancel()
+          this.closeConn(CLOSE.goingAway, "page hidden")
+        }
+        break
+      case "pageshow":
+        if (this.suspended) this.connect()
+        break
+    }
+  }
+
+  /** Closes the current connection on purpose, without reconnecting. */
+  private closeConn(code: number, reason: string, callback?: () => void): void {
+    this.gen++
+    const ws = this.conn
+    this.clearConn()
+    if (!ws) {
+      if (callback) callback()
+      return
+    }
+    let done = false
+    const finish = (): void => {
+      if (done) return
+      done = true
+      clearTimeout(fallback)
+      if (callback) callback()
+    }
+    const fallback = setTimeout(finish, 1000)
+    ws.onopen = ws.onmessage = ws.onerror = null
+    ws.onclose = finish
+    try {
+      ws.close(code, reason)
+    } catch {
+      ws.close()
+    }
+    for (const ch of this.channels.slice()) ch.socketClosed("disconnected")
+    this.emit("close", { code, reason, wasClean: true })
+  }
+
+  /** Drops a connection presumed dead and reconnects. */
+  private abort(reason: string): void {
+    const ws = this.conn
+    if (!ws) return
+    this.gen++
+    this.log("transport", reason)
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null
+    const terminate = (ws as { terminate?: () => void }).terminate
+    try {
+      if (typeof terminate === "function") terminate.call(ws)
+      else ws.close(CLOSE.normal, reason)
+    } catch {
+      // The connection is being dropped anyway.
+    }
+    this.onConnClose(CLOSE.abnormal, reason, false)
+  }
+
+  private clearConn(): void {
+    clearTimeout(this.openTimer)
+    clearTimeout(this.stableTimer)
+    clearTimeout(this.heartbeatTimer)
+    clearTimeout(this.heartbeatTimeoutTimer)
+    this.pendingHeartbeatRef = null
+    this.conn = null
+    this.opened = false
+    this.opening = false
+  }
+
+  private resetHeartbeat(): void {
+    clearTimeout(this.heartbeatTimer)
+    clearTimeout(this.heartbeatTimeoutTimer)
+    this.pendingHeartbeatRef = null
+    this.heartbeatTimer = setTimeout(() => this.sendHeartbeat(), this.opts.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs)
+  }
+
+  private sendHeartbeat(): void {
+    if (!this.isConnected()) return
+    this.pendingHeartbeatRef = this.makeRef()
+    this.push({ join_ref: null, ref: this.pendingHeartbeatRef, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} })
+    this.heartbeatTimeoutTimer = setTimeout(() => this.abort("heartbeat timeout"), this.opts.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs)
+  }
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && typeof v === "object" && typeof (v as { then?: unknown }).then === "function"
+}
+
+/** Encodes a string's UTF-8 bytes as base64url without padding. */
+export function base64url(s: string): string {
+  const bytes = new TextEncoder().encode(s)
+  let bin = ""
+  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i])
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")
+}
+
+/** The browser's environment, or null outside a browser. */
+export function browserEnvironment(): Environment | null {
+  const g = globalThis as unknown as {
+    document?: { visibilityState?: string; addEventListener?: Listen; removeEventListener?: Listen }
+    navigator?: { onLine?: boolean }
+    addEventListener?: Listen
+    removeEventListener?: Listen
+  }
+  const doc = g.document
+  if (!doc || typeof g.addEventListener !== "function") return null
+  return {
+    hidden: () => doc.visibilityState === "hidden",
+    offline: () => !!g.navigator && g.navigator.onLine === false,
+    listen(onEvent) {
+      const handlers: Array<[{ addEventListener?: Listen; removeEventListener?: Listen }, string, () => void]> = [
+        [doc, "visibilitychange", () => { if (doc.visibilityState !== "hidden") onEvent("visible") }],
+        [g, "online", () => onEvent("online")],
+        [g, "pagehide", () => onEvent("pagehide")],
+        [g, "pageshow", () => onEvent("pageshow")],
+      ]
+      for (const [t, name, fn] of handlers) t.addEventListener?.(name, fn)
+      return () => {
+        for (const [t, name, fn] of handlers) t.removeEventListener?.(name, fn)
+      }
+    },
+  }
+}
+
+type Listen = (name: string, fn: () => void) => void
