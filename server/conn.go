@@ -83,8 +83,9 @@ func (c *conn) Send(frame []byte) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if c.qBytes+c.wBytes+len(frame) > c.srv.opts.MaxQueueBytes {
-		queued := c.qBytes + c.wBytes
+	// A frame larger than the limit still goes out when nothing waits
+	// before it.
+	if queued := c.qBytes + c.wBytes; queued > 0 && queued+len(frame) > c.srv.opts.MaxQueueBytes {
 		c.closeLocked(channels.CloseSlowConsumer, "slow consumer", true)
 		c.mu.Unlock()
 		c.srv.log.Warn("closing slow consumer", "conn", c.id, "socket_id", c.socketID(), "queued_bytes", queued)

@@ -418,3 +418,19 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Fatalf("%d connections after Shutdown", n)
 	}
 }
+
+func TestFrameLargerThanQueueLimit(t *testing.T) {
+	// A frame bigger than MaxQueueBytes still reaches a client whose queue
+	// is empty: the limit is about falling behind, not about size.
+	srv := newTestServer(t, Options{MaxQueueBytes: 16 << 10}, channels.Options{}, nil)
+	c := joinedSocket(t, srv, "room:big")
+	big := strings.Repeat("b", 40<<10)
+	if err := srv.node.Broadcast(context.Background(), "room:big", "big", map[string]string{"b": big}); err != nil {
+		t.Fatal(err)
+	}
+	m := c.expect("room:big", "big")
+	if len(m.Payload) < 40<<10 {
+		t.Fatalf("payload of %d bytes", len(m.Payload))
+	}
+	c.heartbeat()
+}

@@ -1,0 +1,88 @@
+// Package server is Hearth's WebSocket transport: it serves a
+// [channels.Node] to Phoenix V2 clients (the Hearth client, the official
+// phoenix npm package, Phoenix clients for other languages) on
+// github.com/gobwas/ws.
+//
+// A [Server] is an [http.Handler]. Mount it where Phoenix clients expect
+// it, "<endpoint>/websocket", on any router. With chi:
+//
+//	node := channels.New(channels.Options{Connect: authenticate, Logger: log})
+//	node.Handle("room:*", roomHandler)
+//
+//	srv := server.New(node, server.Options{
+//		Logger:         log,
+//		AllowedOrigins: []string{"https://app.example.com"},
+//	})
+//	r := chi.NewRouter()
+//	r.Handle("/socket/websocket", srv) // new Socket("/socket") in the browser
+//	hs := &http.Server{Addr: ":4000", Handler: r, ReadHeaderTimeout: 10 * time.Second}
+//	go hs.ListenAndServe()
+//	...
+//	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+//	defer cancel()
+//	srv.Shutdown(ctx) // close the sockets (1001) and wait for their goroutines
+//	hs.Shutdown(ctx)
+//
+// # Handshake
+//
+// An upgrade request is answered, in this order:
+//
+//   - HTTP 503 once [Server.Shutdown] has begun.
+//   - HTTP 403 without the query parameter vsn=2.0.0 (as Phoenix does).
+//   - HTTP 405, 426 or 400 when it is not a WebSocket upgrade request.
+//   - HTTP 403 when the Origin header is not allowed ([Options.AllowedOrigins];
+//     by default only the request's own host; requests without Origin, from
+//     non-browser clients, pass).
+//   - HTTP 400 for a malformed auth token. Phoenix 1.8 clients send the
+//     token as the subprotocol "base64url.bearer.phx.<token>" next to
+//     "phoenix"; the server decodes it into [channels.ConnectEvent].Token,
+//     removes it from the headers the connect hook sees, selects "phoenix",
+//     and never logs it.
+//   - The node's connect hook runs before the upgrade: an error refuses with
+//     HTTP 403 and the error's text as the body; a *[channels.CloseError]
+//     upgrades and then closes with its code and reason, which a browser
+//     can read (it cannot read an HTTP status).
+//
+// # Connections
+//
+// Each connection has exactly one reader goroutine and, only while there
+// is something to write, one writer goroutine; the writer alone writes to
+// the network, control frames included. Frames queued while a write is in
+// progress go out together in one writev. The outgoing queue is bounded in
+// bytes; sending never blocks the broadcaster. An idle connection holds no
+// read or write buffer: frame headers are read into a few bytes of the
+// connection and payloads into pooled buffers.
+//
+// Inbound messages may be fragmented; pings are answered with pongs; text
+// messages must be valid UTF-8. Every frame from the client restarts the
+// idle timer.
+//
+// # Limits and close codes
+//
+//	code  reason                          when
+//	1000+ (echoed)                        the client closed (its code is echoed)
+//	1001  "idle timeout"                  nothing received for IdleTimeout (60 s)
+//	1001  "server shutting down"          Shutdown
+//	1002  "protocol error: ..."           reserved bits or opcodes, unmasked or bad control frames
+//	1007  "invalid UTF-8 in text message" text message that is not UTF-8
+//	1007  "invalid message: ..."          not a Phoenix V2 message (what is wrong follows)
+//	1009  "message too big"               message over MaxMessageSize (64 KiB)
+//	1011  "internal error"                the channel layer failed unexpectedly
+//	4008  "slow consumer"                 outgoing queue over MaxQueueBytes (1 MiB)
+//	4029  "rate limit exceeded"           over MessageRate (100/s, bursts of 200)
+//	any   from the connect hook or        a *channels.CloseError, Node.Disconnect (4100),
+//	      the application                 Socket.Close
+//
+// A write that cannot complete within WriteTimeout (10 s) drops the
+// connection without a close frame. After the server sends a close frame
+// it waits up to 3 s for the client's before closing the TCP connection,
+// reading and discarding what arrives meanwhile, so that the client
+// receives the close frame instead of a reset.
+//
+// # Logging
+//
+// Every disconnect is logged at Debug level with the connection id, the
+// socket id, the close code and reason and who closed; slow consumers and
+// failed writes at Warn, rate-limited clients at Info, failures of the
+// channel layer at Error. Payloads and tokens are never logged.
+package server
