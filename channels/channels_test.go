@@ -493,3 +493,20 @@ func TestConcurrentJoinsAndBroadcasts(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestStats(t *testing.T) {
+	n := chatNode(t, channels.Options{})
+	a, b := connect(t, n, nil), connect(t, n, nil)
+	ja, _ := a.join("room:1", nil, "ok")
+	b.join("room:1", nil, "ok")
+	a.join("room:1", map[string]string{"deny": "no"}, "error") // the refused rejoin also ends room:1 for a
+	_ = ja
+	if err := n.Broadcast(context.Background(), "room:1", "m", nil); err != nil {
+		t.Fatal(err)
+	}
+	b.next()
+	st := n.Stats()
+	if st.Sockets != 2 || st.Channels != 1 || st.JoinsOK != 2 || st.JoinsRefused != 1 || st.Broadcasts != 1 || st.Deliveries != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+}

@@ -20,6 +20,7 @@ const hubShards = 64
 type hub struct {
 	seed   maphash.Seed
 	shards [hubShards]hubShard
+	stats  *nodeStats
 }
 
 type hubShard struct {
@@ -93,6 +94,11 @@ func (h *hub) fanout(m *pubsub.Message) {
 	}
 	_, intercepted := ts.route.intercept[m.Event]
 	var plain, ext []byte // the encoded frames, built on first use
+	delivered := 0
+	defer func() {
+		h.stats.broadcasts.Add(1)
+		h.stats.deliveries.Add(uint64(delivered))
+	}()
 	for c := range ts.chans {
 		s := c.socket
 		if m.Exclude != "" && s.connID == m.Exclude {
@@ -117,6 +123,7 @@ func (h *hub) fanout(m *pubsub.Message) {
 			}
 			f = plain
 		}
+		delivered++
 		if s.outBusy.Load() && s.enqueueOut(c, m, f) {
 			continue // keep publish order behind pending Out work
 		}

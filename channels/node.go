@@ -61,6 +61,7 @@ type Node struct {
 
 	seq     atomic.Uint64
 	started atomic.Bool
+	stats   nodeStats
 
 	control map[string]func([]byte) // set before serving, read-only after
 
@@ -102,6 +103,7 @@ func New(opts Options) *Node {
 		control: make(map[string]func([]byte)),
 	}
 	n.hub.init()
+	n.hub.stats = &n.stats
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.broker.Register((*brokerHandler)(n))
 	return n
@@ -197,6 +199,41 @@ func (n *Node) LocalBroadcast(topic, event string, payload any) error {
 	}
 	n.hub.fanout(&pubsub.Message{Topic: topic, Event: event, Payload: data, Binary: binary})
 	return nil
+}
+
+// Stats are a node's counters since it started, for metrics.
+type Stats struct {
+	Sockets  int // connected now
+	Channels int // joined now
+
+	JoinsOK, JoinsRefused, JoinsCrashed uint64
+	MessagesIn                          uint64 // client pushes handled by In (heartbeats, joins and leaves excluded)
+	Broadcasts                          uint64 // broadcasts fanned out on this node
+	Deliveries                          uint64 // broadcast frames queued to sockets
+	Recoveries, RecoveriesIncomplete    uint64 // joins that asked for recovery, and those that could not be complete
+	Replayed                            uint64 // messages replayed by recovery
+	ChannelCrashes                      uint64
+	TokenRefreshes, Revocations         uint64
+}
+
+type nodeStats struct {
+	channels                                   atomic.Int64
+	joinsOK, joinsRefused, joinsCrashed        atomic.Uint64
+	messagesIn, broadcasts, deliveries         atomic.Uint64
+	recoveries, recoveriesIncomplete, replayed atomic.Uint64
+	crashes, tokenRefreshes, revocations       atomic.Uint64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	st := &n.stats
+	return Stats{
+		Sockets: n.Sockets(), Channels: int(st.channels.Load()),
+		JoinsOK: st.joinsOK.Load(), JoinsRefused: st.joinsRefused.Load(), JoinsCrashed: st.joinsCrashed.Load(),
+		MessagesIn: st.messagesIn.Load(), Broadcasts: st.broadcasts.Load(), Deliveries: st.deliveries.Load(),
+		Recoveries: st.recoveries.Load(), RecoveriesIncomplete: st.recoveriesIncomplete.Load(), Replayed: st.replayed.Load(),
+		ChannelCrashes: st.crashes.Load(), TokenRefreshes: st.tokenRefreshes.Load(), Revocations: st.revocations.Load(),
+	}
 }
 
 // Sockets returns how many sockets are connected to this node.

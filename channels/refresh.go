@@ -127,6 +127,7 @@ func (s *Socket) runRefresh() {
 	var ce *CloseError
 	switch {
 	case err == nil && exp.After(time.Now()):
+		s.node.stats.tokenRefreshes.Add(1)
 		s.pushToken(tok, exp)
 		log.Debug("token refreshed", "expires_at", exp.Unix())
 		s.refresh.mu.Lock()
@@ -134,6 +135,7 @@ func (s *Socket) runRefresh() {
 		s.scheduleLocked(refreshDelay(time.Until(exp), o))
 		s.refresh.mu.Unlock()
 	case errors.Is(err, ErrRevoked):
+		s.node.stats.revocations.Add(1)
 		log.Info("socket revoked: session ended")
 		s.Close(CloseRevoked, "session revoked")
 	case errors.As(err, &ce):

@@ -263,10 +263,12 @@ func (s *Socket) join(m *wire.Message) {
 		c.runEndHooks(err) // what Join set up (presence, say) is undone
 		var re *ReplyError
 		if errors.As(err, &re) {
+			n.stats.joinsRefused.Add(1)
 			log.Debug("join refused")
 			s.reply(m.JoinRef, m.Ref, m.Topic, "error", re.Response)
 			return
 		}
+		n.stats.joinsCrashed.Add(1)
 		logCrash(log, "join crashed", err)
 		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinCrashed)
 		return
@@ -292,6 +294,8 @@ func (s *Socket) join(m *wire.Message) {
 		return
 	}
 	c.subscribed = true
+	n.stats.joinsOK.Add(1)
+	n.stats.channels.Add(1)
 
 	var replay []pubsub.Message
 	if hx != nil {
@@ -320,9 +324,16 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	if hx.Since != nil {
 		since = *hx.Since
 	}
+	st := &s.node.stats
+	if hx.Since != nil {
+		st.recoveries.Add(1)
+	}
 	h, err := s.node.broker.History(s.ctx, c.topic, since, s.node.opts.HistoryLimit)
 	if err != nil {
 		log.Warn("history unavailable", "err", err)
+		if hx.Since != nil {
+			st.recoveriesIncomplete.Add(1)
+		}
 		f := false
 		c.watermark = 0
 		return nil, hearthReply{Recovered: &f}
@@ -335,6 +346,7 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	ok := h.Complete
 	info.Recovered = &ok
 	if !ok {
+		st.recoveriesIncomplete.Add(1)
 		return nil, info
 	}
 	var replay []pubsub.Message
@@ -344,6 +356,7 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 		}
 	}
 	info.Replayed = len(replay)
+	st.replayed.Add(uint64(len(replay)))
 	return replay, info
 }
 
@@ -392,6 +405,7 @@ func (s *Socket) in(m *wire.Message) {
 		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnhandled)
 		return
 	}
+	s.node.stats.messagesIn.Add(1)
 	ev := InEvent{Event: m.Event, Ref: m.Ref, Payload: bytes.Clone(m.Payload), Binary: m.Binary}
 	var r Reply
 	err := protect(func() error {
@@ -419,6 +433,7 @@ func (s *Socket) stopOrCrash(c *Channel, err error) {
 		s.endChannel(c, ErrStop, "phx_close")
 		return
 	}
+	s.node.stats.crashes.Add(1)
 	logCrash(s.node.log.With("conn", s.connID, "topic", c.topic), "channel crashed", err)
 	s.endChannel(c, err, "phx_error")
 }
@@ -441,6 +456,7 @@ func (s *Socket) endChannel(c *Channel, reason error, event string) {
 	if c.state.Swap(stateClosed) == stateClosed {
 		return
 	}
+	s.node.stats.channels.Add(-1)
 	s.node.hub.remove(c)
 	if c.subscribed {
 		if err := s.node.broker.Unsubscribe(s.node.ctx, c.topic); err != nil {
