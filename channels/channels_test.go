@@ -499,8 +499,12 @@ func TestStats(t *testing.T) {
 	a, b := connect(t, n, nil), connect(t, n, nil)
 	ja, _ := a.join("room:1", nil, "ok")
 	b.join("room:1", nil, "ok")
-	a.join("room:1", map[string]string{"deny": "no"}, "error") // the refused rejoin also ends room:1 for a
-	_ = ja
+	// A refused rejoin still ends a's first channel.
+	ref := a.send(itoa(a.ref+1), "room:1", "phx_join", map[string]string{"deny": "no"})
+	if m := a.next(); m.Event != "phx_close" || m.JoinRef != ja {
+		t.Fatalf("want phx_close, got %+v", m.Message)
+	}
+	a.expectReply(ref, "error")
 	if err := n.Broadcast(context.Background(), "room:1", "m", nil); err != nil {
 		t.Fatal(err)
 	}
