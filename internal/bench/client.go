@@ -97,7 +97,11 @@ func (c *client) run(ctx context.Context, ready <-chan struct{}) {
 	}
 	attempt := 0
 	var hint time.Duration
-	addrIdx := c.idx % len(g.spec.Addrs)
+	spread := len(g.spec.Addrs)
+	if g.spec.Spread > 0 && g.spec.Spread < spread {
+		spread = g.spec.Spread
+	}
+	addrIdx := c.idx % spread
 	src := ""
 	if n := len(g.spec.SourceIPs); n > 0 {
 		src = g.spec.SourceIPs[c.idx%n]
@@ -426,7 +430,7 @@ func (c *client) deliver(data []byte, topicIdx int, seq uint32, sent int64) {
 	g.add(cReceived, 1)
 	g.lat.Record(lat)
 	if g.spec.PerMessage {
-		g.w.perMessage(topicIdx, seq, lat)
+		g.perMessage(topicIdx, seq, lat)
 	}
 	var off uint64
 	if bytes.HasPrefix(data, []byte(`[null,"@`)) {

@@ -34,6 +34,9 @@ type GroupSpec struct {
 	First           int      `json:"first"`
 	Count           int      `json:"count"`
 	SourceIPs       []string `json:"source_ips,omitempty"`
+	// Spread is over how many of Addrs the clients start (client i at
+	// Addrs[i%Spread]); the others are failover targets. Zero means all.
+	Spread int `json:"spread,omitempty"`
 	// ConnectRate is how many initial connects per second this worker makes
 	// for the group; zero means as fast as possible.
 	ConnectRate float64 `json:"connect_rate,omitempty"`
@@ -112,6 +115,9 @@ type group struct {
 	pubCtx    context.Context // publishers run until this ends
 	pubCancel context.CancelFunc
 	pubOnce   sync.Once
+
+	pmMu   sync.Mutex
+	perMsg map[uint64]*MsgAgg
 }
 
 // Counter indexes.
@@ -211,17 +217,12 @@ func (s *GroupStats) Merge(o GroupStats) {
 	}
 }
 
-// ErrorTotal sums the labelled errors.
-func (s *GroupStats) ErrorTotal() int64 {
-	var n int64
-	for _, v := range s.Errors {
-		n += v
-	}
-	return n
-}
+// ErrorTotal sums the labelled errors, leaving out the closes the server
+// announced with a restart or retry code ("closed_*").
+func (s GroupStats) ErrorTotal() int64 { return sumErrors(s.Errors) }
 
 // ErrorSummary formats the labelled errors, largest first.
-func (s *GroupStats) ErrorSummary() string {
+func (s GroupStats) ErrorSummary() string {
 	type kv struct {
 		k string
 		v int64

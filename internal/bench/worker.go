@@ -53,7 +53,6 @@ type worker struct {
 	mu     sync.Mutex
 	groups map[string]*group
 	deliv  map[string]*bitset // topic -> sequences seen delivered or acknowledged
-	perMsg map[uint64]*MsgAgg
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -65,7 +64,6 @@ func newWorker() *worker {
 		dial:   dialer{timeout: 10 * time.Second},
 		groups: make(map[string]*group),
 		deliv:  make(map[string]*bitset),
-		perMsg: make(map[uint64]*MsgAgg),
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.tickWG.Add(1)
@@ -84,18 +82,21 @@ func (w *worker) delivered(topic string) *bitset {
 	return b
 }
 
-func (w *worker) perMessage(topic int, seq uint32, lat time.Duration) {
+func (g *group) perMessage(topic int, seq uint32, lat time.Duration) {
 	k := uint64(topic)<<32 | uint64(seq)
 	us := lat.Microseconds()
-	w.mu.Lock()
-	a := w.perMsg[k]
+	g.pmMu.Lock()
+	if g.perMsg == nil {
+		g.perMsg = make(map[uint64]*MsgAgg)
+	}
+	a := g.perMsg[k]
 	if a == nil {
 		a = &MsgAgg{Topic: topic, Seq: seq}
-		w.perMsg[k] = a
+		g.perMsg[k] = a
 	}
 	a.N++
 	a.MaxUS = max(a.MaxUS, us)
-	w.mu.Unlock()
+	g.pmMu.Unlock()
 }
 
 // tickLoop drives heartbeats and reply timeouts for every client, spread
@@ -274,11 +275,11 @@ func (w *worker) finish(name string, last map[string]uint32, delivered map[strin
 		c.mu.Unlock()
 	}
 	if g.spec.PerMessage {
-		w.mu.Lock()
-		for _, a := range w.perMsg {
+		g.pmMu.Lock()
+		for _, a := range g.perMsg {
 			r.PerMsg = append(r.PerMsg, *a)
 		}
-		w.mu.Unlock()
+		g.pmMu.Unlock()
 	}
 	return r, nil
 }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hearth-rt/hearth/internal/bench"
+)
+
+func init() {
+	register("bench", "run load scenarios against Hearth and its peers", runBench)
+}
+
+func benchUsage(fs *flag.FlagSet) {
+	fmt.Fprintln(os.Stderr, "usage: hearth bench <scenario> [flags]\n\nscenarios:")
+	for _, s := range bench.Scenarios() {
+		fmt.Fprintf(os.Stderr, "  %-11s %s (targets: %s)\n", s.Name, s.Summary, strings.Join(s.Targets, ", "))
+	}
+	fmt.Fprintln(os.Stderr, "\nflags (zero means the scenario's default; see docs/bench-tool.md):")
+	fs.PrintDefaults()
+}
+
+// listFlag is a comma-separated list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// repeatFlag collects repeated values.
+type repeatFlag []string
+
+func (r *repeatFlag) String() string     { return strings.Join(*r, " ") }
+func (r *repeatFlag) Set(s string) error { *r = append(*r, s); return nil }
+
+func runBench(args []string) error {
+	if len(args) > 0 && args[0] == "worker" || os.Getenv(bench.WorkerEnv) == "1" {
+		// Hidden mode: a worker process of a run, driven over stdin/stdout.
+		return bench.ServeWorker(os.Stdin, os.Stdout)
+	}
+	var o bench.Options
+	var targets, policies, events, counts listFlag
+	var serverArgs repeatFlag
+	var timeout time.Duration
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() { benchUsage(fs) }
+	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio")
+	fs.StringVar(&o.Out, "out", "bench-out", "directory for the JSON report, the SVG plot and server logs")
+	fs.BoolVar(&o.Smoke, "smoke", false, "tiny counts for a few seconds (CI)")
+	fs.IntVar(&o.Clients, "clients", 0, "load clients (storm K, fanout/throughput/cluster subscribers)")
+	fs.Var(&counts, "counts", "idle: connection counts to measure at, e.g. 1000,5000,15000")
+	fs.IntVar(&o.Topics, "topics", 0, "topics")
+	fs.IntVar(&o.TopicsPerClient, "topics-per-client", 0, "topics each subscriber joins")
+	fs.IntVar(&o.Publishers, "publishers", 0, "publishing clients")
+	fs.Float64Var(&o.Rate, "rate", 0, "messages per second per publisher (Hearth's default limit is 100 per connection)")
+	fs.IntVar(&o.Size, "size", 0, "payload bytes")
+	fs.DurationVar(&o.Duration, "duration", 0, "measured publishing time")
+	fs.DurationVar(&o.Warmup, "warmup", 0, "publishing time before the measurement or the event")
+	fs.IntVar(&o.Nodes, "nodes", 0, "cluster: server nodes")
+	fs.Var(&policies, "policies", "storm: reconnect policies to compare: hearth,phoenix,socketio")
+	fs.Var(&events, "events", "storm: events to run: kill,drain,rolling")
+	fs.DurationVar(&o.EventTimeout, "event-timeout", 0, "storm: longest wait for every client to rejoin")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "storm: longest wait for a server to drain and exit after SIGTERM")
+	fs.Float64Var(&o.ConnectRate, "connect-rate", 0, "initial connects per second for the whole fleet")
+	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "Phoenix heartbeat interval (default 30s)")
+	fs.BoolVar(&o.NoRecover, "no-recover", false, "do not ask Hearth to replay missed messages on rejoin")
+	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (0: one per 8,000 clients; -1: in-process)")
+	fs.IntVar(&o.SourceIPs, "source-ips", 0, "127.0.0.x source addresses for the clients (0: one per 10,000 clients)")
+	fs.StringVar(&o.DatabaseURL, "database-url", os.Getenv("HEARTH_BENCH_DATABASE_URL"), "Postgres URL for cluster runs (env HEARTH_BENCH_DATABASE_URL)")
+	fs.StringVar(&o.HearthBin, "hearth-bin", "", "hearth binary to start (default: this executable)")
+	fs.StringVar(&o.GorillaBin, "gorilla-bin", "", "gorilla peer binary (default: built from bench/peers/gorilla)")
+	fs.StringVar(&o.Repo, "repo", "", "Hearth source tree (default: found from the working directory)")
+	fs.Var(&serverArgs, "server-arg", "extra argument for every server process (repeatable)")
+	fs.DurationVar(&timeout, "timeout", 0, "abort the run after this long (0: no limit)")
+
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		benchUsage(fs)
+		return errors.New("name a scenario")
+	}
+	name := args[0]
+	if name == "list" {
+		for _, s := range bench.Scenarios() {
+			fmt.Printf("%-11s %s\n", s.Name, s.Summary)
+		}
+		return nil
+	}
+	if _, ok := bench.Lookup(name); !ok {
+		benchUsage(fs)
+		return fmt.Errorf("unknown scenario %q", name)
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.Targets, o.Policies, o.Events, o.ServerArgs = targets, policies, events, serverArgs
+	for _, c := range counts {
+		n, err := strconv.Atoi(c)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--counts: %q is not a positive number", c)
+		}
+		o.Counts = append(o.Counts, n)
+	}
+	if o.HearthBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.HearthBin = exe
+	}
+	o.Command = append([]string{"hearth", "bench"}, args...)
+	o.Stdout, o.Progress = os.Stdout, os.Stderr
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	_, err := bench.Run(ctx, name, o)
+	return err
+}

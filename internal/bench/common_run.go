@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// pubsubRun is one measured publish phase against one started target: the
+// shape shared by fanout, throughput and cluster.
+type pubsubRun struct {
+	Target      string  `json:"target"`
+	Subscribers int     `json:"subscribers"`
+	Topics      int     `json:"topics"`
+	Publishers  int     `json:"publishers"`
+	RatePerPub  float64 `json:"rate_per_publisher"`
+	Seconds     float64 `json:"seconds"`
+	Published   int64   `json:"published"`
+	Acked       int64   `json:"acked"`
+	Received    int64   `json:"received"`
+	Lost        int64   `json:"lost"`
+	Duplicates  int64   `json:"duplicates"`
+	Late        int64   `json:"late"`
+	// PublishedPerSec counts messages accepted per second; DeliveriesPerSec
+	// counts messages received by subscribers per second.
+	PublishedPerSec  float64 `json:"published_per_sec"`
+	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	// Latency of every delivery (ms).
+	P50, P99, Max float64
+	// LastSub is, per message, the delay to its slowest subscriber (fanout).
+	LastSubP50      float64 `json:"last_sub_p50,omitempty"`
+	LastSubP99      float64 `json:"last_sub_p99,omitempty"`
+	LastSubMax      float64 `json:"last_sub_max,omitempty"`
+	CompleteMsgs    int     `json:"complete_messages,omitempty"`
+	IncompleteMsgs  int     `json:"incomplete_messages,omitempty"`
+	ServerPeakCPU   float64 `json:"server_peak_cpu_pct"`
+	ServerPeakRSS   float64 `json:"server_peak_rss_mib"`
+	Errors          map[string]int64
+	latency, lastSb *Histogram
+	usage           []ProcSample
+}
+
+// pubsubSetup describes the groups of a pubsub run.
+type pubsubSetup struct {
+	kind        string
+	subAddrs    []string // where subscribers connect (spread over all)
+	pubAddrs    []string // where publishers connect
+	topics      []string
+	subs        int
+	tpc         int
+	pubs        int
+	rate        float64
+	size        int
+	warmup      time.Duration
+	dur         time.Duration
+	perMessage  bool
+	servers     []*Server
+	label       string
+	proto       string
+	workersHint int
+}
+
+// runPubsub connects the subscribers, then the publishers, publishes for
+// dur and measures.
+func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error) {
+	o := env.Opts
+	fleet, err := env.Fleet(s.subs + s.pubs)
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.Close()
+	epoch := env.Epoch.UnixNano()
+	connRate := o.ConnectRate
+	if connRate == 0 {
+		connRate = 3000
+	}
+	sub := GroupSpec{
+		Name: "subs", Proto: s.proto, Addrs: s.subAddrs, Policy: "hearth", Topics: s.topics,
+		TopicsPerClient: s.tpc, Count: s.subs, SourceIPs: env.SourceIPs(s.subs), ConnectRate: connRate,
+		HeartbeatMS: env.heartbeatMS(), PerMessage: s.perMessage, EpochNS: epoch,
+	}
+	p := env.progress(s.label+" connect", fleet, joinedLine(int64(s.subs), "subs"))
+	if err := fleet.Start(sub); err != nil {
+		p.done()
+		return nil, err
+	}
+	err = waitJoined(ctx, fleet, int64(s.subs), 5*time.Minute, "subs")
+	p.done()
+	if err != nil {
+		return nil, err
+	}
+	pub := GroupSpec{
+		Name: "pubs", Proto: s.proto, Addrs: s.pubAddrs, Policy: "hearth", Topics: s.topics,
+		Count: s.pubs, HeartbeatMS: env.heartbeatMS(), EpochNS: epoch,
+		Publish: &PublishSpec{Total: s.pubs, Rate: s.rate, Size: s.size},
+	}
+	if err := fleet.Start(pub); err != nil {
+		return nil, err
+	}
+	if err := waitJoined(ctx, fleet, int64(s.pubs), time.Minute, "pubs"); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	p = env.progress(s.label+" publish", fleet, func(st map[string]GroupStats) (int64, int64, string) {
+		el := time.Since(start)
+		return int64(el / time.Second), int64((s.warmup + s.dur) / time.Second), fmt.Sprintf("s  pub %s  recv %s  err %d",
+			fnum(float64(st["pubs"].Counters["published"])), fnum(float64(st["subs"].Counters["received"])), st["subs"].ErrorTotal()+st["pubs"].ErrorTotal())
+	})
+	err = sleepCtx(ctx, s.warmup+s.dur)
+	p.done()
+	if err != nil {
+		return nil, err
+	}
+	secs := time.Since(start).Seconds()
+	res, err := finishAll(ctx, fleet, "subs", "pubs")
+	if err != nil {
+		return nil, err
+	}
+	sr, pr := res["subs"], res["pubs"]
+	run := &pubsubRun{
+		Target: s.kind, Subscribers: s.subs, Topics: len(s.topics), Publishers: s.pubs, RatePerPub: s.rate,
+		Seconds: secs, Published: pr.Stats.Counters["published"], Acked: pr.Stats.Counters["pub_acked"],
+		Received: sr.Stats.Counters["received"], Lost: sr.Lost, Duplicates: sr.Stats.Counters["duplicates"],
+		Late: sr.Stats.Counters["late"], latency: hist(sr.Latency), lastSb: &Histogram{},
+	}
+	run.Errors = map[string]int64{}
+	for k, v := range sr.Stats.Errors {
+		run.Errors[k] += v
+	}
+	for k, v := range pr.Stats.Errors {
+		run.Errors[k] += v
+	}
+	run.PublishedPerSec = float64(run.Published) / secs
+	run.DeliveriesPerSec = float64(run.Received) / secs
+	run.P50, run.P99, run.Max = run.latency.Quantile(0.5), run.latency.Quantile(0.99), run.latency.Quantile(1)
+	if s.perMessage {
+		merged := map[uint64]*MsgAgg{}
+		for _, a := range sr.PerMsg {
+			k := uint64(a.Topic)<<32 | uint64(a.Seq)
+			m := merged[k]
+			if m == nil {
+				m = &MsgAgg{Topic: a.Topic, Seq: a.Seq}
+				merged[k] = m
+			}
+			m.N += a.N
+			m.MaxUS = max(m.MaxUS, a.MaxUS)
+		}
+		for _, m := range merged {
+			if m.N >= int64(s.subs) {
+				run.CompleteMsgs++
+				run.lastSb.Record(time.Duration(m.MaxUS) * time.Microsecond)
+			} else {
+				run.IncompleteMsgs++
+			}
+		}
+		run.LastSubP50, run.LastSubP99, run.LastSubMax = run.lastSb.Quantile(0.5), run.lastSb.Quantile(0.99), run.lastSb.Quantile(1)
+	}
+	for _, srv := range s.servers {
+		samples, cpu, rss := srv.Usage()
+		run.ServerPeakCPU = max(run.ServerPeakCPU, cpu)
+		run.ServerPeakRSS = max(run.ServerPeakRSS, rss)
+		run.usage = append(run.usage, samples...)
+	}
+	return run, nil
+}
+
+// startServers starts n nodes of a target on fresh loopback ports.
+func startServers(ctx context.Context, t *Target, n int) ([]*Server, []string, error) {
+	var servers []*Server
+	var addrs []string
+	for i := range n {
+		addr, err := FreeAddr()
+		if err != nil {
+			stopServers(servers)
+			return nil, nil, err
+		}
+		srv, err := t.Start(ctx, i, addr)
+		if err != nil {
+			stopServers(servers)
+			return nil, nil, err
+		}
+		servers = append(servers, srv)
+		addrs = append(addrs, addr)
+	}
+	return servers, addrs, nil
+}
+
+func stopServers(servers []*Server) {
+	for _, s := range servers {
+		if !s.Terminate(5 * time.Second) {
+			continue
+		}
+	}
+}

@@ -1,0 +1,389 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Options are the knobs of every scenario. A zero field takes the
+// scenario's default (a smaller one in smoke mode); each scenario documents
+// which fields it reads.
+type Options struct {
+	// Targets are the servers to measure, in order: hearth, gorilla, socketio.
+	Targets []string
+	// Out is the directory for the JSON report, the plot and server logs.
+	Out string
+	// Smoke runs tiny counts for a few seconds: CI keeps the tool alive with it.
+	Smoke bool
+
+	Clients         int           // load clients (storm K, fanout subscribers, ...)
+	Counts          []int         // idle: connection counts to measure at
+	Topics          int           // topics in use
+	TopicsPerClient int           // topics each subscriber joins
+	Publishers      int           // publishing clients
+	Rate            float64       // messages per second per publisher
+	Size            int           // payload bytes
+	Duration        time.Duration // measured publishing time
+	Warmup          time.Duration // publishing before the measurement or event
+	Nodes           int           // cluster: server nodes
+	Policies        []string      // storm: reconnect policies to compare
+	Events          []string      // storm: kill, drain, rolling
+	EventTimeout    time.Duration // storm: longest wait for everyone to rejoin
+	DrainTimeout    time.Duration // storm: longest wait for a SIGTERMed server to exit
+	ConnectRate     float64       // initial connects per second (whole fleet)
+	Heartbeat       time.Duration // Phoenix heartbeat interval
+	NoRecover       bool          // do not ask Hearth to replay missed messages on rejoin
+
+	Workers   int // worker processes; zero picks one per 8,000 clients; -1 runs in-process
+	SourceIPs int // 127.0.0.x source addresses; zero picks one per 10,000 clients
+
+	DatabaseURL string   // Postgres for clusters
+	HearthBin   string   // hearth binary; empty: this executable if it is hearth, else built
+	GorillaBin  string   // gorilla peer binary; empty: built from the repository
+	Repo        string   // Hearth source tree; empty: found from the working directory
+	ServerArgs  []string // extra arguments for every server process
+
+	// Command is recorded in the report.
+	Command []string
+	// Stdout receives the tables, Progress the progress line. Nil means
+	// os.Stdout / no progress.
+	Stdout, Progress io.Writer
+	// WorkerCommand starts a worker process; nil means this executable
+	// with "bench worker".
+	WorkerCommand func() *exec.Cmd
+}
+
+// Scenario is a registered load scenario.
+type Scenario struct {
+	Name    string
+	Summary string
+	// Targets lists the targets the scenario supports, the default first.
+	Targets []string
+	Run     func(ctx context.Context, env *Env) (*Report, error)
+}
+
+var registry = map[string]*Scenario{}
+
+// Register adds a scenario. It panics on a duplicate name.
+func Register(s *Scenario) {
+	if _, dup := registry[s.Name]; dup {
+		panic("bench: scenario " + s.Name + " registered twice")
+	}
+	registry[s.Name] = s
+}
+
+// Scenarios returns the registered scenarios sorted by name.
+func Scenarios() []*Scenario {
+	out := make([]*Scenario, 0, len(registry))
+	for _, s := range registry {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Lookup returns the named scenario.
+func Lookup(name string) (*Scenario, bool) {
+	s, ok := registry[name]
+	return s, ok
+}
+
+// Env is what a scenario runs with: the options, the run's clock, output
+// paths and helpers to start targets and fleets.
+type Env struct {
+	Opts  Options
+	Epoch time.Time
+	out   io.Writer
+}
+
+// Run runs a scenario with opts, prints its tables and writes its files.
+func Run(ctx context.Context, name string, opts Options) (*Report, error) {
+	s, ok := Lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("bench: unknown scenario %q", name)
+	}
+	if len(opts.Targets) == 0 {
+		opts.Targets = []string{s.Targets[0]}
+	}
+	for _, t := range opts.Targets {
+		if !slices.Contains(s.Targets, t) {
+			return nil, fmt.Errorf("bench: scenario %s does not support target %q (supported: %s)", name, t, strings.Join(s.Targets, ", "))
+		}
+	}
+	if opts.Out == "" {
+		opts.Out = "bench-out"
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, err
+	}
+	env := &Env{Opts: opts, Epoch: time.Now(), out: opts.Stdout}
+	rep, err := s.Run(ctx, env)
+	if rep == nil {
+		return nil, err
+	}
+	rep.Scenario, rep.Targets, rep.Smoke, rep.Command = name, opts.Targets, opts.Smoke, opts.Command
+	rep.Started, rep.Seconds, rep.Machine = env.Epoch, time.Since(env.Epoch).Seconds(), thisMachine()
+	if werr := rep.Write(opts.Out); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	rep.Print(opts.Stdout)
+	return rep, err
+}
+
+// pick returns v, or smoke in smoke mode, or def.
+func pick[T comparable](v, def, smoke T, isSmoke bool) T {
+	var zero T
+	if v != zero {
+		return v
+	}
+	if isSmoke {
+		return smoke
+	}
+	return def
+}
+
+// Target prepares a target of the given kind.
+func (e *Env) Target(ctx context.Context, kind string, databaseURL string) (*Target, error) {
+	o := e.Opts
+	bin := o.HearthBin
+	return NewTarget(ctx, TargetOptions{
+		Kind: kind, HearthBin: bin, GorillaBin: o.GorillaBin, RepoDir: o.Repo,
+		DatabaseURL: databaseURL, Args: o.ServerArgs, LogDir: e.Opts.Out, Epoch: e.Epoch,
+	})
+}
+
+// Fleet starts worker processes for about clients load clients.
+func (e *Env) Fleet(clients int) (*Fleet, error) {
+	n := e.Opts.Workers
+	switch {
+	case n < 0:
+		n = 0
+	case n == 0:
+		n = (clients + 7999) / 8000
+	}
+	var logw io.Writer
+	if f, err := os.OpenFile(filepath.Join(e.Opts.Out, "workers.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		logw = f
+	}
+	return NewFleet(FleetOptions{Workers: n, Command: e.Opts.WorkerCommand, Stderr: logw})
+}
+
+// SourceIPs returns the client source addresses for clients load clients.
+func (e *Env) SourceIPs(clients int) []string {
+	n := e.Opts.SourceIPs
+	if n == 0 {
+		n = (clients + 9999) / 10000
+	}
+	n = max(1, min(n, 250))
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("127.0.0.%d", i+1)
+	}
+	return out
+}
+
+// heartbeatMS returns the Phoenix heartbeat interval in milliseconds.
+func (e *Env) heartbeatMS() int {
+	if e.Opts.Heartbeat > 0 {
+		return int(e.Opts.Heartbeat.Milliseconds())
+	}
+	return 30000
+}
+
+// progress starts a progress line for a phase.
+func (e *Env) progress(label string, f *Fleet, line func(map[string]GroupStats) (int64, int64, string)) *progress {
+	return startProgress(e.Opts.Progress, label, f, line)
+}
+
+// joinedLine is a progress line counting joined clients of some groups.
+func joinedLine(want int64, groups ...string) func(map[string]GroupStats) (int64, int64, string) {
+	return func(st map[string]GroupStats) (int64, int64, string) {
+		var s GroupStats
+		for _, g := range groups {
+			s.Merge(st[g])
+		}
+		return s.Joined, want, fmt.Sprintf("joined  recv %s  err %d", fnum(float64(s.Counters["received"])), s.ErrorTotal())
+	}
+}
+
+// waitJoined waits until the groups have want clients joined.
+func waitJoined(ctx context.Context, f *Fleet, want int64, limit time.Duration, groups ...string) error {
+	deadline := time.Now().Add(limit)
+	for {
+		st, err := f.Stats()
+		if err != nil {
+			return err
+		}
+		var s GroupStats
+		for _, g := range groups {
+			s.Merge(st[g])
+		}
+		if s.Joined >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: only %d of %d clients joined after %v (errors: %s)", s.Joined, want, limit, s.ErrorSummary())
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// quiesce waits until the received counter of the groups stops moving
+// (one quiet second), at most limit.
+func quiesce(ctx context.Context, f *Fleet, limit time.Duration, groups ...string) error {
+	deadline := time.Now().Add(limit)
+	last, stable := int64(-1), 0
+	for time.Now().Before(deadline) {
+		st, err := f.Stats()
+		if err != nil {
+			return err
+		}
+		var n int64
+		for _, g := range groups {
+			s := st[g]
+			n += s.Counters["received"] + s.Counters["pub_acked"] + s.Counters["pub_failed"]
+		}
+		if n == last {
+			stable++
+			if stable >= 5 {
+				return nil
+			}
+		} else {
+			stable = 0
+		}
+		last = n
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// finishAll stops the publishers, waits for the last messages, and
+// returns each named group's result.
+func finishAll(ctx context.Context, f *Fleet, groups ...string) (map[string]*GroupResult, error) {
+	last, err := f.StopPublishers()
+	if err != nil {
+		return nil, err
+	}
+	if err := quiesce(ctx, f, 15*time.Second, groups...); err != nil {
+		return nil, err
+	}
+	deliv, err := f.Collect()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*GroupResult, len(groups))
+	for _, g := range groups {
+		r, err := f.Finish(g, last, deliv)
+		if err != nil {
+			return nil, err
+		}
+		out[g] = r
+	}
+	return out, nil
+}
+
+// seriesPoints turns a 100 ms bin series into (seconds, per-second rate)
+// points over [from, to) seconds, smoothed over window bins.
+func seriesPoints(m map[int]int64, from, to float64, window int) [][2]float64 {
+	b0, b1 := int(math.Floor(from*1000/binMS)), int(math.Ceil(to*1000/binMS))
+	window = max(window, 1)
+	var out [][2]float64
+	for b := b0; b < b1; b++ {
+		var sum int64
+		for k := b - window + 1; k <= b; k++ {
+			sum += m[k]
+		}
+		out = append(out, [2]float64{float64(b+1) * binMS / 1000, float64(sum) * 1000 / binMS / float64(window)})
+	}
+	return out
+}
+
+// peakRate is the highest count over any one-second window of a series, per second.
+func peakRate(m map[int]int64, from, to float64) float64 {
+	best := 0.0
+	for _, p := range seriesPoints(m, from, to, 1000/binMS) {
+		best = max(best, p[1])
+	}
+	return best
+}
+
+// quantileOf returns the q-quantile of vs (NaN if empty); negative values
+// (never happened) count as +Inf.
+func quantileOf(vs []float64, q float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	s := make([]float64, len(vs))
+	for i, v := range vs {
+		if v < 0 {
+			v = math.Inf(1)
+		}
+		s[i] = v
+	}
+	sort.Float64s(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	i = max(0, min(i, len(s)-1))
+	return s[i]
+}
+
+// cdfPoints returns the cumulative fraction of vs over time (non-negative
+// values only; never-rejoined clients keep the curve below 1).
+func cdfPoints(vs []float64, scale float64) [][2]float64 {
+	s := make([]float64, 0, len(vs))
+	for _, v := range vs {
+		if v >= 0 {
+			s = append(s, v)
+		}
+	}
+	sort.Float64s(s)
+	out := [][2]float64{{0, 0}}
+	for i, v := range s {
+		out = append(out, [2]float64{v * scale, float64(i+1) / float64(len(vs))})
+	}
+	return out
+}
+
+// hist returns a histogram that is never nil.
+func hist(h *Histogram) *Histogram {
+	if h == nil {
+		return &Histogram{}
+	}
+	return h
+}
+
+// topicNames returns n topics named prefix0..prefix(n-1).
+func topicNames(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return out
+}

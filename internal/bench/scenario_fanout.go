@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+)
+
+func init() {
+	Register(&Scenario{
+		Name:    "fanout",
+		Summary: "one publisher, N subscribers on one topic: latency to the last subscriber, deliveries/s",
+		Targets: []string{TargetHearth, TargetGorilla, TargetSocketIO},
+		Run:     runFanout,
+	})
+}
+
+// runFanout reads Clients (subscribers, default 10,000), Rate (messages
+// per second, default 2), Size, Duration (default 30 s), Warmup.
+func runFanout(ctx context.Context, env *Env) (*Report, error) {
+	o := env.Opts
+	subs := pick(o.Clients, 10000, 20, o.Smoke)
+	rate := pick(o.Rate, 2.0, 5.0, o.Smoke)
+	size := pick(o.Size, 64, 64, o.Smoke)
+	dur := pick(o.Duration, 30*time.Second, 3*time.Second, o.Smoke)
+	rep := &Report{Params: map[string]any{"subscribers": subs, "rate": rate, "size": size, "seconds": dur.Seconds()}}
+	tab := &Table{
+		Title:  fmt.Sprintf("fanout: 1 publisher at %g msg/s, %d subscribers on one topic, %v", rate, subs, dur),
+		Header: []string{"target", "msgs", "deliveries/s", "last-sub p50", "last-sub p99", "last-sub max", "all p50", "all p99", "lost", "errors", "srv cpu peak", "srv rss peak"},
+	}
+	rep.Tables = append(rep.Tables, tab)
+	var runs []*pubsubRun
+	cdf := &Chart{Title: "Latency to the last subscriber (per message)", XLabel: "ms (log)", YLabel: "fraction of messages", LogX: true}
+	for _, kind := range o.Targets {
+		run, err := fanoutOne(ctx, env, kind, subs, rate, size, dur)
+		if err != nil {
+			return rep, fmt.Errorf("fanout against %s: %w", kind, err)
+		}
+		runs = append(runs, run)
+		tab.Add(kind, fint(run.Published), fnum(run.DeliveriesPerSec), fms(run.LastSubP50), fms(run.LastSubP99), fms(run.LastSubMax),
+			fms(run.P50), fms(run.P99), fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS))
+		cdf.Lines = append(cdf.Lines, Series{Name: kind, Points: run.lastSb.CDF()})
+		if run.IncompleteMsgs > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d of %d messages did not reach every subscriber", kind, run.IncompleteMsgs, run.IncompleteMsgs+run.CompleteMsgs))
+		}
+	}
+	rep.Results = runs
+	bars := &Chart{Title: "Deliveries per second and last-subscriber p99", XLabel: "", YLabel: "value", Categories: []string{"deliveries/s (÷100)", "last-sub p99 (ms)"}}
+	for _, r := range runs {
+		bars.Bars = append(bars.Bars, BarSeries{Name: r.Target, Values: []float64{r.DeliveriesPerSec / 100, r.LastSubP99}})
+	}
+	rep.Charts = append(rep.Charts, cdf, bars)
+	addRatios(rep, runs)
+	return rep, nil
+}
+
+func fanoutOne(ctx context.Context, env *Env, kind string, subs int, rate float64, size int, dur time.Duration) (*pubsubRun, error) {
+	t, err := env.Target(ctx, kind, "")
+	if err != nil {
+		return nil, err
+	}
+	servers, addrs, err := startServers(ctx, t, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer stopServers(servers)
+	return runPubsub(ctx, env, pubsubSetup{
+		kind: kind, subAddrs: addrs, pubAddrs: addrs, topics: []string{"room:fanout"}, subs: subs, tpc: 1,
+		pubs: 1, rate: rate, size: size, dur: dur, perMessage: true, servers: servers, label: "fanout " + kind, proto: t.Proto(),
+	})
+}
+
+func sumErrors(m map[string]int64) int64 {
+	var n int64
+	for k, v := range m {
+		if len(k) > 7 && k[:7] == "closed_" {
+			continue // announced closes are not errors
+		}
+		n += v
+	}
+	return n
+}
+
+// addRatios adds a table comparing each peer with the first target.
+func addRatios(rep *Report, runs []*pubsubRun) {
+	if len(runs) < 2 {
+		return
+	}
+	base := runs[0]
+	tab := &Table{Title: "ratios (" + base.Target + " vs peer)", Header: []string{"peer", "deliveries/s", "p99 latency (lower is better)", "last-sub p99"}}
+	for _, r := range runs[1:] {
+		lp := "-"
+		if base.LastSubP99 > 0 && !math.IsNaN(r.LastSubP99) {
+			lp = fratio(r.LastSubP99, base.LastSubP99) + " faster"
+		}
+		tab.Add(r.Target, fratio(base.DeliveriesPerSec, r.DeliveriesPerSec), fratio(r.P99, base.P99)+" faster", lp)
+	}
+	rep.Tables = append(rep.Tables, tab)
+}

@@ -1,0 +1,383 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Target kinds.
+const (
+	TargetHearth   = "hearth"   // `hearth serve`, the demo app
+	TargetGorilla  = "gorilla"  // bench/peers/gorilla, a textbook gorilla/websocket hub
+	TargetSocketIO = "socketio" // bench/peers/socketio, Socket.IO 4 on Node
+)
+
+// TargetOptions says how to start the servers under test.
+type TargetOptions struct {
+	Kind string
+	// HearthBin is the hearth binary. Empty means build ./cmd/hearth from
+	// RepoDir.
+	HearthBin string
+	// GorillaBin is the gorilla peer binary. Empty means build it from RepoDir.
+	GorillaBin string
+	// Node is the node binary for the Socket.IO peer. Empty means "node".
+	Node string
+	// RepoDir is the Hearth source tree (peers and builds). Empty means
+	// found from the working directory upwards.
+	RepoDir string
+	// DatabaseURL makes the servers a cluster through Postgres.
+	DatabaseURL string
+	// Args are extra arguments for every server process.
+	Args []string
+	// LogDir receives each server process's output. Empty discards it.
+	LogDir string
+	// Epoch is the run's time zero for the /proc samples.
+	Epoch time.Time
+}
+
+// Target starts and stops server processes of one kind.
+type Target struct {
+	opts TargetOptions
+	bin  string
+	mu   sync.Mutex
+	seq  int
+}
+
+// Proto returns the load-client protocol the target speaks.
+func (t *Target) Proto() string {
+	if t.opts.Kind == TargetSocketIO {
+		return ProtoSocketIO
+	}
+	return ProtoPhoenix
+}
+
+// Kind returns the target kind.
+func (t *Target) Kind() string { return t.opts.Kind }
+
+// NewTarget prepares a target: finds or builds its binary and checks its
+// dependencies, so a scenario fails before it starts anything.
+func NewTarget(ctx context.Context, opts TargetOptions) (*Target, error) {
+	t := &Target{opts: opts}
+	if opts.Epoch.IsZero() {
+		t.opts.Epoch = time.Now()
+	}
+	switch opts.Kind {
+	case TargetHearth:
+		t.bin = opts.HearthBin
+		if t.bin == "" {
+			b, err := buildGo(ctx, opts.RepoDir, "./cmd/hearth", "hearth")
+			if err != nil {
+				return nil, err
+			}
+			t.bin = b
+		}
+	case TargetGorilla:
+		if opts.DatabaseURL != "" {
+			return nil, errors.New("bench: the gorilla peer is a single-node hub: it has no cluster mode")
+		}
+		t.bin = opts.GorillaBin
+		if t.bin == "" {
+			b, err := buildGo(ctx, opts.RepoDir, "./bench/peers/gorilla", "hearth-bench-gorilla")
+			if err != nil {
+				return nil, err
+			}
+			t.bin = b
+		}
+	case TargetSocketIO:
+		dir, err := repoDir(opts.RepoDir)
+		if err != nil {
+			return nil, err
+		}
+		peer := filepath.Join(dir, "bench", "peers", "socketio")
+		if _, err := os.Stat(filepath.Join(peer, "node_modules", "socket.io")); err != nil {
+			return nil, fmt.Errorf("bench: the Socket.IO peer is not installed: run `npm ci --prefix %s`", peer)
+		}
+		t.bin = filepath.Join(peer, "server.js")
+		if t.opts.Node == "" {
+			t.opts.Node = "node"
+		}
+		if _, err := exec.LookPath(t.opts.Node); err != nil {
+			return nil, fmt.Errorf("bench: the Socket.IO peer needs Node.js: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("bench: unknown target %q (want hearth, gorilla or socketio)", opts.Kind)
+	}
+	if opts.Kind == TargetHearth && opts.DatabaseURL != "" {
+		if err := t.checkHearthFlag(ctx, "database-url"); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// checkHearthFlag fails clearly when `hearth serve` lacks a flag.
+func (t *Target) checkHearthFlag(ctx context.Context, name string) error {
+	out, _ := exec.CommandContext(ctx, t.bin, "serve", "-h").CombinedOutput()
+	if !strings.Contains(string(out), "-"+name) {
+		return fmt.Errorf("bench: this hearth binary's `serve` has no --%s flag (needed for clusters through Postgres); build one that has it", name)
+	}
+	return nil
+}
+
+// repoDir finds the Hearth source tree.
+func repoDir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/hearth-rt/hearth\n") {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", errors.New("bench: not inside the Hearth source tree (use --repo DIR)")
+		}
+	}
+}
+
+// buildGo builds a main package of the repository into the user cache.
+func buildGo(ctx context.Context, dir, pkg, name string) (string, error) {
+	root, err := repoDir(dir)
+	if err != nil {
+		return "", err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	out := filepath.Join(cache, "hearth-bench", name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("bench: go build %s: %v\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// FreeAddr returns a loopback address with a port free right now.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Server is one running server process.
+type Server struct {
+	Addr string
+	Node int
+
+	t      *Target
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error
+	samp   *sampler
+	log    io.Closer
+}
+
+// PID returns the process id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Start starts server process number node on addr and waits until it
+// answers /healthz.
+func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	var cmd *exec.Cmd
+	switch t.opts.Kind {
+	case TargetHearth:
+		args := []string{"serve", "--addr", addr, "--log-level", "warn"}
+		if t.opts.DatabaseURL != "" {
+			args = append(args, "--database-url", t.opts.DatabaseURL)
+		}
+		cmd = exec.Command(t.bin, append(args, t.opts.Args...)...)
+	case TargetGorilla:
+		cmd = exec.Command(t.bin, append([]string{"--addr", addr}, t.opts.Args...)...)
+	case TargetSocketIO:
+		args := []string{"--expose-gc", t.bin, "--host", host, "--port", port}
+		if t.opts.DatabaseURL != "" {
+			args = append(args, "--database-url", t.opts.DatabaseURL)
+		}
+		cmd = exec.Command(t.opts.Node, append(args, t.opts.Args...)...)
+	}
+	t.mu.Lock()
+	t.seq++
+	seq := t.seq
+	t.mu.Unlock()
+	s := &Server{Addr: addr, Node: node, t: t, cmd: cmd, exited: make(chan struct{})}
+	if t.opts.LogDir != "" {
+		f, err := os.Create(filepath.Join(t.opts.LogDir, fmt.Sprintf("server-%s-node%d-%d.log", t.opts.Kind, node, seq)))
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr, s.log = f, f, f
+	}
+	if err := cmd.Start(); err != nil {
+		if s.log != nil {
+			s.log.Close()
+		}
+		return nil, fmt.Errorf("bench: start %s server: %w", t.opts.Kind, err)
+	}
+	go func() {
+		s.err = cmd.Wait()
+		if s.log != nil {
+			s.log.Close()
+		}
+		close(s.exited)
+	}()
+	s.samp = startSampler(s.PID(), t.opts.Epoch, 250*time.Millisecond)
+	if err := s.waitReady(ctx, 30*time.Second); err != nil {
+		s.Kill()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("bench: %s server on %s exited during startup (%v); see its log in the output directory", s.t.opts.Kind, s.Addr, s.err)
+		default:
+		}
+		resp, err := client.Get("http://" + s.Addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %s server on %s not ready after %v", s.t.opts.Kind, s.Addr, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to go.
+func (s *Server) Kill() {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.exited
+	s.samp.close()
+}
+
+// Terminate sends SIGTERM and waits up to limit for a graceful exit, then
+// kills. It reports whether the exit was graceful.
+func (s *Server) Terminate(limit time.Duration) bool {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		s.samp.close()
+		return true
+	case <-time.After(limit):
+		s.Kill()
+		return false
+	}
+}
+
+// Exited reports whether the process has ended (for crash detection).
+func (s *Server) Exited() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Usage returns the process's CPU and RSS samples and peaks so far.
+func (s *Server) Usage() (samples []ProcSample, peakCPU, peakRSSMiB float64) {
+	return s.samp.snapshot()
+}
+
+// RSS returns the current resident set in bytes.
+func (s *Server) RSS() (int64, error) {
+	_, rss, err := procUsage(s.PID())
+	return rss, err
+}
+
+// Heap asks the server for its heap after a collection, in bytes: Go
+// servers through net/http/pprof (heap in use plus goroutine stacks),
+// the Socket.IO peer through /debug/mem (V8 heap used). It returns an
+// error when the server exposes neither.
+func (s *Server) Heap(ctx context.Context) (int64, error) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string) ([]byte, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addr+path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("bench: GET %s: HTTP %d", path, resp.StatusCode)
+		}
+		return io.ReadAll(resp.Body)
+	}
+	if s.t.opts.Kind == TargetSocketIO {
+		b, err := get("/debug/mem")
+		if err != nil {
+			return 0, err
+		}
+		var m struct {
+			HeapUsed int64 `json:"heapUsed"`
+			External int64 `json:"external"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return 0, err
+		}
+		return m.HeapUsed + m.External, nil
+	}
+	// gc=1 collects first; debug=1 appends runtime.MemStats as comments.
+	b, err := get("/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		return 0, fmt.Errorf("bench: the server exposes no heap figures (net/http/pprof at /debug/pprof/): %w", err)
+	}
+	var heap, stack int64
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "# HeapInuse = "); ok {
+			heap, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "# Stack = "); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				stack, _ = strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	if heap == 0 {
+		return 0, errors.New("bench: no HeapInuse in the heap profile")
+	}
+	return heap + stack, nil
+}
