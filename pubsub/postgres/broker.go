@@ -1,0 +1,196 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hearth-rt/hearth/pubsub"
+)
+
+// Broker is a pubsub.Broker on PostgreSQL: one node of a cluster whose
+// nodes share a database (and schema). See the package documentation.
+//
+// Lock order: smu, then a topic's mu; qmu and lmu are never held with
+// another lock.
+type Broker struct {
+	opts    Options
+	names   names
+	pool    *pgxpool.Pool
+	ownPool bool
+	lconf   *pgx.ConnConfig // the listener's connection settings
+	log     *slog.Logger
+
+	handler atomic.Pointer[handlerBox]
+
+	ctx    context.Context // cancelled by Close: listener, trimmer, fetches
+	cancel context.CancelFunc
+	// pubCtx bounds publishing transactions; Close cancels it last, so that
+	// batches in flight can commit.
+	pubCtx    context.Context
+	pubCancel context.CancelFunc
+	pubWG     sync.WaitGroup
+	wg        sync.WaitGroup // listener and trimmer
+	closeOnce sync.Once
+
+	// Publishing queue.
+	qmu    sync.Mutex
+	qcond  *sync.Cond
+	queue  []*pubReq
+	qbytes int
+	closed bool
+
+	// Subscriptions.
+	smu    sync.RWMutex
+	topics map[string]*topicState
+
+	// Listener.
+	state      atomic.Int32
+	lmu        sync.Mutex
+	waitCancel context.CancelFunc       // interrupts the listener's wait
+	repairs    map[*topicState]struct{} // topics to catch up from the table
+
+	st stats
+}
+
+type handlerBox struct{ h pubsub.Handler }
+
+// New connects to the database, creates or migrates Hearth's schema, opens
+// the listener connection and starts the node's goroutines.
+func New(ctx context.Context, opts Options) (*Broker, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		opts:    opts,
+		names:   newNames(opts.Schema),
+		log:     opts.Logger,
+		topics:  make(map[string]*topicState),
+		repairs: make(map[*topicState]struct{}),
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	b.log = b.log.With("node", opts.Name)
+	b.qcond = sync.NewCond(&b.qmu)
+
+	var err error
+	b.pool, b.ownPool, err = openPool(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Broker, error) {
+		if b.ownPool {
+			b.pool.Close()
+		}
+		return nil, err
+	}
+	if b.names.channel, err = migrate(ctx, b.pool, opts.Schema, opts.Channel); err != nil {
+		return fail(err)
+	}
+	b.lconf = b.pool.Config().ConnConfig.Copy()
+	if b.lconf.RuntimeParams == nil {
+		b.lconf.RuntimeParams = map[string]string{}
+	}
+	b.lconf.RuntimeParams["application_name"] = "hearth-listener " + opts.Name
+	if b.lconf.ConnectTimeout == 0 || b.lconf.ConnectTimeout > opts.PingTimeout {
+		b.lconf.ConnectTimeout = opts.PingTimeout
+	}
+	conn, err := b.connectListener(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	b.setState(StateHealthy)
+
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.pubCtx, b.pubCancel = context.WithCancel(context.Background())
+	for i := 0; i < opts.Publishers; i++ {
+		b.pubWG.Add(1)
+		go b.publisher()
+	}
+	b.wg.Add(2)
+	go b.listen(conn)
+	go b.trimLoop()
+	return b, nil
+}
+
+// openPool returns opts.Pool, or a new pool opened from opts.URL.
+func openPool(ctx context.Context, opts Options) (*pgxpool.Pool, bool, error) {
+	if opts.Pool != nil {
+		return opts.Pool, false, nil
+	}
+	cfg, err := pgxpool.ParseConfig(opts.URL)
+	if err != nil {
+		return nil, false, fmt.Errorf("postgres: parsing URL: %w", err)
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "hearth " + opts.Name
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, false, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, false, fmt.Errorf("postgres: connecting: %w", err)
+	}
+	return pool, true, nil
+}
+
+// Register implements pubsub.Broker.
+func (b *Broker) Register(h pubsub.Handler) {
+	b.handler.Store(&handlerBox{h: h})
+}
+
+// Name returns the node's name (Options.Name).
+func (b *Broker) Name() string { return b.opts.Name }
+
+// Channel returns the notification channel the node listens on.
+func (b *Broker) Channel() string { return b.names.channel }
+
+// Close implements pubsub.Broker. Publish calls still queued fail with
+// pubsub.ErrClosed; transactions already sent are given a few seconds to
+// commit.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.qmu.Lock()
+		b.closed = true
+		b.qcond.Broadcast()
+		b.qmu.Unlock()
+
+		done := make(chan struct{})
+		go func() { b.pubWG.Wait(); close(done) }()
+		t := time.NewTimer(5 * time.Second)
+		select {
+		case <-done:
+		case <-t.C:
+			b.pubCancel()
+			<-done
+		}
+		t.Stop()
+		b.pubCancel()
+		b.cancel()
+		b.wg.Wait()
+		if b.ownPool {
+			b.pool.Close()
+		}
+		b.setState(StateDown)
+	})
+	return nil
+}
+
+func randomID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+var _ pubsub.Broker = (*Broker)(nil)

@@ -1,0 +1,102 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hearth-rt/hearth/pubsub"
+)
+
+// Emitter broadcasts to a Hearth cluster from any program that can reach
+// its database: a worker, a cron job, another service. It is not a node: it
+// does not listen and keeps no subscriptions. Each message is one call of
+// the schema's hearth_publish SQL function, one short transaction, stored in
+// the history and delivered by every node to its subscribers, exactly like
+// a broadcast made on a node.
+//
+// An Emitter is safe for concurrent use.
+type Emitter struct {
+	pool       *pgxpool.Pool
+	ownPool    bool
+	names      names
+	maxPayload int
+}
+
+// NewEmitter connects to the database of opts.URL (or uses opts.Pool) and
+// makes sure the schema exists (migrating it like a node would). Only URL,
+// Pool, Schema, Channel, Name and MaxPayload are used.
+func NewEmitter(ctx context.Context, opts Options) (*Emitter, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	pool, own, err := openPool(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	e := &Emitter{pool: pool, ownPool: own, names: newNames(opts.Schema), maxPayload: opts.MaxPayload}
+	if e.names.channel, err = migrate(ctx, pool, opts.Schema, opts.Channel); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Emit broadcasts event with a JSON payload on topic. payload may be
+// json.RawMessage or []byte holding JSON text (sent as is), or any value
+// encoding/json can marshal.
+func (e *Emitter) Emit(ctx context.Context, topic, event string, payload any) (pubsub.Position, error) {
+	var data []byte
+	switch p := payload.(type) {
+	case json.RawMessage:
+		data = p
+	case []byte:
+		data = p
+	default:
+		var err error
+		if data, err = json.Marshal(payload); err != nil {
+			return pubsub.Position{}, fmt.Errorf("postgres: encoding payload: %w", err)
+		}
+	}
+	if !json.Valid(data) {
+		return pubsub.Position{}, errors.New("postgres: payload is not valid JSON")
+	}
+	return e.Publish(ctx, pubsub.Message{Topic: topic, Event: event, Payload: data})
+}
+
+// Publish broadcasts m (which may be binary, or exclude a connection) and
+// returns its position. A text payload must be valid UTF-8.
+func (e *Emitter) Publish(ctx context.Context, m pubsub.Message) (pubsub.Position, error) {
+	if !pubsub.ValidTopic(m.Topic) {
+		return pubsub.Position{}, pubsub.ErrInvalidTopic
+	}
+	if len(m.Payload) > e.maxPayload {
+		return pubsub.Position{}, pubsub.ErrTooLarge
+	}
+	if !m.Binary && !inlineText(m.Payload) {
+		return pubsub.Position{}, errors.New("postgres: text payload is not valid UTF-8")
+	}
+	data := m.Payload
+	if data == nil {
+		data = []byte{}
+	}
+	var pos pubsub.Position
+	var off int64
+	err := e.pool.QueryRow(ctx, `SELECT epoch, "offset" FROM `+e.names.publish+`($1, $2, $3, $4, $5)`,
+		m.Topic, m.Event, data, m.Binary, m.Exclude).Scan(&pos.Epoch, &off)
+	if err != nil {
+		return pubsub.Position{}, fmt.Errorf("postgres: emitting on %q: %w", m.Topic, err)
+	}
+	pos.Offset = uint64(off)
+	return pos, nil
+}
+
+// Close closes the Emitter's pool, unless it was given in Options.Pool.
+func (e *Emitter) Close() {
+	if e.ownPool {
+		e.pool.Close()
+	}
+}

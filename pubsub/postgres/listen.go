@@ -1,0 +1,214 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hearth-rt/hearth/pubsub"
+)
+
+// The listener: one dedicated connection per node, LISTENing on the
+// schema's channel. It waits for notifications; after PingInterval of
+// silence it pings, because a peer that vanished is only noticed on a write.
+// When the connection fails it marks every topic stale, reconnects with
+// jittered exponential backoff, LISTENs again and only then catches every
+// topic up from the table: whatever committed before the new LISTEN is in
+// the table, whatever commits after it arrives as a notification, and
+// offsets drop what arrives twice.
+
+// connectListener opens the listener connection and LISTENs.
+func (b *Broker) connectListener(ctx context.Context) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout*2)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, b.lconf)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listener: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.names.channel}.Sanitize()); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("postgres: listener: %w", err)
+	}
+	return conn, nil
+}
+
+// listen is the listener goroutine.
+func (b *Broker) listen(conn *pgx.Conn) {
+	defer b.wg.Done()
+	for {
+		err := b.serve(conn)
+		closeConn(conn)
+		if b.ctx.Err() != nil {
+			return
+		}
+		b.st.reconnects.Add(1)
+		b.setState(StateDown)
+		b.markStale()
+		b.log.Warn("postgres: listener connection lost, reconnecting", "err", err)
+		if conn = b.reconnect(); conn == nil {
+			return
+		}
+	}
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+// reconnect connects again and catches up, retrying with backoff. It
+// returns nil once the broker is closed.
+func (b *Broker) reconnect() *pgx.Conn {
+	for attempt := 0; ; attempt++ {
+		if !b.sleep(b.backoff(attempt)) {
+			return nil
+		}
+		conn, err := b.connectListener(b.ctx)
+		if err == nil {
+			b.setState(StateCatchingUp)
+			if err = b.catchUp(b.ctx, b.staleTopics()); err == nil {
+				b.st.catchUps.Add(1)
+				b.setState(StateHealthy)
+				b.log.Info("postgres: listener reconnected and caught up", "attempts", attempt+1)
+				return conn
+			}
+			closeConn(conn)
+			b.setState(StateDown)
+		}
+		if b.ctx.Err() != nil {
+			return nil
+		}
+		b.log.Warn("postgres: listener reconnect failed", "attempt", attempt+1, "err", err)
+	}
+}
+
+// backoff returns a full-jitter delay for attempt (0-based): uniform in
+// [0, min(ReconnectMax, ReconnectMin*2^attempt)], never below ReconnectMin/2
+// so that a dead server is not hammered.
+func (b *Broker) backoff(attempt int) time.Duration {
+	ceil := b.opts.ReconnectMax
+	if attempt < 30 {
+		if d := b.opts.ReconnectMin << attempt; d < ceil {
+			ceil = d
+		}
+	}
+	floor := b.opts.ReconnectMin / 2
+	return floor + rand.N(ceil-floor+1)
+}
+
+// sleep waits d, or returns false when the broker closes first.
+func (b *Broker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-b.ctx.Done():
+		return false
+	}
+}
+
+// serve reads notifications until the connection fails or the broker
+// closes.
+func (b *Broker) serve(conn *pgx.Conn) error {
+	v := &noteHandler{b: b}
+	for {
+		b.lmu.Lock()
+		repair := len(b.repairs) > 0
+		b.lmu.Unlock()
+		if repair {
+			if err := b.catchUp(b.ctx, b.staleTopics()); err != nil {
+				return fmt.Errorf("catching up: %w", err)
+			}
+		}
+
+		wctx, cancel := context.WithTimeout(b.ctx, b.opts.PingInterval)
+		b.lmu.Lock()
+		b.waitCancel = cancel
+		if len(b.repairs) > 0 {
+			cancel() // asked for while we were busy
+		}
+		b.lmu.Unlock()
+		n, err := conn.WaitForNotification(wctx)
+		b.lmu.Lock()
+		b.waitCancel = nil
+		b.lmu.Unlock()
+		cancel()
+
+		if n != nil {
+			b.st.received.Add(1)
+			if rerr := readNote(n.Payload, v); rerr != nil {
+				b.st.badNotes.Add(1)
+				b.log.Warn("postgres: malformed notification ignored", "pid", n.PID, "len", len(n.Payload))
+			}
+			v.release()
+		}
+		switch {
+		case err == nil:
+		case b.ctx.Err() != nil:
+			return err
+		case errors.Is(wctx.Err(), context.DeadlineExceeded) && !conn.IsClosed():
+			// Idle: prove the connection is alive.
+			pctx, pcancel := context.WithTimeout(b.ctx, b.opts.PingTimeout)
+			err = conn.Ping(pctx)
+			pcancel()
+			if err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+		case errors.Is(wctx.Err(), context.Canceled) && !conn.IsClosed():
+			// Woken up for a repair.
+		default:
+			return err
+		}
+	}
+}
+
+// noteHandler applies the records of one notification. It holds the mu of
+// the topic whose records it is reading.
+type noteHandler struct {
+	b     *Broker
+	ts    *topicState
+	epoch string
+}
+
+func (v *noteHandler) release() {
+	if v.ts != nil {
+		v.ts.mu.Unlock()
+		v.ts = nil
+	}
+}
+
+func (v *noteHandler) topic(topic, epoch string) bool {
+	v.release()
+	v.b.smu.RLock()
+	ts := v.b.topics[topic]
+	v.b.smu.RUnlock()
+	if ts == nil {
+		return false
+	}
+	ts.mu.Lock()
+	v.ts, v.epoch = ts, epoch
+	return true
+}
+
+func (v *noteHandler) message(offset uint64, event, exclude string, payload []byte, binary bool) {
+	m := &pubsub.Message{Topic: v.ts.name, Event: event, Payload: payload, Binary: binary,
+		Exclude: exclude, Epoch: v.epoch, Offset: offset}
+	v.b.apply(v.ts, &entry{epoch: v.epoch, from: offset, to: offset, msg: m})
+}
+
+func (v *noteHandler) ref(from, to uint64) {
+	v.b.apply(v.ts, &entry{epoch: v.epoch, from: from, to: to})
+}
+
+func (v *noteHandler) control(data []byte) {
+	v.release()
+	if hb := v.b.handler.Load(); hb != nil && hb.h != nil {
+		hb.h.HandleControl(data)
+	}
+}

@@ -1,0 +1,128 @@
+package postgres
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configures a Broker or an Emitter. Apart from the database (URL or
+// Pool), the zero value works.
+type Options struct {
+	// URL is the database URL (postgres://user:pass@host:port/db?...), as
+	// pgx understands it; pool settings such as pool_max_conns may be added
+	// to it. Required unless Pool is set. It must reach PostgreSQL directly
+	// or through a session pooler: the listener's LISTEN does not work
+	// through a transaction pooler such as PgBouncer in transaction mode.
+	URL string
+	// Pool, when set, is used for publishing and queries instead of a pool
+	// opened from URL; the listener connection is opened with the pool's
+	// connection settings. The broker does not close it.
+	Pool *pgxpool.Pool
+
+	// Schema holds Hearth's tables and functions. Zero means "public". All
+	// nodes of a cluster use the same schema; different schemas in one
+	// database are separate clusters.
+	Schema string
+	// Channel is the LISTEN/NOTIFY channel. Zero means the schema's own:
+	// "hearth" in schema public, "hearth_<schema>" otherwise. The first node
+	// records it in the schema; a node asking for another one fails to start.
+	Channel string
+
+	// Name identifies this node in logs and in pg_stat_activity (the
+	// listener's application_name is "hearth-listener <name>"). Zero means
+	// a random name.
+	Name string
+	// Logger receives the broker's warnings and errors. Nil means silent.
+	Logger *slog.Logger
+
+	// HistorySize is how many messages are kept per topic. Zero means 1000.
+	// A node's catch-up after a listener outage can only replay what is
+	// still kept, so keep it above what a busy topic publishes during the
+	// longest outage you want to ride out. All nodes should agree on it.
+	HistorySize int
+	// HistoryTTL is how long a message is kept. Zero means 5 minutes.
+	HistoryTTL time.Duration
+	// TrimInterval is how often the history is trimmed. Zero means 5
+	// seconds. Only one node trims at a time.
+	TrimInterval time.Duration
+	// MaxPayload is the largest payload accepted. Zero means 1 MiB.
+	// Payloads that do not fit in a notification travel through the table.
+	MaxPayload int
+
+	// MaxBatch is the most messages committed in one transaction. Zero
+	// means 1000.
+	MaxBatch int
+	// Publishers is how many transactions may be in flight at once. Zero
+	// means 2.
+	Publishers int
+
+	// PingInterval is how long the listener may stay silent before it pings
+	// the server to detect a dead connection. Zero means 5 seconds.
+	PingInterval time.Duration
+	// PingTimeout bounds a ping (and the listener's connect). Zero means 5
+	// seconds.
+	PingTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the listener's reconnect backoff
+	// (exponential, full jitter). Zero means 100 ms and 5 s.
+	ReconnectMin, ReconnectMax time.Duration
+
+	// OnStateChange, when set, is called with the listener's new state each
+	// time it changes (see Broker.State). It runs on the listener goroutine
+	// and must not block.
+	OnStateChange func(State)
+}
+
+func (o *Options) setDefaults() error {
+	if o.URL == "" && o.Pool == nil {
+		return errors.New("postgres: Options.URL or Options.Pool is required")
+	}
+	if o.Schema == "" {
+		o.Schema = "public"
+	}
+	if !validName(o.Schema) {
+		return errors.New("postgres: schema names are 1 to 63 letters, digits and underscores")
+	}
+	if o.Channel != "" && !validName(o.Channel) {
+		return errors.New("postgres: channel names are 1 to 63 letters, digits and underscores")
+	}
+	if o.Name == "" {
+		o.Name = randomID()
+	}
+	if o.HistorySize <= 0 {
+		o.HistorySize = 1000
+	}
+	if o.HistoryTTL <= 0 {
+		o.HistoryTTL = 5 * time.Minute
+	}
+	if o.TrimInterval <= 0 {
+		o.TrimInterval = 5 * time.Second
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 1 << 20
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1000
+	}
+	if o.Publishers <= 0 {
+		o.Publishers = 2
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 5 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 5 * time.Second
+	}
+	if o.ReconnectMin <= 0 {
+		o.ReconnectMin = 100 * time.Millisecond
+	}
+	if o.ReconnectMax <= 0 {
+		o.ReconnectMax = 5 * time.Second
+	}
+	if o.ReconnectMax < o.ReconnectMin {
+		o.ReconnectMax = o.ReconnectMin
+	}
+	return nil
+}

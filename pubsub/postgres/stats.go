@@ -1,0 +1,158 @@
+package postgres
+
+import (
+	"math/bits"
+	"sync/atomic"
+)
+
+// State is the health of a node's listener connection.
+type State int32
+
+// Listener states.
+const (
+	// StateDown: the listener is disconnected and reconnecting; this node
+	// receives nothing until it is back. Publishing may still work.
+	StateDown State = iota
+	// StateCatchingUp: the listener is connected again and the node is
+	// reading what it missed from the history table.
+	StateCatchingUp
+	// StateHealthy: the listener is connected and the node is up to date.
+	StateHealthy
+)
+
+// String returns "down", "catching_up" or "healthy".
+func (s State) String() string {
+	switch s {
+	case StateDown:
+		return "down"
+	case StateCatchingUp:
+		return "catching_up"
+	case StateHealthy:
+		return "healthy"
+	}
+	return "unknown"
+}
+
+// State returns the listener's current state. Readiness checks can require
+// StateHealthy.
+func (b *Broker) State() State { return State(b.state.Load()) }
+
+func (b *Broker) setState(s State) {
+	if State(b.state.Swap(int32(s))) != s && b.opts.OnStateChange != nil {
+		b.opts.OnStateChange(s)
+	}
+}
+
+// BatchBuckets is the number of batch size buckets in Stats.BatchSizes.
+const BatchBuckets = 8
+
+// Stats are a node's counters since New. All counts are cumulative.
+type Stats struct {
+	// State is the listener's state now.
+	State State
+
+	// Published is the number of messages this node committed.
+	Published uint64
+	// Batches is the number of publishing transactions, MaxBatch the most
+	// messages one of them carried; Published/Batches is the mean batch.
+	Batches  uint64
+	MaxBatch uint64
+	// BatchSizes counts transactions by message count: bucket 0 holds
+	// batches of 1, bucket i (i >= 1) batches of 2^(2i-1) to 2^(2i+1)-1,
+	// that is 2-7, 8-31, 32-127, 128-511, 512-2047, ...; the last bucket
+	// holds everything larger.
+	BatchSizes [BatchBuckets]uint64
+	// Notifications is the number of NOTIFY payloads this node sent.
+	Notifications uint64
+	// PublishErrors is the number of failed publishing transactions.
+	PublishErrors uint64
+
+	// Received is the number of notifications the listener received.
+	Received uint64
+	// Delivered is the number of messages handed to the Handler.
+	Delivered uint64
+	// Fetched is the number of messages read from the history table
+	// (large payloads, gaps, catch-up) rather than taken from a
+	// notification.
+	Fetched uint64
+	// Duplicates is the number of messages dropped because they had
+	// already been delivered.
+	Duplicates uint64
+	// Missed is the number of messages that could not be delivered because
+	// the history was trimmed before this node read them.
+	Missed uint64
+	// Gaps is the number of times a message arrived ahead of the next
+	// expected offset and the range in between was read from the table.
+	Gaps uint64
+	// BadNotifications is the number of notifications that could not be
+	// parsed.
+	BadNotifications uint64
+
+	// Reconnects is the number of times the listener lost its connection.
+	Reconnects uint64
+	// CatchUps is the number of completed catch-ups after a reconnect.
+	CatchUps uint64
+	// Trimmed is the number of history rows this node deleted.
+	Trimmed uint64
+}
+
+type stats struct {
+	published, batches, maxBatch, notifications, publishErrors atomic.Uint64
+	batchSizes                                                 [BatchBuckets]atomic.Uint64
+	received, delivered, fetched, duplicates, missed, gaps     atomic.Uint64
+	badNotes, reconnects, catchUps, trimmed                    atomic.Uint64
+}
+
+func batchBucket(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	i := bits.Len(uint(n)) / 2 // 2-7 -> 1, 8-31 -> 2, ...
+	if i >= BatchBuckets {
+		i = BatchBuckets - 1
+	}
+	return i
+}
+
+func (s *stats) batch(n, notes int) {
+	s.notifications.Add(uint64(notes))
+	if n == 0 {
+		return // control messages only
+	}
+	s.batches.Add(1)
+	s.published.Add(uint64(n))
+	s.batchSizes[batchBucket(n)].Add(1)
+	for {
+		m := s.maxBatch.Load()
+		if uint64(n) <= m || s.maxBatch.CompareAndSwap(m, uint64(n)) {
+			break
+		}
+	}
+}
+
+// Stats returns the node's counters.
+func (b *Broker) Stats() Stats {
+	s := &b.st
+	out := Stats{
+		State:            b.State(),
+		Published:        s.published.Load(),
+		Batches:          s.batches.Load(),
+		MaxBatch:         s.maxBatch.Load(),
+		Notifications:    s.notifications.Load(),
+		PublishErrors:    s.publishErrors.Load(),
+		Received:         s.received.Load(),
+		Delivered:        s.delivered.Load(),
+		Fetched:          s.fetched.Load(),
+		Duplicates:       s.duplicates.Load(),
+		Missed:           s.missed.Load(),
+		Gaps:             s.gaps.Load(),
+		BadNotifications: s.badNotes.Load(),
+		Reconnects:       s.reconnects.Load(),
+		CatchUps:         s.catchUps.Load(),
+		Trimmed:          s.trimmed.Load(),
+	}
+	for i := range out.BatchSizes {
+		out.BatchSizes[i] = s.batchSizes[i].Load()
+	}
+	return out
+}
