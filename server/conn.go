@@ -40,17 +40,17 @@ type conn struct {
 	bufs net.Buffers // the writer's writev argument
 
 	mu        sync.Mutex
-	q         [][]byte // frames waiting for the writer
-	spare     [][]byte // the writer's last batch, reused for the next queue
-	qBytes    int      // bytes in q
-	wBytes    int      // bytes of the batch being written
-	writing   bool     // a writer goroutine runs
-	closing   bool     // no more frames accepted: a close frame is queued or the connection ends
-	closeQ    bool     // the close frame is in q (always its last frame)
-	closeSent bool     // the close frame was written: reads wait for the client's
-	failed    bool     // a write failed: nothing more is written
-	readDone  bool     // the reader has finished
-	code      int      // why the connection ends, for the log
+	q         *frameQueue // frames waiting for the writer; nil while idle
+	spare     *frameQueue // the writer's last batch, reused for the next queue
+	qBytes    int         // bytes in q
+	wBytes    int         // bytes of the batch being written
+	writing   bool        // a writer goroutine runs
+	closing   bool        // no more frames accepted: a close frame is queued or the connection ends
+	closeQ    bool        // the close frame is in q (always its last frame)
+	closeSent bool        // the close frame was written: reads wait for the client's
+	failed    bool        // a write failed: nothing more is written
+	readDone  bool        // the reader has finished
+	code      int         // why the connection ends, for the log
 	reason    string
 	initiator string // "server" or "client"
 
@@ -91,8 +91,7 @@ func (c *conn) Send(frame []byte) bool {
 		c.srv.log.Warn("closing slow consumer", "conn", c.id, "socket_id", c.socketID(), "queued_bytes", queued)
 		return false
 	}
-	c.q = append(c.q, frame)
-	c.qBytes += len(frame)
+	c.enqueueLocked(frame)
 	c.startWriterLocked()
 	c.mu.Unlock()
 	return true
@@ -117,13 +116,9 @@ func (c *conn) closeLocked(code int, reason string, drop bool) {
 	c.closing = true
 	c.code, c.reason, c.initiator = code, reason, "server"
 	if drop {
-		clear(c.q)
-		c.q = c.q[:0]
-		c.qBytes = 0
+		c.dropQueuedLocked()
 	}
-	f := closeFrame(code, reason)
-	c.q = append(c.q, f)
-	c.qBytes += len(f)
+	c.enqueueLocked(closeFrame(code, reason))
 	c.closeQ = true
 	c.startWriterLocked()
 }
@@ -141,7 +136,7 @@ func (c *conn) echoCloseLocked(code int, reason string) {
 // must be held; the reader is alive (closing is set before readDone), so
 // the server's WaitGroup is not at zero.
 func (c *conn) startWriterLocked() {
-	if c.writing || c.failed || len(c.q) == 0 {
+	if c.writing || c.failed || c.queuedLocked() == 0 {
 		return
 	}
 	c.writing = true
@@ -218,9 +213,7 @@ func (c *conn) finishRead(hard bool, code int, reason string) {
 		c.code, c.reason, c.initiator = code, reason, "client"
 	}
 	if hard {
-		clear(c.q)
-		c.q = c.q[:0]
-		c.qBytes = 0
+		c.dropQueuedLocked()
 	}
 	c.readDone = true
 	last := !c.writing
@@ -241,7 +234,8 @@ func (c *conn) teardown() {
 	_ = c.nc.Close()
 	c.mu.Lock()
 	code, reason, by := c.code, c.reason, c.initiator
-	c.q, c.spare = nil, nil
+	c.dropQueuedLocked()
+	c.releaseQueuesLocked()
 	c.mu.Unlock()
 	if c.sock != nil {
 		c.sock.Closed()

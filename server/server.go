@@ -134,7 +134,8 @@ func (s *Server) Connections() int {
 // until every goroutine of the server and every background worker of the
 // node has finished, or ctx is done. In the latter case it drops the
 // remaining connections without waiting for their close handshake and
-// returns ctx's error. Shutdown does not close the http.Server the handler
+// returns ctx's error; their goroutines end shortly after (a connect hook
+// still running is not interrupted). Shutdown does not close the http.Server the handler
 // is mounted on.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -164,7 +165,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range list {
 		c.drop()
 	}
-	<-done // every goroutine ends promptly once its connection is closed
 	return ctx.Err()
 }
 

@@ -10,10 +10,6 @@ import (
 // array the runtime caches per file descriptor (16 bytes per frame).
 const maxBatch = 64
 
-// maxKeptQueue is the largest queue capacity a connection keeps between
-// bursts; a bigger backing array is let go once the writer is idle.
-const maxKeptQueue = 64
-
 // writeLoop is the connection's writer: it runs while frames are queued,
 // writing everything queued at once (one writev per up to maxBatch frames),
 // and exits when the queue is empty.
@@ -21,14 +17,9 @@ func (c *conn) writeLoop() {
 	defer c.srv.wg.Done()
 	for {
 		c.mu.Lock()
-		if len(c.q) == 0 || c.failed {
+		if c.queuedLocked() == 0 || c.failed {
 			c.writing = false
-			if cap(c.q) > maxKeptQueue {
-				c.q = nil
-			}
-			if cap(c.spare) > maxKeptQueue {
-				c.spare = nil
-			}
+			c.releaseQueuesLocked()
 			last := c.readDone
 			c.mu.Unlock()
 			if last {
@@ -37,18 +28,18 @@ func (c *conn) writeLoop() {
 			return
 		}
 		batch := c.q
-		c.q = c.spare[:0]
-		c.spare = nil
+		c.q, c.spare = c.spare, nil
 		c.wBytes, c.qBytes = c.qBytes, 0
 		withClose := c.closeQ
 		c.closeQ = false
 		c.mu.Unlock()
 
-		err := c.writeBatch(batch)
-		clear(batch)
+		err := c.writeBatch(batch.frames)
+		clear(batch.frames)
+		batch.frames = batch.frames[:0]
 
 		c.mu.Lock()
-		c.spare = batch[:0]
+		c.spare = batch
 		c.wBytes = 0
 		if err != nil {
 			c.failed = true
@@ -56,9 +47,7 @@ func (c *conn) writeLoop() {
 				c.closing = true
 				c.code, c.reason, c.initiator = 1006, "write failed", "server"
 			}
-			clear(c.q)
-			c.q = c.q[:0]
-			c.qBytes = 0
+			c.dropQueuedLocked()
 			c.mu.Unlock()
 			_ = c.nc.Close() // the reader fails and finishes
 			if !errors.Is(err, net.ErrClosed) {
