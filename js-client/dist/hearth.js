@@ -301,7 +301,7 @@ var Hearth = (() => {
       const p = new Push(this, EVENTS.leave, () => ({}), timeout);
       p.receive("ok", done).receive("timeout", done);
       p.send();
-      if (!this.canPush()) p.trigger("ok", {});
+      if (!this.socket.isConnected()) p.trigger("ok", {});
       return p;
     }
     /**

@@ -1,0 +1,380 @@
+// The socket: URL and credentials, heartbeats, reconnect backoff, server
+// hints, terminal codes, token refresh, hidden tabs and offline browsers.
+// The server is an in-memory WebSocket; time is mocked.
+
+import { afterEach, beforeEach, mock, test } from "node:test"
+import assert from "node:assert/strict"
+import { base64url, Socket, type CloseInfo, type ReconnectInfo, type SocketOptions, type TokenInfo } from "../src/index"
+import { FakeEnvironment, fakeTransport, flush } from "./helpers"
+
+beforeEach(() => mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_700_000_000_000 }))
+afterEach(() => mock.timers.reset())
+
+function make(opts: SocketOptions = {}) {
+  const tr = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", { transport: tr.Transport, environment: null, random: () => 0.5, ...opts })
+  return { socket, tr }
+}
+
+function connected(opts: SocketOptions = {}) {
+  const { socket, tr } = make(opts)
+  socket.connect()
+  tr.latest().open()
+  return { socket, tr }
+}
+
+function record<T>(register: (cb: (x: T) => void) => unknown): T[] {
+  const out: T[] = []
+  register((x) => out.push(x))
+  return out
+}
+
+test("the URL carries the params, the protocol version and the extension flag", () => {
+  const { socket, tr } = make({ params: { user: "ann", n: 2, skip: undefined } })
+  socket.connect()
+  const url = new URL(tr.latest().url)
+  assert.equal(url.origin + url.pathname, "ws://example.test/socket/websocket")
+  assert.equal(url.searchParams.get("user"), "ann")
+  assert.equal(url.searchParams.get("n"), "2")
+  assert.equal(url.searchParams.get("vsn"), "2.0.0")
+  assert.equal(url.searchParams.get("_hearth"), "1")
+  assert.ok(!url.searchParams.has("skip"))
+  assert.equal(tr.latest().binaryType, "arraybuffer")
+  assert.equal(tr.latest().protocols, undefined)
+})
+
+test("endpoints: http(s) URLs become ws(s), relative paths use the page location", () => {
+  assert.equal(new Socket("https://h.test/socket/").endPointURL(), "wss://h.test/socket/websocket?vsn=2.0.0&_hearth=1")
+  assert.equal(new Socket("ws://h.test/socket/websocket", { hearth: false }).endPointURL(), "ws://h.test/socket/websocket?vsn=2.0.0")
+  assert.throws(() => new Socket("/socket").endPointURL(), /needs a page location/)
+  const g = globalThis as { location?: unknown }
+  g.location = { protocol: "https:", host: "app.test:8443" }
+  try {
+    assert.equal(new Socket("/socket").endPointURL({ a: 1 }), "wss://app.test:8443/socket/websocket?a=1&vsn=2.0.0&_hearth=1")
+    assert.equal(new Socket("//other.test/socket").endPointURL(), "wss://other.test/socket/websocket?vsn=2.0.0&_hearth=1")
+  } finally {
+    delete g.location
+  }
+})
+
+test("the auth token travels in Sec-WebSocket-Protocol as base64url without padding", () => {
+  const token = "a+b/c?é~"
+  const { socket, tr } = make({ authToken: token })
+  socket.connect()
+  const protocols = tr.latest().protocols as string[]
+  assert.equal(protocols[0], "phoenix")
+  const encoded = protocols[1].slice("base64url.bearer.phx.".length)
+  assert.ok(protocols[1].startsWith("base64url.bearer.phx."))
+  assert.match(encoded, /^[A-Za-z0-9_-]+$/)
+  assert.equal(Buffer.from(encoded, "base64url").toString("utf8"), token)
+  assert.equal(base64url(token), encoded)
+  assert.ok(!new URL(tr.latest().url).search.includes("token"))
+})
+
+test("with tokenParam the token travels in the query instead", () => {
+  const { socket, tr } = make({ authToken: "t1", tokenParam: "token" })
+  socket.connect()
+  assert.equal(new URL(tr.latest().url).searchParams.get("token"), "t1")
+  assert.equal(tr.latest().protocols, undefined)
+})
+
+test("params and token functions, async too, are read on every connect", async () => {
+  let p = 0
+  let t = 0
+  const { socket, tr } = make({
+    params: async () => ({ p: ++p }),
+    authToken: () => Promise.resolve(`tok${++t}`),
+  })
+  socket.connect()
+  assert.equal(socket.connectionState(), "connecting")
+  assert.equal(tr.sockets.length, 0)
+  await flush()
+  assert.equal(tr.sockets.length, 1)
+  assert.equal(new URL(tr.latest().url).searchParams.get("p"), "1")
+  tr.latest().open()
+  tr.latest().drop()
+  mock.timers.tick(250)
+  await flush()
+  assert.equal(tr.sockets.length, 2)
+  assert.equal(new URL(tr.latest().url).searchParams.get("p"), "2")
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("tok2"))
+})
+
+test("a params function that fails is an error the app sees, and the socket retries", async () => {
+  let fail = true
+  const { socket, tr } = make({ params: async () => { if (fail) throw new Error("no session"); return {} } })
+  const errors = record<unknown>((cb) => socket.onError(cb))
+  const reconnects = record<ReconnectInfo>((cb) => socket.onReconnect(cb))
+  socket.connect()
+  await flush()
+  assert.equal(tr.sockets.length, 0)
+  assert.match(String(errors[0]), /no session/)
+  assert.equal(reconnects.length, 1)
+  fail = false
+  mock.timers.tick(reconnects[0].delay)
+  await flush()
+  assert.equal(tr.sockets.length, 1)
+})
+
+test("heartbeats every interval; a missing reply drops the connection and reconnects", () => {
+  const { socket, tr } = connected({ heartbeatIntervalMs: 30_000, heartbeatTimeoutMs: 10_000 })
+  const ws = tr.latest()
+  const closes = record<CloseInfo>((cb) => socket.onClose(cb))
+  mock.timers.tick(29_999)
+  assert.equal(ws.messages().length, 0)
+  mock.timers.tick(1)
+  const hb = ws.last("heartbeat")
+  assert.deepEqual([hb.join_ref, hb.topic, hb.payload], [null, "phoenix", {}])
+  ws.receive([null, hb.ref, "phoenix", "phx_reply", { status: "ok", response: {} }])
+  mock.timers.tick(30_000)
+  const hb2 = ws.last("heartbeat")
+  assert.notEqual(hb2.ref, hb.ref)
+  mock.timers.tick(9_999)
+  assert.ok(socket.isConnected())
+  mock.timers.tick(1)
+  assert.ok(!socket.isConnected())
+  assert.deepEqual(closes, [{ code: 1006, reason: "heartbeat timeout", wasClean: false }])
+  mock.timers.tick(250)
+  assert.equal(tr.sockets.length, 2)
+})
+
+test("a connection that does not open in time is abandoned and retried", () => {
+  const { socket, tr } = make({ timeout: 5_000 })
+  socket.connect()
+  mock.timers.tick(5_000)
+  assert.ok(tr.sockets[0].closedWith !== null || tr.sockets[0].onclose === null)
+  mock.timers.tick(250)
+  assert.equal(tr.sockets.length, 2)
+})
+
+test("reconnect delays follow full-jitter backoff and reset only after a stable connection", () => {
+  const { socket, tr } = connected({ random: () => 0.999, reconnectBaseMs: 500, reconnectMaxMs: 20_000, stableAfterMs: 10_000 })
+  const infos = record<ReconnectInfo>((cb) => socket.onReconnect(cb))
+  // Connections that fail before opening, then one that opens briefly.
+  for (let i = 0; i < 7; i++) {
+    tr.latest().drop()
+    mock.timers.tick(infos[infos.length - 1].delay)
+  }
+  assert.deepEqual(infos.map((x) => x.delay), [499, 999, 1998, 3996, 7992, 15984, 19980])
+  assert.deepEqual(infos.map((x) => x.tries), [1, 2, 3, 4, 5, 6, 7])
+  tr.latest().open()
+  mock.timers.tick(9_999)
+  tr.latest().drop()
+  assert.equal(infos[infos.length - 1].tries, 8, "a short-lived connection does not reset the backoff")
+  mock.timers.tick(infos[infos.length - 1].delay)
+  tr.latest().open()
+  mock.timers.tick(10_000)
+  tr.latest().drop()
+  assert.deepEqual(infos[infos.length - 1], { delay: 499, tries: 1, code: 1006, reason: "", hinted: false })
+})
+
+test("reconnectAfterMs replaces the backoff", () => {
+  const { socket, tr } = connected({ reconnectAfterMs: (tries) => [10, 50][tries - 1] ?? 5000 })
+  const infos = record<ReconnectInfo>((cb) => socket.onReconnect(cb))
+  for (let i = 0; i < 3; i++) {
+    tr.latest().drop()
+    mock.timers.tick(infos[infos.length - 1].delay)
+  }
+  assert.deepEqual(infos.map((x) => x.delay), [10, 50, 5000])
+})
+
+test("server hints on 1012 and 1013 set the reconnect delay, with a little jitter", () => {
+  const { socket, tr } = connected()
+  const infos = record<ReconnectInfo>((cb) => socket.onReconnect(cb))
+  tr.latest().drop(1012, "service restart retry_after_ms=3000")
+  // random() = 0.5, hint jitter 0.2: 3000 + 0.5 * 0.2 * 3000
+  assert.deepEqual(infos[0], { delay: 3300, tries: 1, code: 1012, reason: "service restart retry_after_ms=3000", hinted: true })
+  mock.timers.tick(3299)
+  assert.equal(tr.sockets.length, 1)
+  mock.timers.tick(1)
+  assert.equal(tr.sockets.length, 2)
+  tr.latest().open()
+  tr.latest().drop(1013, '{"reason":"overloaded","retry_after_ms":800}')
+  assert.equal(infos[1].delay, 880)
+  assert.ok(infos[1].hinted)
+  mock.timers.tick(880)
+  tr.latest().drop(1013, "try again later")
+  assert.equal(infos[2].hinted, false, "no hint: backoff")
+})
+
+test("terminal close codes stop reconnecting and call onTerminal", () => {
+  const { socket, tr } = connected({ authToken: "app-token" })
+  const terminal: Array<[number, string]> = []
+  socket.onTerminal((code, reason) => terminal.push([code, reason]))
+  const ch = socket.channel("room:1")
+  ch.join()
+  tr.latest().reply("phx_join", "ok", {})
+  tr.latest().receive([null, null, "phoenix", "token", { token: "fresh", expires_at: Date.now() / 1000 + 600 }])
+  tr.latest().drop(4503, "session revoked")
+  assert.deepEqual(terminal, [[4503, "session revoked"]])
+  assert.equal(ch.state, "errored")
+  mock.timers.tick(600_000)
+  assert.equal(tr.sockets.length, 1, "reconnected after a terminal close")
+  // After signing in again the app reconnects; the revoked session's token is gone.
+  socket.connect()
+  assert.equal(tr.sockets.length, 2)
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("app-token"))
+  tr.latest().open()
+  assert.equal(tr.latest().last("phx_join").topic, "room:1", "channels rejoin after the app reconnects")
+})
+
+test("a token pushed by the server is used on the next connect, until it expires", () => {
+  let appCalls = 0
+  const { socket, tr } = connected({ authToken: () => `app${++appCalls}` })
+  const tokens = record<TokenInfo>((cb) => socket.onToken(cb))
+  const expiresAt = Date.now() / 1000 + 600
+  tr.latest().receive([null, null, "phoenix", "token", { token: "fresh1", expires_at: expiresAt }])
+  assert.deepEqual(tokens, [{ token: "fresh1", expiresAt: expiresAt * 1000 }])
+  tr.latest().drop()
+  mock.timers.tick(250)
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("fresh1"))
+  assert.equal(appCalls, 1, "the app's token function was asked although a fresh token was at hand")
+  // A token pushed on a joined channel counts too.
+  tr.latest().open()
+  const ch = socket.channel("room:1")
+  ch.join()
+  tr.latest().reply("phx_join", "ok", {})
+  tr.latest().receive([ch.joinRef(), null, "room:1", "token", { token: "fresh2", expires_at: expiresAt + 60 }])
+  assert.equal(tokens[1].token, "fresh2")
+  // Once expired, the app's function is asked again.
+  mock.timers.tick(700_000)
+  tr.latest().drop()
+  mock.timers.tick(20_000)
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("app2"))
+})
+
+test("malformed token messages are ignored", () => {
+  const { socket, tr } = connected({ authToken: "app" })
+  const tokens = record<TokenInfo>((cb) => socket.onToken(cb))
+  tr.latest().receive([null, null, "phoenix", "token", { token: 42 }])
+  tr.latest().receive([null, null, "phoenix", "token", "tok"])
+  tr.latest().receive([null, null, "phoenix", "token", { token: "" }])
+  assert.equal(tokens.length, 0)
+})
+
+test("reconnects wait while the tab is hidden and resume with jitter when it shows", () => {
+  const env = new FakeEnvironment()
+  const { socket, tr } = connected({ environment: env, resumeJitterMs: 1_000 })
+  assert.equal(env.listening, 1)
+  env.isHidden = true
+  tr.latest().drop()
+  mock.timers.tick(60_000)
+  assert.equal(tr.sockets.length, 1, "reconnected while hidden")
+  env.emit("visible")
+  mock.timers.tick(499)
+  assert.equal(tr.sockets.length, 1)
+  mock.timers.tick(1)
+  assert.equal(tr.sockets.length, 2)
+  socket.disconnect()
+  assert.equal(env.listening, 0, "still listening after disconnect")
+})
+
+test("reconnects wait while offline, and so does the first connect", () => {
+  const env = new FakeEnvironment()
+  env.isOffline = true
+  const { socket, tr } = make({ environment: env })
+  socket.connect()
+  assert.equal(tr.sockets.length, 0)
+  env.emit("online")
+  mock.timers.tick(500)
+  assert.equal(tr.sockets.length, 1)
+  tr.latest().open()
+  env.isOffline = true
+  tr.latest().drop()
+  mock.timers.tick(60_000)
+  assert.equal(tr.sockets.length, 1)
+  env.emit("visible") // still offline
+  mock.timers.tick(60_000)
+  assert.equal(tr.sockets.length, 1)
+  env.emit("online")
+  mock.timers.tick(1_000)
+  assert.equal(tr.sockets.length, 2)
+})
+
+test("pagehide closes the connection and pageshow reconnects", () => {
+  const env = new FakeEnvironment()
+  const { socket, tr } = connected({ environment: env })
+  const ch = socket.channel("room:1")
+  ch.join()
+  tr.latest().reply("phx_join", "ok", {})
+  env.emit("pagehide")
+  assert.equal(tr.latest().closedWith?.code, 1001)
+  mock.timers.tick(60_000)
+  assert.equal(tr.sockets.length, 1)
+  env.emit("pageshow")
+  assert.equal(tr.sockets.length, 2)
+  tr.latest().open()
+  assert.equal(tr.latest().last("phx_join").topic, "room:1")
+})
+
+test("disconnect closes, stops reconnecting, and connect() rejoins the channels", () => {
+  const { socket, tr } = connected()
+  const ch = socket.channel("room:1")
+  ch.join()
+  tr.latest().reply("phx_join", "ok", {})
+  const closes = record<CloseInfo>((cb) => socket.onClose(cb))
+  let called = false
+  socket.disconnect(() => { called = true }, 1000, "bye")
+  assert.ok(called)
+  assert.deepEqual(tr.latest().closedWith, { code: 1000, reason: "bye" })
+  assert.deepEqual(closes, [{ code: 1000, reason: "bye", wasClean: true }])
+  assert.equal(ch.state, "errored")
+  assert.equal(socket.connectionState(), "closed")
+  mock.timers.tick(600_000)
+  assert.equal(tr.sockets.length, 1)
+  socket.connect()
+  tr.latest().open()
+  assert.equal(tr.latest().last("phx_join").topic, "room:1")
+})
+
+test("connect while connected does nothing; while a reconnect waits it connects now", () => {
+  const { socket, tr } = connected({ reconnectBaseMs: 60_000, reconnectMaxMs: 60_000 })
+  socket.connect()
+  assert.equal(tr.sockets.length, 1)
+  tr.latest().drop()
+  socket.connect()
+  assert.equal(tr.sockets.length, 2)
+  mock.timers.tick(60_000)
+  assert.equal(tr.sockets.length, 2, "the cancelled reconnect fired")
+})
+
+test("an undecodable frame is reported and the connection stays", () => {
+  const { socket, tr } = connected()
+  const errors = record<unknown>((cb) => socket.onError(cb))
+  tr.latest().receive("{not json")
+  tr.latest().receive(new Uint8Array([9, 9]).buffer)
+  assert.equal(errors.length, 2)
+  assert.ok(socket.isConnected())
+})
+
+test("onMessage sees every message; off removes callbacks", () => {
+  const { socket, tr } = connected()
+  const seen: string[] = []
+  const ref = socket.onMessage((m) => seen.push(m.event))
+  tr.latest().receive([null, null, "room:9", "hello", {}])
+  socket.off([ref])
+  tr.latest().receive([null, null, "room:9", "again", {}])
+  assert.deepEqual(seen, ["hello"])
+})
+
+test("events of an old connection are ignored", () => {
+  const { socket, tr } = connected()
+  const old = tr.latest()
+  old.drop()
+  mock.timers.tick(250)
+  tr.latest().open()
+  const seen: string[] = []
+  socket.onMessage((m) => seen.push(m.event))
+  const closes = record<CloseInfo>((cb) => socket.onClose(cb))
+  old.receive([null, null, "room:9", "stale", {}])
+  old.drop(1000)
+  assert.deepEqual(seen, [])
+  assert.deepEqual(closes, [])
+  assert.ok(socket.isConnected())
+})
+
+test("connect without a WebSocket constructor says what to do", () => {
+  const socket = new Socket("ws://example.test/socket", { environment: null })
+  if (typeof (globalThis as { WebSocket?: unknown }).WebSocket === "function") return
+  assert.throws(() => socket.connect(), /pass \{transport: WebSocket\}/)
+})
