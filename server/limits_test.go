@@ -51,22 +51,25 @@ func (c *client) writeRaw(b []byte) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	srv := newTestServer(t, Options{IdleTimeout: 300 * time.Millisecond}, channels.Options{}, nil)
-
 	t.Run("silent client closed", func(t *testing.T) {
+		srv := newTestServer(t, Options{IdleTimeout: 200 * time.Millisecond}, channels.Options{}, nil)
 		c := dial(t, srv.url)
 		c.expectClose(channels.CloseGoingAway, "idle timeout")
+		eventually(t, "the connection to end", func() bool { return srv.Connections() == 0 })
 	})
 	t.Run("every frame refreshes the deadline", func(t *testing.T) {
+		srv := newTestServer(t, Options{IdleTimeout: time.Second}, channels.Options{}, nil)
 		c := dial(t, srv.url)
-		// Heartbeats at a sixth of the timeout for five timeouts: the
-		// connection must stay open throughout.
-		for range 30 {
+		// Heartbeats every tenth of the timeout for two and a half
+		// timeouts: the connection must stay open throughout.
+		for range 25 {
 			c.heartbeat()
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := srv.Connections(); n != 1 {
+			t.Fatalf("%d connections, want 1", n)
 		}
 	})
-	eventually(t, "connections to end", func() bool { return srv.Connections() == 0 })
 }
 
 func TestOversizeMessage(t *testing.T) {
@@ -161,8 +164,9 @@ func TestProtocolErrors(t *testing.T) {
 		{name: "fragmented ping", frame: rawFrame(false, 0, 0x9, nil)},
 		{name: "long ping", frame: rawFrame(true, 0, 0x9, make([]byte, 126))},
 		{name: "new message inside a fragmented one", frame: append(rawFrame(false, 0, 0x1, []byte("[")), rawFrame(true, 0, 0x1, []byte("[]"))...)},
-		{name: "bad close code", frame: rawFrame(true, 0, 0x8, []byte{0x03, 0xe8 + 5})},                  // 1005
-		{name: "one byte close payload", frame: rawFrame(true, 0, 0x8, []byte{0x03})},                    //
+		{name: "bad close code", frame: rawFrame(true, 0, 0x8, []byte{0x03, 0xe8 + 5})}, // 1005
+		{name: "one byte close payload", frame: rawFrame(true, 0, 0x8, []byte{0x03})},   //
+		{name: "64-bit length with its top bit set", frame: []byte{0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}},
 		{name: "close code 999", frame: rawFrame(true, 0, 0x8, binary.BigEndian.AppendUint16(nil, 999))}, //
 	}
 	for _, tc := range cases {

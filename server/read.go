@@ -71,8 +71,6 @@ func (c *conn) read() (hard bool, code int, reason string) {
 			putBuf(msg)
 		}
 	}()
-	// A connection refused with a close code (no socket) starts closing:
-	// data is ignored until the client answers the close frame.
 	limit := c.srv.opts.MaxMessageSize
 	for {
 		c.refreshDeadline()
@@ -81,6 +79,9 @@ func (c *conn) read() (hard bool, code int, reason string) {
 		if err != nil {
 			if c.nread == before && c.idle(err) {
 				continue // at a frame boundary: wait for the client's close frame
+			}
+			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+				return c.fail(channels.CloseProtocolError, "protocol error: "+err.Error())
 			}
 			return c.readError(err)
 		}
@@ -134,7 +135,9 @@ func (c *conn) read() (hard bool, code int, reason string) {
 // message handles one complete data message.
 func (c *conn) message(data []byte, binary bool) {
 	if c.isClosing() {
-		return // waiting for the client's close frame: data is ignored
+		// Waiting for the client's close frame (a connection refused with a
+		// close code starts so): data is ignored.
+		return
 	}
 	if !c.allow() {
 		return
