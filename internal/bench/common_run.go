@@ -26,16 +26,18 @@ type pubsubRun struct {
 	PublishedPerSec  float64 `json:"published_per_sec"`
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
 	// Latency of every delivery (ms).
-	P50, P99, Max float64
+	P50 Float `json:"p50_ms"`
+	P99 Float `json:"p99_ms"`
+	Max Float `json:"max_ms"`
 	// LastSub is, per message, the delay to its slowest subscriber (fanout).
-	LastSubP50      float64 `json:"last_sub_p50,omitempty"`
-	LastSubP99      float64 `json:"last_sub_p99,omitempty"`
-	LastSubMax      float64 `json:"last_sub_max,omitempty"`
+	LastSubP50      Float `json:"last_sub_p50_ms,omitempty"`
+	LastSubP99      Float `json:"last_sub_p99_ms,omitempty"`
+	LastSubMax      Float `json:"last_sub_max_ms,omitempty"`
 	CompleteMsgs    int     `json:"complete_messages,omitempty"`
 	IncompleteMsgs  int     `json:"incomplete_messages,omitempty"`
 	ServerPeakCPU   float64 `json:"server_peak_cpu_pct"`
 	ServerPeakRSS   float64 `json:"server_peak_rss_mib"`
-	Errors          map[string]int64
+	Errors          map[string]int64 `json:"errors"`
 	latency, lastSb *Histogram
 	usage           []ProcSample
 }
@@ -132,7 +134,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	}
 	run.PublishedPerSec = float64(run.Published) / secs
 	run.DeliveriesPerSec = float64(run.Received) / secs
-	run.P50, run.P99, run.Max = run.latency.Quantile(0.5), run.latency.Quantile(0.99), run.latency.Quantile(1)
+	run.P50, run.P99, run.Max = Float(run.latency.Quantile(0.5)), Float(run.latency.Quantile(0.99)), Float(run.latency.Quantile(1))
 	if s.perMessage {
 		merged := map[uint64]*MsgAgg{}
 		for _, a := range sr.PerMsg {
@@ -153,7 +155,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 				run.IncompleteMsgs++
 			}
 		}
-		run.LastSubP50, run.LastSubP99, run.LastSubMax = run.lastSb.Quantile(0.5), run.lastSb.Quantile(0.99), run.lastSb.Quantile(1)
+		run.LastSubP50, run.LastSubP99, run.LastSubMax = Float(run.lastSb.Quantile(0.5)), Float(run.lastSb.Quantile(0.99)), Float(run.lastSb.Quantile(1))
 	}
 	for _, srv := range s.servers {
 		samples, cpu, rss := srv.Usage()

@@ -212,3 +212,16 @@ func fratio(a, b float64) string {
 	}
 	return fmt.Sprintf("%.2fx", a/b)
 }
+
+// Float is a float64 that encodes NaN and infinities as JSON null (a
+// figure that could not be measured).
+type Float float64
+
+// MarshalJSON implements json.Marshaler.
+func (f Float) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(v)
+}

@@ -38,8 +38,8 @@ func runFanout(ctx context.Context, env *Env) (*Report, error) {
 			return rep, fmt.Errorf("fanout against %s: %w", kind, err)
 		}
 		runs = append(runs, run)
-		tab.Add(kind, fint(run.Published), fnum(run.DeliveriesPerSec), fms(run.LastSubP50), fms(run.LastSubP99), fms(run.LastSubMax),
-			fms(run.P50), fms(run.P99), fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS))
+		tab.Add(kind, fint(run.Published), fnum(run.DeliveriesPerSec), fms(float64(run.LastSubP50)), fms(float64(run.LastSubP99)), fms(float64(run.LastSubMax)),
+			fms(float64(run.P50)), fms(float64(run.P99)), fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS))
 		cdf.Lines = append(cdf.Lines, Series{Name: kind, Points: run.lastSb.CDF()})
 		if run.IncompleteMsgs > 0 {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d of %d messages did not reach every subscriber", kind, run.IncompleteMsgs, run.IncompleteMsgs+run.CompleteMsgs))
@@ -48,7 +48,7 @@ func runFanout(ctx context.Context, env *Env) (*Report, error) {
 	rep.Results = runs
 	bars := &Chart{Title: "Deliveries per second and last-subscriber p99", XLabel: "", YLabel: "value", Categories: []string{"deliveries/s (÷100)", "last-sub p99 (ms)"}}
 	for _, r := range runs {
-		bars.Bars = append(bars.Bars, BarSeries{Name: r.Target, Values: []float64{r.DeliveriesPerSec / 100, r.LastSubP99}})
+		bars.Bars = append(bars.Bars, BarSeries{Name: r.Target, Values: []Float{Float(r.DeliveriesPerSec / 100), r.LastSubP99}})
 	}
 	rep.Charts = append(rep.Charts, cdf, bars)
 	addRatios(rep, runs)
@@ -91,10 +91,10 @@ func addRatios(rep *Report, runs []*pubsubRun) {
 	tab := &Table{Title: "ratios (" + base.Target + " vs peer)", Header: []string{"peer", "deliveries/s", "p99 latency (lower is better)", "last-sub p99"}}
 	for _, r := range runs[1:] {
 		lp := "-"
-		if base.LastSubP99 > 0 && !math.IsNaN(r.LastSubP99) {
-			lp = fratio(r.LastSubP99, base.LastSubP99) + " faster"
+		if base.LastSubP99 > 0 && !math.IsNaN(float64(r.LastSubP99)) {
+			lp = fratio(float64(r.LastSubP99), float64(base.LastSubP99)) + " faster"
 		}
-		tab.Add(r.Target, fratio(base.DeliveriesPerSec, r.DeliveriesPerSec), fratio(r.P99, base.P99)+" faster", lp)
+		tab.Add(r.Target, fratio(base.DeliveriesPerSec, r.DeliveriesPerSec), fratio(float64(r.P99), float64(base.P99))+" faster", lp)
 	}
 	rep.Tables = append(rep.Tables, tab)
 }

@@ -33,7 +33,7 @@ type Series struct {
 // BarSeries is one bar per category.
 type BarSeries struct {
 	Name   string    `json:"name"`
-	Values []float64 `json:"values"`
+	Values []Float `json:"values"`
 }
 
 // Mark is a labelled vertical line at X.
@@ -238,15 +238,15 @@ func (c *Chart) drawBars(b *strings.Builder) {
 	ymax := 0.0
 	for _, s := range c.Bars {
 		for _, v := range s.Values {
-			if !math.IsNaN(v) {
-				ymax = max(ymax, v)
+			if !math.IsNaN(float64(v)) {
+				ymax = max(ymax, float64(v))
 			}
 		}
 	}
 	if ymax == 0 {
 		ymax = 1
 	}
-	ymax *= 1.12
+	ymax *= 1.3 // room for the legend
 	fy := func(y float64) float64 { return padT + plotH - y/ymax*plotH }
 	for _, t := range niceTicks(0, ymax, 5) {
 		if t > ymax {
@@ -263,10 +263,10 @@ func (c *Chart) drawBars(b *strings.Builder) {
 	for ci, cat := range c.Categories {
 		gx := padL + float64(ci)*groupW + groupW*(1-barGroupFill)/2
 		for si, s := range c.Bars {
-			if ci >= len(s.Values) || math.IsNaN(s.Values[ci]) {
+			if ci >= len(s.Values) || math.IsNaN(float64(s.Values[ci])) {
 				continue
 			}
-			v := s.Values[ci]
+			v := float64(s.Values[ci])
 			x := gx + float64(si)*barW
 			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x, fy(v), barW-2, fy(0)-fy(v), palette[si%len(palette)])
 			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" %s font-size="10" fill="%s" text-anchor="middle">%s</text>`+"\n", x+barW/2-1, fy(v)-3, fontStyle, textColor, fmtTick(v))
