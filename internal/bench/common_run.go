@@ -30,13 +30,13 @@ type pubsubRun struct {
 	P99 Float `json:"p99_ms"`
 	Max Float `json:"max_ms"`
 	// LastSub is, per message, the delay to its slowest subscriber (fanout).
-	LastSubP50      Float `json:"last_sub_p50_ms,omitempty"`
-	LastSubP99      Float `json:"last_sub_p99_ms,omitempty"`
-	LastSubMax      Float `json:"last_sub_max_ms,omitempty"`
-	CompleteMsgs    int     `json:"complete_messages,omitempty"`
-	IncompleteMsgs  int     `json:"incomplete_messages,omitempty"`
-	ServerPeakCPU   float64 `json:"server_peak_cpu_pct"`
-	ServerPeakRSS   float64 `json:"server_peak_rss_mib"`
+	LastSubP50      Float            `json:"last_sub_p50_ms,omitempty"`
+	LastSubP99      Float            `json:"last_sub_p99_ms,omitempty"`
+	LastSubMax      Float            `json:"last_sub_max_ms,omitempty"`
+	CompleteMsgs    int              `json:"complete_messages,omitempty"`
+	IncompleteMsgs  int              `json:"incomplete_messages,omitempty"`
+	ServerPeakCPU   float64          `json:"server_peak_cpu_pct"`
+	ServerPeakRSS   float64          `json:"server_peak_rss_mib"`
 	Errors          map[string]int64 `json:"errors"`
 	latency, lastSb *Histogram
 	usage           []ProcSample

@@ -19,12 +19,12 @@ func init() {
 
 // idlePoint is one measurement.
 type idlePoint struct {
-	Target      string  `json:"target"`
-	Conns       int     `json:"connections"`
-	RSSBytes    int64   `json:"rss_bytes"`
-	HeapBytes   int64   `json:"heap_bytes"` // -1 when the server exposes none
-	RSSPerConn  Float `json:"rss_per_conn_bytes"`
-	HeapPerConn Float `json:"heap_per_conn_bytes"`
+	Target      string `json:"target"`
+	Conns       int    `json:"connections"`
+	RSSBytes    int64  `json:"rss_bytes"`
+	HeapBytes   int64  `json:"heap_bytes"` // -1 when the server exposes none
+	RSSPerConn  Float  `json:"rss_per_conn_bytes"`
+	HeapPerConn Float  `json:"heap_per_conn_bytes"`
 }
 
 // runIdle reads Counts (default 1,000, 5,000, 15,000), Topics (default

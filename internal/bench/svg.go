@@ -32,7 +32,7 @@ type Series struct {
 
 // BarSeries is one bar per category.
 type BarSeries struct {
-	Name   string    `json:"name"`
+	Name   string  `json:"name"`
 	Values []Float `json:"values"`
 }
 
