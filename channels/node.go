@@ -362,7 +362,6 @@ func (n *Node) NewSocket(ctx context.Context, ev ConnectEvent) (*Socket, error) 
 		hearthExt: ev.Params.Get(ExtParam) != "",
 		channels:  make(map[string]*Channel),
 	}
-	s.ctx, s.cancel = context.WithCancel(n.ctx)
 	return s, nil
 }
 

@@ -73,6 +73,7 @@ func (s *Socket) Close(code int, reason string) {
 // contract.
 func (s *Socket) Start(t Transport) {
 	s.transport = t
+	s.ctx, s.cancel = context.WithCancel(s.node.ctx)
 	s.node.register(s)
 	s.startRefresh(s.expiresAt)
 	s.node.log.Debug("socket connected", "conn", s.connID, "socket_id", s.id)
@@ -83,6 +84,9 @@ func (s *Socket) send(frame []byte) bool { return s.transport.Send(frame) }
 // Closed ends every channel of the socket (their Terminate handlers run
 // with [ErrSocketClosed]). It is part of the [Transport] contract.
 func (s *Socket) Closed() {
+	if s.cancel == nil {
+		return // never started: nothing to release
+	}
 	s.stopRefresh()
 	s.cancel()
 	s.omu.Lock()

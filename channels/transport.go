@@ -7,7 +7,8 @@ package channels
 //
 //   - The transport calls [Node.NewSocket] before it upgrades (a refusal is
 //     answered with HTTP 403 or, for a *CloseError, a close frame), then
-//     [Socket.Start] once the connection is open.
+//     [Socket.Start] once the connection is open. A socket whose upgrade
+//     failed is simply dropped: it holds nothing until Start.
 //   - It hands every complete inbound text or binary message to
 //     [Socket.HandleMessage], one at a time, from one goroutine. The data
 //     may be reused once the call returns. An error means the message broke

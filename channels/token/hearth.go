@@ -85,7 +85,7 @@ func Mint(k *Keyring, ttl time.Duration, check SessionCheck) func(context.Contex
 		next := Claims{Session: old.Session, Channels: old.Channels}
 		next.Subject = old.Subject
 		now := time.Now()
-		exp := now.Add(ttl).Truncate(time.Second)
+		exp := ceilSecond(now.Add(ttl))
 		next.IssuedAt, next.ExpiresAt = jwtDate(now), jwtDate(exp)
 		tok, err := k.Sign(next)
 		return tok, exp, err

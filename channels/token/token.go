@@ -173,7 +173,7 @@ func (k *Keyring) Sign(c Claims) (string, error) {
 // Issue signs a token for subject and session that expires after ttl.
 func (k *Keyring) Issue(subject, session string, ttl time.Duration) (string, time.Time, error) {
 	now := time.Now()
-	exp := now.Add(ttl).Truncate(time.Second)
+	exp := ceilSecond(now.Add(ttl))
 	tok, err := k.Sign(Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: subject, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp)},
 		Session:          session,
@@ -208,3 +208,13 @@ func (k *Keyring) Verify(_ context.Context, tok string) (*Claims, error) {
 }
 
 func jwtDate(t time.Time) *jwt.NumericDate { return jwt.NewNumericDate(t) }
+
+// ceilSecond rounds up to a whole second: JWT times have second precision,
+// and rounding down could hand out a token that is already expired.
+func ceilSecond(t time.Time) time.Time {
+	r := t.Truncate(time.Second)
+	if r.Before(t) {
+		r = r.Add(time.Second)
+	}
+	return r
+}

@@ -182,7 +182,7 @@ func TestRefreshAndRevokeWithoutLeakingTokens(t *testing.T) {
 	n := channels.New(channels.Options{
 		Logger:  log,
 		Connect: token.Connect(k, token.ConnectOptions{}),
-		Refresh: &channels.RefreshOptions{Mint: token.Mint(k, 300*time.Millisecond, func(_ context.Context, c *token.Claims) error {
+		Refresh: &channels.RefreshOptions{Window: [2]float64{0.05, 0.1}, Mint: token.Mint(k, 2*time.Second, func(_ context.Context, c *token.Claims) error {
 			if _, ok := sessions.Load(c.Session); !ok {
 				return channels.ErrRevoked
 			}
@@ -190,7 +190,7 @@ func TestRefreshAndRevokeWithoutLeakingTokens(t *testing.T) {
 		})},
 	})
 	t.Cleanup(n.Wait)
-	first, _, _ := k.Issue("user:1", "sess-1", 300*time.Millisecond)
+	first, _, _ := k.Issue("user:1", "sess-1", 2*time.Second)
 	s, err := n.NewSocket(ctx, channels.ConnectEvent{Token: first, Params: url.Values{}})
 	if err != nil {
 		t.Fatal(err)
