@@ -375,12 +375,17 @@ var Hearth = (() => {
       if (this.state === "leaving") return;
       this.socket.leaveOpenTopic(this.topic, this);
       this.state = "joining";
+      if (!this.socket.isConnected()) {
+        this.joinPush.timeout = timeout;
+        this.joinPush.reset();
+        return;
+      }
       this.joinPush.resend(timeout);
     }
-    /** @internal The socket opened: rejoin if the connection loss errored the channel. */
+    /** @internal The socket opened: join if waiting for it, rejoin if the connection loss errored the channel. */
     socketOpened() {
       this.rejoinTimer.reset();
-      if (this.state === "errored") this.rejoin();
+      if (this.state === "errored" || this.state === "joining" && !this.joinPush.sent) this.rejoin(this.joinPush.timeout);
     }
     /** @internal The socket lost its connection. */
     socketClosed(reason) {

@@ -55,6 +55,35 @@ test("join sends the app's params with $hearth, and strips $hearth from the repl
   assert.deepEqual(ch.position(), { epoch: "e1", offset: 10 })
 })
 
+test("a join made before the socket opens is sent when it opens", () => {
+  const tr = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", { transport: tr.Transport, environment: null, random: () => 0.5 })
+  const ch = socket.channel(TOPIC, { a: 1 })
+  let ok = 0
+  ch.join().receive("ok", () => ok++)
+  socket.connect()
+  assert.equal(ch.state, "joining")
+  mock.timers.tick(9_999) // the connection may take up to `timeout` to open
+  assert.equal(ch.state, "joining", "the join timed out before it could be sent")
+  tr.latest().open()
+  assert.deepEqual(tr.latest().last("phx_join").payload, { a: 1, $hearth: {} })
+  tr.latest().reply("phx_join", "ok", {})
+  assert.equal(ok, 1)
+  assert.equal(ch.state, "joined")
+})
+
+test("a join whose connection attempt fails is sent on the next connection", () => {
+  const tr = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", { transport: tr.Transport, environment: null, random: () => 0.5 })
+  socket.connect()
+  const ch = socket.channel(TOPIC)
+  ch.join()
+  tr.latest().drop()
+  mock.timers.tick(250)
+  tr.latest().open()
+  assert.equal(tr.latest().last("phx_join").topic, TOPIC)
+})
+
 test("params given as a function are read on every join", () => {
   const { socket, tr, ws } = setup()
   let n = 0
