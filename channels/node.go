@@ -32,6 +32,19 @@ type Options struct {
 	// socket's Out handler before the socket is closed as a slow consumer.
 	// Zero means 1024.
 	MaxOutQueue int
+	// JoinRate limits joins per second on this node (admission control
+	// against reconnect storms). Zero means 5,000; negative, no limit.
+	JoinRate float64
+	// JoinBurst is how many joins may come at once above JoinRate. Zero
+	// means twice JoinRate.
+	JoinBurst int
+	// JoinRatePerIP limits joins per second per client IP (the address the
+	// transport resolved, trusted proxies included). Zero means 50;
+	// negative, no limit.
+	JoinRatePerIP float64
+	// JoinBurstPerIP is the per-IP burst. Zero means 200, enough for a
+	// page rejoining all its channels at once.
+	JoinBurstPerIP int
 	// HistoryLimit is the most messages replayed to a recovering client.
 	// Zero means 1000; beyond it recovery is reported incomplete.
 	HistoryLimit int
@@ -62,6 +75,7 @@ type Node struct {
 	seq     atomic.Uint64
 	started atomic.Bool
 	stats   nodeStats
+	joins   *joinLimiter
 
 	control map[string]func([]byte) // set before serving, read-only after
 
@@ -81,6 +95,18 @@ func New(opts Options) *Node {
 	}
 	if opts.MaxOutQueue == 0 {
 		opts.MaxOutQueue = 1024
+	}
+	if opts.JoinRate == 0 {
+		opts.JoinRate = 5000
+	}
+	if opts.JoinBurst == 0 {
+		opts.JoinBurst = int(2 * max(opts.JoinRate, 1))
+	}
+	if opts.JoinRatePerIP == 0 {
+		opts.JoinRatePerIP = 50
+	}
+	if opts.JoinBurstPerIP == 0 {
+		opts.JoinBurstPerIP = 200
 	}
 	if opts.HistoryLimit == 0 {
 		opts.HistoryLimit = 1000
@@ -104,6 +130,7 @@ func New(opts Options) *Node {
 	}
 	n.hub.init()
 	n.hub.stats = &n.stats
+	n.joins = newJoinLimiter(&n.opts)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.broker.Register((*brokerHandler)(n))
 	return n
@@ -207,6 +234,7 @@ type Stats struct {
 	Channels int // joined now
 
 	JoinsOK, JoinsRefused, JoinsCrashed uint64
+	JoinsShed                           uint64 // refused by join admission control
 	MessagesIn                          uint64 // client pushes handled by In (heartbeats, joins and leaves excluded)
 	Broadcasts                          uint64 // broadcasts fanned out on this node
 	Deliveries                          uint64 // broadcast frames queued to sockets
@@ -217,11 +245,11 @@ type Stats struct {
 }
 
 type nodeStats struct {
-	channels                                   atomic.Int64
-	joinsOK, joinsRefused, joinsCrashed        atomic.Uint64
-	messagesIn, broadcasts, deliveries         atomic.Uint64
-	recoveries, recoveriesIncomplete, replayed atomic.Uint64
-	crashes, tokenRefreshes, revocations       atomic.Uint64
+	channels                                       atomic.Int64
+	joinsOK, joinsRefused, joinsCrashed, joinsShed atomic.Uint64
+	messagesIn, broadcasts, deliveries             atomic.Uint64
+	recoveries, recoveriesIncomplete, replayed     atomic.Uint64
+	crashes, tokenRefreshes, revocations           atomic.Uint64
 }
 
 // Stats returns the node's counters.
@@ -229,7 +257,7 @@ func (n *Node) Stats() Stats {
 	st := &n.stats
 	return Stats{
 		Sockets: n.Sockets(), Channels: int(st.channels.Load()),
-		JoinsOK: st.joinsOK.Load(), JoinsRefused: st.joinsRefused.Load(), JoinsCrashed: st.joinsCrashed.Load(),
+		JoinsOK: st.joinsOK.Load(), JoinsRefused: st.joinsRefused.Load(), JoinsCrashed: st.joinsCrashed.Load(), JoinsShed: st.joinsShed.Load(),
 		MessagesIn: st.messagesIn.Load(), Broadcasts: st.broadcasts.Load(), Deliveries: st.deliveries.Load(),
 		Recoveries: st.recoveries.Load(), RecoveriesIncomplete: st.recoveriesIncomplete.Load(), Replayed: st.replayed.Load(),
 		ChannelCrashes: st.crashes.Load(), TokenRefreshes: st.tokenRefreshes.Load(), Revocations: st.revocations.Load(),
@@ -359,6 +387,7 @@ func (n *Node) NewSocket(ctx context.Context, ev ConnectEvent) (*Socket, error) 
 		assigns:   reply.Assigns,
 		connID:    n.opts.NodeID + "." + strconv.FormatUint(n.seq.Add(1), 36),
 		expiresAt: reply.ExpiresAt,
+		ip:        clientIP(ev.RemoteAddr),
 		hearthExt: ev.Params.Get(ExtParam) != "",
 		channels:  make(map[string]*Channel),
 	}

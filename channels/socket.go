@@ -24,6 +24,7 @@ type Socket struct {
 	hearthExt bool
 	transport Transport
 	expiresAt time.Time // credentials expiry from the connect hook
+	ip        string    // client IP, for join admission
 	refresh   refresher
 
 	ctx    context.Context // cancelled when the socket closes
@@ -253,6 +254,12 @@ func (s *Socket) join(m *wire.Message) {
 	rt := n.router.match(m.Topic)
 	if rt == nil || !pubsub.ValidTopic(m.Topic) {
 		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+		return
+	}
+	if ok, wait := n.joins.allow(s.ip, time.Now()); !ok {
+		n.stats.joinsShed.Add(1)
+		log.Debug("join shed by admission control")
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", retryReply(wait))
 		return
 	}
 	c := &Channel{socket: s, topic: m.Topic, joinRef: m.JoinRef, route: rt}
