@@ -106,9 +106,10 @@ func (PhoenixPolicy) StableAfter() time.Duration { return 0 }
 // SocketIOPolicy is socket.io-client's reconnection formula (its Backoff):
 // ms = Base*2^n; with r uniform in [0,1), deviation = floor(r*Factor*ms),
 // subtracted when floor(r*10) is even and added otherwise; then the result
-// is capped at Max. The cap comes after the jitter, so once the schedule
-// reaches the cap about half the fleet retries at exactly Max. Reset on
-// open; it ignores server hints.
+// is capped at Max. The cap comes after the jitter, so from the attempt
+// where Base*2^n*(1-Factor) passes Max (the 5th with the defaults) every
+// client retries at exactly Max, in lockstep. Reset on open; it ignores
+// server hints.
 type SocketIOPolicy struct {
 	Base, Max time.Duration
 	Factor    float64

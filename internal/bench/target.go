@@ -257,7 +257,7 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 
 func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	client := &http.Client{Timeout: time.Second}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for {
 		select {
 		case <-s.exited:
@@ -329,7 +329,7 @@ func (s *Server) RSS() (int64, error) {
 // the Socket.IO peer through /debug/mem (V8 heap used). It returns an
 // error when the server exposes neither.
 func (s *Server) Heap(ctx context.Context) (int64, error) {
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	get := func(path string) ([]byte, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addr+path, nil)
 		resp, err := client.Do(req)
