@@ -1,7 +1,17 @@
 package main
 
-import "github.com/go-chi/chi/v5"
+import (
+	"github.com/go-chi/chi/v5"
 
-// mountClient serves the Hearth JavaScript client bundles. Replaced by the
-// embedded bundles of package jsclient once they exist.
-func mountClient(r chi.Router) {}
+	jsclient "github.com/hearth-rt/hearth/js-client"
+)
+
+// mountClient serves the Hearth JavaScript client bundles embedded in the
+// binary: /hearth.js (IIFE, global Hearth), /hearth.min.js, /hearth.mjs
+// (ES module) and their source maps.
+func mountClient(r chi.Router) {
+	h := jsclient.Handler()
+	for _, name := range jsclient.Files {
+		r.Handle("/"+name, h)
+	}
+}
