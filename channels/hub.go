@@ -1,7 +1,10 @@
 package channels
 
 import (
+	"context"
 	"hash/maphash"
+	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/hearth-rt/hearth/channels/wire"
@@ -21,6 +24,7 @@ type hub struct {
 	seed   maphash.Seed
 	shards [hubShards]hubShard
 	stats  *nodeStats
+	log    *slog.Logger
 }
 
 type hubShard struct {
@@ -98,6 +102,9 @@ func (h *hub) fanout(m *pubsub.Message) {
 	defer func() {
 		h.stats.broadcasts.Add(1)
 		h.stats.deliveries.Add(uint64(delivered))
+		if h.log.Enabled(context.Background(), slog.LevelDebug) {
+			h.log.Debug("broadcast delivered", "msg", m.Topic+"@"+strconv.FormatUint(m.Offset, 10), "event", m.Event, "recipients", delivered)
+		}
 	}()
 	for c := range ts.chans {
 		s := c.socket

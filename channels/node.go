@@ -130,6 +130,7 @@ func New(opts Options) *Node {
 	}
 	n.hub.init()
 	n.hub.stats = &n.stats
+	n.hub.log = n.log
 	n.joins = newJoinLimiter(&n.opts)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.broker.Register((*brokerHandler)(n))
@@ -169,9 +170,13 @@ func (n *Node) publish(ctx context.Context, topic, event string, payload any, ex
 	if err != nil {
 		return err
 	}
-	_, err = n.broker.Publish(ctx, pubsub.Message{Topic: topic, Event: event, Payload: data, Binary: binary, Exclude: exclude})
+	pos, err := n.broker.Publish(ctx, pubsub.Message{Topic: topic, Event: event, Payload: data, Binary: binary, Exclude: exclude})
 	if err != nil {
 		return errors.Join(errors.New("channels: broadcast to "+topic), err)
+	}
+	if n.log.Enabled(ctx, slog.LevelDebug) {
+		// topic@offset identifies the broadcast on every node.
+		n.log.Debug("broadcast published", "msg", topic+"@"+strconv.FormatUint(pos.Offset, 10), "event", event, "from", exclude)
 	}
 	return nil
 }
