@@ -20,6 +20,8 @@ import (
 
 	"github.com/hearth-rt/hearth/channels"
 	"github.com/hearth-rt/hearth/channels/token"
+	"github.com/hearth-rt/hearth/pubsub"
+	"github.com/hearth-rt/hearth/pubsub/postgres"
 	"github.com/hearth-rt/hearth/server"
 	"github.com/hearth-rt/hearth/templates"
 )
@@ -33,6 +35,8 @@ type serveConfig struct {
 	logLevel string
 	tokenTTL time.Duration
 	window   [2]float64
+	dbURL    string
+	nodeName string
 }
 
 func runServe(args []string) error {
@@ -41,6 +45,8 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:4000", "address to listen on")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the tokens GET /token and the channel refresh mint")
+	fs.StringVar(&cfg.dbURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub)")
+	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,7 +64,19 @@ func runServe(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	app, err := newDemo(log, cfg)
+	var broker pubsub.Broker
+	if cfg.dbURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		pg, err := postgres.New(ctx, postgres.Options{URL: cfg.dbURL, Name: cfg.nodeName, Logger: log})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cluster mode: %w", err)
+		}
+		defer pg.Close()
+		broker = pg
+		log.Info("cluster mode: pub/sub through PostgreSQL", "node", cfg.nodeName)
+	}
+	app, err := newDemo(log, cfg, broker)
 	if err != nil {
 		return err
 	}
@@ -95,13 +113,15 @@ type demo struct {
 	auth   *demoAuth
 }
 
-func newDemo(log *slog.Logger, cfg serveConfig) (*demo, error) {
+func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, error) {
 	auth, err := newDemoAuth(cfg.tokenTTL, cfg.window)
 	if err != nil {
 		return nil, err
 	}
 	d := &demo{auth: auth}
 	d.node = channels.New(channels.Options{
+		Broker: broker, // nil: in-process
+		NodeID: cfg.nodeName,
 		Logger: log,
 		// Anonymous sockets may chat in room:*; a token (from GET /token)
 		// identifies the user and opens private:*.
