@@ -1,0 +1,3 @@
+package presence_test
+
+func helperMain() bool { return false }
