@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hearth-rt/hearth/channels"
 	"github.com/hearth-rt/hearth/channels/token"
@@ -111,6 +112,8 @@ type demo struct {
 	node   *channels.Node
 	ws     *server.Server
 	auth   *demoAuth
+
+	extraMetrics prometheus.Collector // the broker's, in cluster mode
 }
 
 func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, error) {
@@ -137,6 +140,7 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 	r.Handle("/socket/websocket", d.ws)
 	auth.routes(r)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.Handle("/metrics", d.metricsHandler())
 	r.Handle("/demo/*", http.StripPrefix("/demo/", http.FileServerFS(templates.Demo())))
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, templates.Demo(), "index.html") })
 	mountClient(r)
