@@ -93,7 +93,10 @@ export class HearthServer {
   }
 
   private async spawn(): Promise<void> {
-    const proc = spawn(this.bin, ["serve", "--addr", `127.0.0.1:${this.port}`, "--log-level", "warn", ...this.args], { stdio: ["ignore", "pipe", "pipe"] })
+    // DATABASE_URL from the environment would turn cluster mode on: only
+    // --database-url in args does.
+    const env = { ...process.env, DATABASE_URL: "" }
+    const proc = spawn(this.bin, ["serve", "--addr", `127.0.0.1:${this.port}`, "--log-level", "warn", ...this.args], { stdio: ["ignore", "pipe", "pipe"], env })
     this.proc = proc
     proc.stdout?.on("data", (d) => { this.log += d })
     proc.stderr?.on("data", (d) => { this.log += d })
@@ -116,6 +119,12 @@ export class HearthServer {
     const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000)
     await exited
     clearTimeout(timer)
+  }
+
+  /** Starts a stopped server again on the same port. */
+  async resume(): Promise<void> {
+    if (this.proc) throw new Error("server is running")
+    await this.spawn()
   }
 
   /** Stops the server and starts it again on the same port. */
