@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/url"
 	"sort"
 	"strconv"
@@ -46,8 +45,14 @@ type app struct {
 
 func newApp(t *testing.T, broker pubsub.Broker, nodeID string, opts presence.Options) *app {
 	t.Helper()
-	n := channels.New(channels.Options{Broker: broker, NodeID: nodeID})
+	// channels.New registers the node with its broker, which may deliver
+	// control messages from the other nodes at once, while presence.New
+	// is still registering its control handlers: hold deliveries until
+	// then (see the report on channels.Node.HandleControl).
+	g := &gate{Broker: broker}
+	n := channels.New(channels.Options{Broker: g, NodeID: nodeID})
 	a := &app{node: n, p: presence.New(n, opts)}
+	g.open()
 	n.Handle("room:*", channels.Handler{
 		Join: func(_ context.Context, c *channels.Channel, ev channels.JoinEvent) (channels.JoinReply, error) {
 			var params struct {
@@ -55,6 +60,7 @@ func newApp(t *testing.T, broker pubsub.Broker, nodeID string, opts presence.Opt
 				Meta   json.RawMessage `json:"meta"`
 				Watch  bool            `json:"watch"`
 				Refuse bool            `json:"refuse"`
+				Many   int             `json:"many"`
 			}
 			if err := json.Unmarshal(ev.Params, &params); err != nil {
 				return channels.JoinReply{}, channels.Refuse("bad params")
@@ -66,6 +72,14 @@ func newApp(t *testing.T, broker pubsub.Broker, nodeID string, opts presence.Opt
 			var meta any
 			if params.Meta != nil {
 				meta = params.Meta
+			}
+			for i := range params.Many {
+				if err := a.p.Track(c, params.User+strconv.Itoa(i), meta); err != nil {
+					return channels.JoinReply{}, err
+				}
+			}
+			if params.Many > 0 {
+				return channels.JoinReply{}, nil
 			}
 			if err := a.p.Track(c, params.User, meta); err != nil {
 				return channels.JoinReply{}, err
@@ -503,4 +517,47 @@ func must(t *testing.T, err error) {
 
 var errDown = errors.New("bus: node is down")
 
-func describe(m map[string][]string) string { return fmt.Sprint(m) }
+// gate is a broker whose deliveries to the node wait until open.
+type gate struct {
+	pubsub.Broker
+	mu     sync.Mutex
+	h      pubsub.Handler
+	opened bool
+	held   []func(pubsub.Handler)
+}
+
+func (g *gate) Register(h pubsub.Handler) {
+	g.h = h
+	g.Broker.Register(gateHandler{g})
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, fn := range g.held {
+		fn(g.h)
+	}
+	g.held, g.opened = nil, true
+}
+
+func (g *gate) run(fn func(pubsub.Handler)) {
+	g.mu.Lock()
+	if !g.opened {
+		g.held = append(g.held, fn)
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	fn(g.h)
+}
+
+type gateHandler struct{ g *gate }
+
+func (h gateHandler) HandleMessage(m *pubsub.Message) {
+	h.g.run(func(x pubsub.Handler) { x.HandleMessage(m) })
+}
+
+func (h gateHandler) HandleControl(data []byte) {
+	d := append([]byte(nil), data...)
+	h.g.run(func(x pubsub.Handler) { x.HandleControl(d) })
+}
