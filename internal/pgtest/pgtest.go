@@ -4,7 +4,8 @@
 // The server, in order of preference:
 //
 //  1. HEARTH_TEST_DATABASE_URL, when set (it must work);
-//  2. postgres://postgres@127.0.0.1:5432/test, when something answers there;
+//  2. postgres://postgres@127.0.0.1:5432/test?sslmode=disable, when something
+//     answers there (no TLS on loopback: it only costs CPU);
 //  3. a private cluster started in a temporary directory with initdb and
 //     pg_ctl (from PATH or /usr/lib/postgresql/*/bin) on a free loopback
 //     port, run as an unprivileged user when the tests run as root, and
@@ -42,7 +43,7 @@ import (
 const EnvURL = "HEARTH_TEST_DATABASE_URL"
 
 // DefaultURL is tried when EnvURL is not set.
-const DefaultURL = "postgres://postgres@127.0.0.1:5432/test"
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 var shared struct {
 	once    sync.Once

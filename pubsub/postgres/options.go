@@ -38,7 +38,9 @@ type Options struct {
 	// Logger receives the broker's warnings and errors. Nil means silent.
 	Logger *slog.Logger
 
-	// HistorySize is how many messages are kept per topic. Zero means 1000.
+	// HistorySize is how many messages are kept per topic. Zero (or
+	// negative) means 1000: the Postgres broker always keeps a history,
+	// its nodes catch up from it.
 	// A node's catch-up after a listener outage can only replay what is
 	// still kept, so keep it above what a busy topic publishes during the
 	// longest outage you want to ride out. All nodes should agree on it.
@@ -70,8 +72,9 @@ type Options struct {
 	ReconnectMin, ReconnectMax time.Duration
 
 	// OnStateChange, when set, is called with the listener's new state each
-	// time it changes (see Broker.State). It runs on the listener goroutine
-	// and must not block.
+	// time it changes (see Broker.State), including StateHealthy from New
+	// and StateDown from Close. It runs on the listener goroutine (or in New
+	// and Close) and must not block.
 	OnStateChange func(State)
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,6 +30,10 @@ import (
 
 // maxBatchBytes caps the payload bytes of one transaction.
 const maxBatchBytes = 8 << 20
+
+// commitTimeout bounds one attempt at a publishing transaction, so that a
+// server that stopped answering fails the batch instead of holding it.
+const commitTimeout = 30 * time.Second
 
 type pubReq struct {
 	ctx     context.Context
@@ -265,7 +270,8 @@ func retryable(err error) bool {
 
 // tryCommit runs the batch's transaction once.
 func (b *Broker) tryCommit(p *batcher) error {
-	ctx := b.pubCtx
+	ctx, cancel := context.WithTimeout(b.pubCtx, commitTimeout)
+	defer cancel()
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return err

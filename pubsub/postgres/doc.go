@@ -1,0 +1,58 @@
+// Package postgres is Hearth's cluster pub/sub on PostgreSQL alone: the
+// nodes of a cluster share one database, broadcast through LISTEN/NOTIFY and
+// keep every topic's recent history in a table, so that messages reach the
+// subscribers of every node exactly once and in order per topic, also while
+// a node's listener reconnects or the server restarts.
+//
+//	b, err := postgres.New(ctx, postgres.Options{URL: os.Getenv("DATABASE_URL")})
+//	...
+//	node := channels.New(channels.Options{Broker: b})
+//
+// # Schema
+//
+// [New] creates (or migrates) two tables and two functions in Options.Schema
+// ("public" by default), in one transaction under an advisory lock, so
+// nodes may start together against an empty database:
+//
+//   - hearth_topics: one row per topic with its epoch (random, made with the
+//     row) and seq, the offset of its latest message;
+//   - hearth_messages: the history, one row per message (topic, seq, event,
+//     payload, is_binary, exclude, created_at), trimmed in the background to
+//     Options.HistorySize messages per topic and Options.HistoryTTL;
+//   - hearth_publish(topic, event, payload bytea, is_binary, exclude) and
+//     hearth_broadcast(topic, event, payload jsonb): publishing from SQL.
+//
+// # Publishing
+//
+// [Broker.Publish] queues the message; a publisher goroutine commits what
+// queued while the previous transaction was in flight as one transaction: it
+// adds each topic's message count to the topic's seq under the row lock
+// (so offsets follow commit order, which is also the order listeners receive
+// notifications in), inserts the messages, and sends them packed into as
+// few notifications as fit under PostgreSQL's 8000-byte limit. Payloads
+// that do not fit travel through the table, the notification carrying a
+// reference. Nothing waits on a timer: at low load a message is committed
+// alone, under load hundreds share a commit. [Broker.Stats] reports the
+// batch sizes reached.
+//
+// # Delivery
+//
+// Each node has one dedicated listener connection (never through a
+// transaction pooler such as PgBouncer in transaction mode: LISTEN needs a
+// session). It delivers the messages of the topics the node subscribed to,
+// checking offsets: duplicates are dropped, a message ahead of the next
+// expected offset makes the node read the missing range from the table
+// first. When the connection fails (a dead connection is noticed by pinging
+// it when idle) the node reconnects with jittered backoff, LISTENs again,
+// then reads everything its topics missed from the table; [Broker.State]
+// and Options.OnStateChange tell readiness checks and metrics where it is.
+// What the node can replay is bounded by the retention: messages trimmed
+// before it read them are counted in Stats.Missed.
+//
+// # Publishing from outside
+//
+// [Emitter] publishes from any Go program with the database URL;
+// `SELECT hearth_broadcast('room:1', 'new_msg', '{"body":"hi"}')` does the
+// same from SQL, a trigger included; `hearth emit TOPIC EVENT JSON` from a
+// shell. Every node delivers these like its own broadcasts.
+package postgres
