@@ -21,6 +21,8 @@ var CLOSE = {
   abnormal: 1006,
   serviceRestart: 1012,
   tryAgainLater: 1013,
+  /** Session revoked: terminal whatever token was used. */
+  revoked: 4503,
   /** First terminal code: 4500-4999 mean "do not reconnect". */
   terminalMin: 4500,
   terminalMax: 4999
@@ -616,6 +618,7 @@ var Socket = class {
     this.unlisten = null;
     this.pendingHeartbeatRef = null;
     this.refreshed = null;
+    this.usedRefreshed = false;
     this.endPoint = endPoint;
     this.opts = opts;
     this.timeout = opts.timeout ?? DEFAULTS.timeout;
@@ -721,10 +724,8 @@ var Socket = class {
   }
   /** Removes the callbacks with the given refs. */
   off(refs) {
-    for (const kind of Object.keys(this.hooks)) {
-      const list = this.hooks[kind];
-      this.hooks[kind] = list.filter(([ref]) => !refs.includes(ref));
-    }
+    const lists = this.hooks;
+    for (const kind of Object.keys(lists)) lists[kind] = lists[kind].filter(([ref]) => !refs.includes(ref));
   }
   /** Reports whether the connection is open. */
   isConnected() {
@@ -808,7 +809,11 @@ var Socket = class {
   /** The token for the next connect: the server's refreshed one while valid, else the app's. */
   currentToken() {
     const r = this.refreshed;
-    if (r && (r.expiresAt === null || Date.now() < r.expiresAt)) return r.token;
+    this.usedRefreshed = false;
+    if (r && (r.expiresAt === null || Date.now() < r.expiresAt - TOKEN_MARGIN_MS)) {
+      this.usedRefreshed = true;
+      return r.token;
+    }
     this.refreshed = null;
     const t = this.opts.authToken;
     return typeof t === "function" ? t() : t;
@@ -914,6 +919,13 @@ var Socket = class {
     for (const ch of this.channels.slice()) ch.socketClosed("connection closed");
     this.emit("close", { code, reason, wasClean });
     if (!this.wanted || this.conn || this.opening) return;
+    if (isTerminal(code) && code !== CLOSE.revoked && this.usedRefreshed) {
+      this.log("transport", `refreshed token refused (${code}): retrying with the app's token`);
+      this.refreshed = null;
+      this.usedRefreshed = false;
+      this.scheduleReconnect(code, reason);
+      return;
+    }
     if (isTerminal(code)) {
       this.wanted = false;
       this.refreshed = null;
@@ -987,7 +999,7 @@ var Socket = class {
       if (callback) callback();
     };
     const fallback = setTimeout(finish, 1e3);
-    ws.onopen = ws.onmessage = ws.onerror = null;
+    detach(ws);
     ws.onclose = finish;
     try {
       ws.close(code, reason);
@@ -1003,7 +1015,8 @@ var Socket = class {
     if (!ws) return;
     this.gen++;
     this.log("transport", reason);
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    detach(ws);
+    ws.onclose = null;
     const terminate = ws.terminate;
     try {
       if (typeof terminate === "function") terminate.call(ws);
@@ -1035,6 +1048,12 @@ var Socket = class {
     this.heartbeatTimeoutTimer = setTimeout(() => this.abort("heartbeat timeout"), this.opts.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs);
   }
 };
+function detach(ws) {
+  ws.onopen = ws.onmessage = null;
+  ws.onerror = () => {
+  };
+}
+var TOKEN_MARGIN_MS = 1e3;
 function isThenable(v) {
   return v !== null && typeof v === "object" && typeof v.then === "function";
 }

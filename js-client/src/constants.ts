@@ -40,6 +40,8 @@ export const CLOSE = {
   abnormal: 1006,
   serviceRestart: 1012,
   tryAgainLater: 1013,
+  /** Session revoked: terminal whatever token was used. */
+  revoked: 4503,
   /** First terminal code: 4500-4999 mean "do not reconnect". */
   terminalMin: 4500,
   terminalMax: 4999,

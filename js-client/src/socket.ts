@@ -195,6 +195,7 @@ export class Socket {
   private openTimer: ReturnType<typeof setTimeout> | undefined
   private stableTimer: ReturnType<typeof setTimeout> | undefined
   private refreshed: TokenInfo | null = null
+  private usedRefreshed = false
 
   /**
    * @param endPoint the socket's path or URL, e.g. "/socket" or
@@ -320,10 +321,8 @@ export class Socket {
 
   /** Removes the callbacks with the given refs. */
   off(refs: string[]): void {
-    for (const kind of Object.keys(this.hooks) as Array<keyof Hooks>) {
-      const list = this.hooks[kind] as Array<[string, unknown]>
-      ;(this.hooks[kind] as Array<[string, unknown]>) = list.filter(([ref]) => !refs.includes(ref))
-    }
+    const lists = this.hooks as unknown as Record<string, Array<[string, unknown]>>
+    for (const kind of Object.keys(lists)) lists[kind] = lists[kind].filter(([ref]) => !refs.includes(ref))
   }
 
   /** Reports whether the connection is open. */
@@ -414,7 +413,11 @@ export class Socket {
   /** The token for the next connect: the server's refreshed one while valid, else the app's. */
   private currentToken(): MaybePromise<string | null | undefined> {
     const r = this.refreshed
-    if (r && (r.expiresAt === null || Date.now() < r.expiresAt)) return r.token
+    this.usedRefreshed = false
+    if (r && (r.expiresAt === null || Date.now() < r.expiresAt - TOKEN_MARGIN_MS)) {
+      this.usedRefreshed = true
+      return r.token
+    }
     this.refreshed = null
     const t = this.opts.authToken
     return typeof t === "function" ? t() : t
@@ -516,6 +519,15 @@ export class Socket {
     for (const ch of this.channels.slice()) ch.socketClosed("connection closed")
     this.emit("close", { code, reason, wasClean })
     if (!this.wanted || this.conn || this.opening) return
+    if (isTerminal(code) && code !== CLOSE.revoked && this.usedRefreshed) {
+      // The server refused the token it had handed over (expired by its
+      // clock, or signed with a retired key): retry with the app's own.
+      this.log("transport", `refreshed token refused (${code}): retrying with the app's token`)
+      this.refreshed = null
+      this.usedRefreshed = false
+      this.scheduleReconnect(code, reason)
+      return
+    }
     if (isTerminal(code)) {
       this.wanted = false
       this.refreshed = null
@@ -595,7 +607,7 @@ export class Socket {
       if (callback) callback()
     }
     const fallback = setTimeout(finish, 1000)
-    ws.onopen = ws.onmessage = ws.onerror = null
+    detach(ws)
     ws.onclose = finish
     try {
       ws.close(code, reason)
@@ -612,7 +624,8 @@ export class Socket {
     if (!ws) return
     this.gen++
     this.log("transport", reason)
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null
+    detach(ws)
+    ws.onclose = null
     const terminate = (ws as { terminate?: () => void }).terminate
     try {
       if (typeof terminate === "function") terminate.call(ws)
@@ -648,6 +661,19 @@ export class Socket {
     this.heartbeatTimeoutTimer = setTimeout(() => this.abort("heartbeat timeout"), this.opts.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs)
   }
 }
+
+/**
+ * Stops a connection's events from reaching the socket. The error handler
+ * stays, as a no-op: Node's ws emits "error" when a connection is closed
+ * before it opened, and an EventEmitter without an error listener throws.
+ */
+function detach(ws: WebSocketLike): void {
+  ws.onopen = ws.onmessage = null
+  ws.onerror = () => {}
+}
+
+/** A refreshed token this close to expiry (by the local clock) is not used: it could expire during the handshake. */
+const TOKEN_MARGIN_MS = 1_000
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && typeof v === "object" && typeof (v as { then?: unknown }).then === "function"

@@ -6,6 +6,7 @@
 
 import { after, before, describe, test } from "node:test"
 import assert from "node:assert/strict"
+import { createServer, type Socket as NetSocket } from "node:net"
 import WebSocket from "ws"
 import { Socket, type Channel, type CloseInfo, type Push, type RecoverInfo, type SocketOptions, type TokenInfo } from "../src/index"
 import { eventually, HearthServer } from "./hearth-server"
@@ -36,9 +37,9 @@ function trackedTransport() {
   return { Transport: Tracked, conns }
 }
 
-function hearthSocket(opts: SocketOptions = {}, srv: HearthServer = server) {
+function hearthSocket(opts: SocketOptions = {}, srv: HearthServer | string = server) {
   const tr = trackedTransport()
-  const socket = new Socket(srv.socketURL, { transport: tr.Transport, reconnectBaseMs: 100, reconnectMaxMs: 500, ...opts })
+  const socket = new Socket(typeof srv === "string" ? srv : srv.socketURL, { transport: tr.Transport, reconnectBaseMs: 100, reconnectMaxMs: 500, ...opts })
   sockets.push(socket)
   socket.connect()
   return { socket, conns: tr.conns }
@@ -211,5 +212,28 @@ describe("the hearth client against hearth serve", { timeout: 90_000 }, () => {
     const terminal = await new Promise<[number, string]>((resolve) => socket.onTerminal((code, reason) => resolve([code, reason])))
     assert.deepEqual(terminal, [4501, "unauthorized"])
     assert.equal(conns.length, 1)
+  })
+
+  test("a server that never answers the handshake: connect timeout, retry, disconnect while connecting", async () => {
+    // ws emits "error" when a connection is closed before it opened; the
+    // client must keep a listener or Node would crash the process.
+    const held: NetSocket[] = []
+    const silent = createServer((c) => { held.push(c) })
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r))
+    const port = (silent.address() as { port: number }).port
+    try {
+      const { socket, conns } = hearthSocket({ timeout: 300, reconnectAfterMs: () => 50 }, `ws://127.0.0.1:${port}/socket`)
+      const closes: CloseInfo[] = []
+      socket.onClose((c) => closes.push(c))
+      await eventually("two connect timeouts", () => closes.length >= 2 && conns.length >= 3)
+      assert.deepEqual(closes[0], { code: 1006, reason: "connect timeout", wasClean: false })
+      socket.disconnect()
+      await eventually("the aborted handshakes reported their errors", () => conns.every((c) => c.readyState === WebSocket.CLOSED))
+      await new Promise((r) => setImmediate(r))
+      assert.equal(socket.connectionState(), "closed")
+    } finally {
+      for (const c of held) c.destroy()
+      await new Promise((r) => silent.close(r))
+    }
   })
 })

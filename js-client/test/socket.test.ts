@@ -243,6 +243,36 @@ test("a token pushed by the server is used on the next connect, until it expires
   assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("app2"))
 })
 
+test("a refreshed token the server refuses is dropped for the app's own, once", () => {
+  let appCalls = 0
+  const { socket, tr } = connected({ authToken: () => `app${++appCalls}` })
+  const terminal = record<number>((cb) => socket.onTerminal((code) => cb(code)))
+  tr.latest().receive([null, null, "phoenix", "token", { token: "fresh", expires_at: Date.now() / 1000 + 600 }])
+  tr.latest().drop()
+  mock.timers.tick(250)
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("fresh"))
+  // The server's clock says the refreshed token expired.
+  tr.latest().drop(4502, "token expired")
+  assert.deepEqual(terminal, [])
+  mock.timers.tick(20_000)
+  assert.equal(tr.sockets.length, 3)
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("app2"))
+  // The app's own token refused: terminal.
+  tr.latest().drop(4502, "token expired")
+  assert.deepEqual(terminal, [4502])
+})
+
+test("revocation is terminal even with a refreshed token", () => {
+  const { socket, tr } = connected({ authToken: "app" })
+  const terminal = record<number>((cb) => socket.onTerminal((code) => cb(code)))
+  tr.latest().receive([null, null, "phoenix", "token", { token: "fresh", expires_at: Date.now() / 1000 + 600 }])
+  tr.latest().drop()
+  mock.timers.tick(250)
+  tr.latest().open()
+  tr.latest().drop(4503, "session revoked")
+  assert.deepEqual(terminal, [4503])
+})
+
 test("malformed token messages are ignored", () => {
   const { socket, tr } = connected({ authToken: "app" })
   const tokens = record<TokenInfo>((cb) => socket.onToken(cb))

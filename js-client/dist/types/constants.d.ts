@@ -36,6 +36,8 @@ export declare const CLOSE: {
     readonly abnormal: 1006;
     readonly serviceRestart: 1012;
     readonly tryAgainLater: 1013;
+    /** Session revoked: terminal whatever token was used. */
+    readonly revoked: 4503;
     /** First terminal code: 4500-4999 mean "do not reconnect". */
     readonly terminalMin: 4500;
     readonly terminalMax: 4999;

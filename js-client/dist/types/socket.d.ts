@@ -165,6 +165,7 @@ export declare class Socket {
     private openTimer;
     private stableTimer;
     private refreshed;
+    private usedRefreshed;
     /**
      * @param endPoint the socket's path or URL, e.g. "/socket" or
      *   "wss://example.com/socket"; "/websocket" is appended as Phoenix does.
