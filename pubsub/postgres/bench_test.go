@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/hearth-rt/hearth/internal/pgtest"
 	"github.com/hearth-rt/hearth/pubsub"
 )
@@ -131,13 +134,15 @@ func (r *countRecorder) HandleControl([]byte) {}
 // BenchmarkCrossNodeThroughput measures the sustained rate of 100-byte
 // messages published on node A (by `writers` goroutines, each waiting for
 // its Publish to return before the next, over 16 topics) and delivered on
-// node B. "batched" is the Broker; "naive" is one transaction and one
-// NOTIFY per message (the Emitter, through a pool of 16 connections), the
-// way a plain LISTEN/NOTIFY adapter publishes.
+// node B. "batched" is the Broker. "naive" is one transaction and one
+// NOTIFY per message, with the history row (the Emitter, through a pool of
+// 16 connections). "notify-only" is what a plain LISTEN/NOTIFY adapter
+// does: one pg_notify per message, no history, no offsets, counted on a
+// bare listener connection.
 func BenchmarkCrossNodeThroughput(b *testing.B) {
-	for _, mode := range []string{"batched", "naive"} {
+	for _, mode := range []string{"batched", "naive", "notify-only"} {
 		for _, writers := range []int{64, 1024} {
-			if mode == "naive" && writers > 64 {
+			if mode != "batched" && writers > 64 {
 				continue
 			}
 			b.Run(fmt.Sprintf("%s/writers=%d", mode, writers), func(b *testing.B) {
@@ -149,6 +154,10 @@ func BenchmarkCrossNodeThroughput(b *testing.B) {
 
 func benchThroughput(b *testing.B, mode string, writers int) {
 	u, schema := pgtest.Schema(b)
+	if mode == "notify-only" {
+		benchNotifyOnly(b, u, schema, writers)
+		return
+	}
 	a, _ := node(b, u, schema, func(o *Options) { o.HistorySize = 100_000 })
 	nb, _ := node(b, u, schema)
 	rec := &countRecorder{want: int64(b.N), done: make(chan struct{})}
@@ -202,4 +211,59 @@ func benchThroughput(b *testing.B, mode string, writers int) {
 		b.ReportMetric(float64(st.MaxBatch), "max-batch")
 		b.ReportMetric(float64(st.Published)/float64(max(st.Notifications, 1)), "msgs/notify")
 	}
+}
+
+func benchNotifyOnly(b *testing.B, u, schema string, writers int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	channel := defaultChannel(schema)
+	ln, err := pgx.Connect(ctx, u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close(ctx)
+	if _, err := ln.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		b.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, withURLParams(u, "pool_max_conns=16"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	note := `{"topic":"tp:1","event":"e","payload":"` + strings.Repeat("x", 98) + `"}`
+	received := make(chan time.Time, 1)
+	go func() {
+		for i := 0; i < b.N; i++ {
+			if _, err := ln.WaitForNotification(ctx); err != nil {
+				b.Error(err)
+				break
+			}
+		}
+		received <- time.Now()
+	}()
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := pool.Exec(ctx, "SELECT pg_notify($1, $2)", channel, note); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var end time.Time
+	select {
+	case end = <-received:
+	case <-time.After(60 * time.Second):
+		b.Fatal("notifications missing")
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/end.Sub(start).Seconds(), "msgs/s")
 }

@@ -96,7 +96,13 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if b.names.channel, err = migrate(ctx, b.pool, opts.Schema, opts.Channel); err != nil {
 		return fail(err)
 	}
-	b.lconf = b.pool.Config().ConnConfig.Copy()
+	if opts.ListenURL != "" {
+		if b.lconf, err = pgx.ParseConfig(opts.ListenURL); err != nil {
+			return fail(fmt.Errorf("postgres: parsing ListenURL: %w", err))
+		}
+	} else {
+		b.lconf = b.pool.Config().ConnConfig.Copy()
+	}
 	if b.lconf.RuntimeParams == nil {
 		b.lconf.RuntimeParams = map[string]string{}
 	}

@@ -19,8 +19,13 @@ type Options struct {
 	URL string
 	// Pool, when set, is used for publishing and queries instead of a pool
 	// opened from URL; the listener connection is opened with the pool's
-	// connection settings. The broker does not close it.
+	// connection settings unless ListenURL is set. The broker does not
+	// close it.
 	Pool *pgxpool.Pool
+	// ListenURL, when set, is where the listener connection goes instead:
+	// a direct URL to the server, when URL or Pool go through a
+	// transaction pooler.
+	ListenURL string
 
 	// Schema holds Hearth's tables and functions. Zero means "public". All
 	// nodes of a cluster use the same schema; different schemas in one

@@ -415,3 +415,25 @@ func (p *proxy) close() {
 	p.mu.Unlock()
 	p.wg.Wait()
 }
+
+// TestListenURL sends the listener through its own route: cutting that
+// route takes the listener down while publishing on the pool goes on.
+func TestListenURL(t *testing.T) {
+	u, schema := pgtest.Schema(t)
+	px := newProxy(t, u)
+	b, rec := node(t, u, schema, func(o *Options) {
+		o.ListenURL = px.url
+		o.PingInterval = 100 * time.Millisecond
+		o.PingTimeout = 300 * time.Millisecond
+		o.ReconnectMax = 200 * time.Millisecond
+	})
+	subscribe(t, b, "l")
+	px.freeze()
+	eventually(t, 10*time.Second, "the listener to be down", func() bool { return b.State() == StateDown })
+	publish(t, b, "l", "e", "1") // the pool does not use the proxy
+	if n := len(rec.topic("l")); n != 0 {
+		t.Fatalf("delivered %d messages with the listener down", n)
+	}
+	px.thaw()
+	eventually(t, 10*time.Second, "the catch-up", func() bool { return len(rec.topic("l")) == 1 })
+}
