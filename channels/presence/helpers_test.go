@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/hearth-rt/hearth/channels"
 	"github.com/hearth-rt/hearth/channels/presence"
 	"github.com/hearth-rt/hearth/channels/wire"
+	"github.com/hearth-rt/hearth/internal/pgtest"
 	"github.com/hearth-rt/hearth/pubsub"
 )
 
@@ -24,7 +27,15 @@ func TestMain(m *testing.M) {
 	if helperMain() {
 		return
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	pgtest.Shutdown()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // Fast timings for tests: a silent node leaves within about 600 ms.
@@ -41,6 +52,8 @@ var fast = presence.Options{
 type app struct {
 	node *channels.Node
 	p    *presence.Presence
+	// duringJoin, when set, runs in Join right after Track.
+	duringJoin func()
 }
 
 func newApp(t *testing.T, broker pubsub.Broker, nodeID string, opts presence.Options) *app {
@@ -83,6 +96,9 @@ func newApp(t *testing.T, broker pubsub.Broker, nodeID string, opts presence.Opt
 			}
 			if err := a.p.Track(c, params.User, meta); err != nil {
 				return channels.JoinReply{}, err
+			}
+			if a.duringJoin != nil {
+				a.duringJoin()
 			}
 			if params.Refuse {
 				return channels.JoinReply{}, channels.Refuse("refused after tracking")

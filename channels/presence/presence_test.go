@@ -278,3 +278,32 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("Track after Shutdown: %v", err)
 	}
 }
+
+// TestChangeDuringJoinIsNotLost: a change that happens after a joining
+// client's presence_state was taken, and whose diff goes out before the
+// join completes, must still reach that client.
+//
+// It fails today: package channels adds a channel to its topic's
+// subscribers only after Join returned, so a diff broadcast in between
+// misses the joining client, whose state predates the change (a ghost
+// until it rejoins). The fix belongs in package channels (subscribe the
+// channel before Join and hold what arrives until the reply); see
+// docs/presence.md, "Known issue".
+func TestChangeDuringJoinIsNotLost(t *testing.T) {
+	t.Skip("known issue: a diff sent while Join runs misses the joining channel; needs the channels change described in docs/presence.md")
+	a := newSingle(t)
+	watcher := connect(t, a)
+	watcher.join("room:1", map[string]any{"watch": true}, "ok")
+	bob := connect(t, a)
+	bob.join("room:1", userJoin("bob", "on"), "ok")
+	watcher.waitView(map[string][]string{"bob": {"on"}})
+
+	a.duringJoin = func() {
+		a.duringJoin = nil
+		bob.close()                                            // bob leaves while alice joins...
+		watcher.waitView(map[string][]string{"alice": {"on"}}) // ...and the diff has gone out
+	}
+	alice := connect(t, a)
+	alice.join("room:1", userJoin("alice", "on"), "ok")
+	alice.waitView(map[string][]string{"alice": {"on"}})
+}

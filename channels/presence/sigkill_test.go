@@ -1,3 +1,0 @@
-package presence_test
-
-func helperMain() bool { return false }
