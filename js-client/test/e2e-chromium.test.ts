@@ -137,3 +137,31 @@ test("two browsers chat through a server restart without losing a message", { ti
     assert.equal(ev.filter((e) => e === "open").length, 2, ev.join(", "))
   }
 })
+
+test("the demo page: two signed-in browsers chat through the server", { timeout: 60_000 }, async () => {
+  const room = ROOM.slice("room:".length) + "-demo"
+  const open = async (name: string): Promise<Page> => {
+    const page = await (await browser.newContext()).newPage()
+    page.on("pageerror", (err) => { throw new Error(`${name}: page error: ${err.message}`) })
+    await page.goto(server.httpURL + "/")
+    await page.fill("#name", name)
+    await page.fill("#room", room)
+    await page.click("#join button[type=submit]")
+    await page.waitForSelector("#body:not([disabled])", { timeout: 10_000 })
+    await page.waitForSelector("#status[data-state=connected]", { timeout: 10_000 })
+    return page
+  }
+  const ann = await open("ann")
+  const bob = await open("bob")
+  const say = async (page: Page, text: string) => {
+    await page.fill("#body", text)
+    await page.click("#send-btn")
+  }
+  const lines = (page: Page) => page.$$eval("#messages li:not(.system)", (lis) => lis.map((li) => li.textContent))
+  await say(ann, "hello from ann")
+  await say(bob, "hello from bob")
+  for (const page of [ann, bob]) {
+    await eventually("both messages on the page", async () => (await lines(page)).length === 2)
+    assert.deepEqual(await lines(page), ["ann:hello from ann", "bob:hello from bob"])
+  }
+})
