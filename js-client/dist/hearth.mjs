@@ -619,6 +619,8 @@ var Socket = class {
     this.pendingHeartbeatRef = null;
     this.refreshed = null;
     this.usedRefreshed = false;
+    this.reconnectDueAt = 0;
+    this.reconnectHinted = false;
     this.endPoint = endPoint;
     this.opts = opts;
     this.timeout = opts.timeout ?? DEFAULTS.timeout;
@@ -941,6 +943,8 @@ var Socket = class {
     const hint = retryHint(code, reason);
     const jitter = this.opts.hintJitter ?? DEFAULTS.hintJitter;
     const delay = this.reconnectTimer.schedule(hint === null ? void 0 : hint + Math.floor(this.random() * hint * jitter));
+    this.reconnectDueAt = Date.now() + delay;
+    this.reconnectHinted = hint !== null;
     this.log("transport", `reconnecting in ${delay} ms`);
     this.emit("reconnect", { delay, tries: this.reconnectTimer.tries, code, reason, hinted: hint !== null });
   }
@@ -962,12 +966,20 @@ var Socket = class {
     if (!env) return;
     switch (ev) {
       case "visible":
-      case "online":
-        if (this.waiting && this.wanted && !env.hidden() && !env.offline()) {
+      case "online": {
+        if (ev === "online" && this.isConnected() && this.pendingHeartbeatRef === null) {
+          clearTimeout(this.heartbeatTimer);
+          this.sendHeartbeat();
+          break;
+        }
+        if (!this.wanted || this.conn || this.opening || env.hidden() || env.offline()) break;
+        const soon = Math.floor(this.random() * (this.opts.resumeJitterMs ?? DEFAULTS.resumeJitterMs));
+        if (this.waiting || this.reconnectTimer.pending && !this.reconnectHinted && this.reconnectDueAt - Date.now() > soon) {
           this.waiting = false;
-          this.reconnectTimer.start(Math.floor(this.random() * (this.opts.resumeJitterMs ?? DEFAULTS.resumeJitterMs)));
+          this.reconnectTimer.start(soon);
         }
         break;
+      }
       case "pagehide":
         if (this.wanted) {
           this.wanted = false;

@@ -196,6 +196,8 @@ export class Socket {
   private stableTimer: ReturnType<typeof setTimeout> | undefined
   private refreshed: TokenInfo | null = null
   private usedRefreshed = false
+  private reconnectDueAt = 0
+  private reconnectHinted = false
 
   /**
    * @param endPoint the socket's path or URL, e.g. "/socket" or
@@ -544,6 +546,8 @@ export class Socket {
     const hint = retryHint(code, reason)
     const jitter = this.opts.hintJitter ?? DEFAULTS.hintJitter
     const delay = this.reconnectTimer.schedule(hint === null ? undefined : hint + Math.floor(this.random() * hint * jitter))
+    this.reconnectDueAt = Date.now() + delay
+    this.reconnectHinted = hint !== null
     this.log("transport", `reconnecting in ${delay} ms`)
     this.emit("reconnect", { delay, tries: this.reconnectTimer.tries, code, reason, hinted: hint !== null })
   }
@@ -568,12 +572,24 @@ export class Socket {
     if (!env) return
     switch (ev) {
       case "visible":
-      case "online":
-        if (this.waiting && this.wanted && !env.hidden() && !env.offline()) {
+      case "online": {
+        if (ev === "online" && this.isConnected() && this.pendingHeartbeatRef === null) {
+          // The network changed under an open connection: check it now
+          // rather than at the next heartbeat.
+          clearTimeout(this.heartbeatTimer)
+          this.sendHeartbeat()
+          break
+        }
+        if (!this.wanted || this.conn || this.opening || env.hidden() || env.offline()) break
+        // Someone is looking, or the network is back: reconnect soon (with
+        // jitter), unless the server asked for a longer wait.
+        const soon = Math.floor(this.random() * (this.opts.resumeJitterMs ?? DEFAULTS.resumeJitterMs))
+        if (this.waiting || (this.reconnectTimer.pending && !this.reconnectHinted && this.reconnectDueAt - Date.now() > soon)) {
           this.waiting = false
-          this.reconnectTimer.start(Math.floor(this.random() * (this.opts.resumeJitterMs ?? DEFAULTS.resumeJitterMs)))
+          this.reconnectTimer.start(soon)
         }
         break
+      }
       case "pagehide":
         // An open WebSocket keeps a page out of the back-forward cache.
         if (this.wanted) {

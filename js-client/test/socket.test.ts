@@ -299,6 +299,34 @@ test("reconnects wait while the tab is hidden and resume with jitter when it sho
   assert.equal(env.listening, 0, "still listening after disconnect")
 })
 
+test("a tab that becomes visible or a browser back online reconnects soon, unless the server asked to wait", () => {
+  const env = new FakeEnvironment()
+  const { socket, tr } = connected({ environment: env, reconnectBaseMs: 60_000, reconnectMaxMs: 60_000, resumeJitterMs: 1_000 })
+  tr.latest().drop()
+  env.emit("visible")
+  mock.timers.tick(500)
+  assert.equal(tr.sockets.length, 2, "a visible tab kept waiting for a long backoff")
+  tr.latest().open()
+  tr.latest().drop(1013, "try again later retry_after_ms=30000")
+  env.emit("online")
+  mock.timers.tick(1_000)
+  assert.equal(tr.sockets.length, 2, "the server's retry hint was cut short")
+  mock.timers.tick(35_000)
+  assert.equal(tr.sockets.length, 3)
+  socket.disconnect()
+})
+
+test("coming back online checks an open connection with a heartbeat at once", () => {
+  const env = new FakeEnvironment()
+  const { socket, tr } = connected({ environment: env })
+  const closes = record<CloseInfo>((cb) => socket.onClose(cb))
+  env.emit("online")
+  const hb = tr.latest().last("heartbeat")
+  assert.equal(hb.topic, "phoenix")
+  mock.timers.tick(10_000)
+  assert.deepEqual(closes.map((c) => c.reason), ["heartbeat timeout"])
+})
+
 test("reconnects wait while offline, and so does the first connect", () => {
   const env = new FakeEnvironment()
   env.isOffline = true

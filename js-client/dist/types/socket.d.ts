@@ -166,6 +166,8 @@ export declare class Socket {
     private stableTimer;
     private refreshed;
     private usedRefreshed;
+    private reconnectDueAt;
+    private reconnectHinted;
     /**
      * @param endPoint the socket's path or URL, e.g. "/socket" or
      *   "wss://example.com/socket"; "/websocket" is appended as Phoenix does.
