@@ -1,0 +1,506 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// repoRoot returns the root of the Hearth checkout the test runs in.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(b) == hearthModule {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("the Hearth checkout around the test's directory was not found")
+		}
+		dir = parent
+	}
+}
+
+// requireVersion returns the version go.mod requires of module path.
+func requireVersion(gomod []byte, path string) string {
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(path) + `\s+(\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+// TestGoDirective keeps the generated go.mod in step with Hearth's: the
+// go directive, and the fallback versions of the app's dependencies.
+func TestGoDirective(t *testing.T) {
+	gomod, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go\s+(\S+)`).FindSubmatch(gomod)
+	if m == nil || string(m[1]) != goDirective {
+		t.Errorf("Hearth's go.mod says go %s; goDirective is %s", m[1], goDirective)
+	}
+	for _, d := range appDeps {
+		if v := requireVersion(gomod, d.Path); v != d.Version {
+			t.Errorf("Hearth requires %s %s; the fallback in appDeps is %s", d.Path, v, d.Version)
+		}
+	}
+}
+
+// goTool runs the go command in dir and returns its combined output,
+// failing the test if it fails.
+func goTool(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, err := goToolErr(dir, args...)
+	if err != nil {
+		t.Fatalf("go %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+	}
+	return out
+}
+
+func goToolErr(dir string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestNewAndGen is the scaffolding end to end: `hearth new` writes an app
+// that builds, passes its own tests (over real WebSocket connections) and
+// runs and stops on SIGTERM; `hearth gen channel` adds channels whose tests
+// pass and whose TypeScript typechecks against the Hearth client; the
+// generated tests catch a broken join authorization.
+func TestNewAndGen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and tests a generated app (about 20 s)")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatal("the go command is needed to build the generated app: ", err)
+	}
+	root := repoRoot(t)
+	tsc := filepath.Join(root, "node_modules", ".bin", "tsc")
+	if _, err := os.Stat(tsc); err != nil {
+		t.Fatalf("TypeScript is needed to check the generated assets/*.ts: run `npm ci` at the repository root (%v)", err)
+	}
+	// The app lives outside the checkout; its dependencies come from the
+	// module cache or the module proxy.
+	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
+	t.Setenv("GOWORK", "off")
+	app := filepath.Join(t.TempDir(), "myapp")
+
+	var out bytes.Buffer
+	if err := runNew([]string{"myapp", "--module", "example.com/myapp", "--dir", app, "--replace", root}, &out); err != nil {
+		t.Fatalf("hearth new: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"* creating " + filepath.Join(app, "channels", "room.go"), "* running go mod tidy", "go run ."} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("hearth new printed no %q:\n%s", want, out.String())
+		}
+	}
+	gomod, err := os.ReadFile(filepath.Join(app, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoMod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := modulePath(gomod); got != "example.com/myapp" {
+		t.Errorf("generated module path %q", got)
+	}
+	if !strings.Contains(string(gomod), "replace github.com/hearth-rt/hearth => "+root) {
+		t.Errorf("generated go.mod has no replace of Hearth by %s:\n%s", root, gomod)
+	}
+	for _, d := range appDeps {
+		if got, want := requireVersion(gomod, d.Path), requireVersion(repoMod, d.Path); got != want {
+			t.Errorf("generated go.mod requires %s %s; Hearth requires %s", d.Path, got, want)
+		}
+	}
+
+	t.Run("app", func(t *testing.T) {
+		goTool(t, app, "vet", "./...")
+		res := goTool(t, app, "test", "-race", "-count=1", "./...")
+		for _, pkg := range []string{"ok  \texample.com/myapp\t", "ok  \texample.com/myapp/channels\t"} {
+			if !strings.Contains(res, pkg) {
+				t.Errorf("go test did not pass %q:\n%s", pkg, res)
+			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	t.Run("run", func(t *testing.T) { runApp(t, app) })
+
+	// gen channel from a subdirectory of the app, and with --dir.
+	out.Reset()
+	t.Chdir(filepath.Join(app, "channels"))
+	if err := runGen([]string{"channel", "chat_room", "--intercept"}, &out); err != nil {
+		t.Fatalf("hearth gen channel chat_room: %v\n%s", err, out.String())
+	}
+	if err := runGen([]string{"channel", "--dir", app, "lounge"}, &out); err != nil {
+		t.Fatalf("hearth gen channel lounge: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"channels/chat_room.go", "channels/chat_room_test.go", "assets/chat_room.ts", `"chat_room:*"`, "go test ./channels -run TestChatRoomChannel", "out        how each", "channels/lounge_test.go"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("hearth gen printed no %q:\n%s", want, out.String())
+		}
+	}
+
+	t.Run("channels", func(t *testing.T) {
+		goTool(t, app, "vet", "./...")
+		res := goTool(t, app, "test", "-race", "-count=1", "-v", "./channels")
+		for _, test := range []string{"TestChatRoomChannelJoin", "TestChatRoomChannelNewMsg", "TestChatRoomChannelPing", "TestLoungeChannelNewMsg", "TestRoomChannelNewMsg"} {
+			if !strings.Contains(res, "--- PASS: "+test+" ") {
+				t.Errorf("%s did not pass:\n%s", test, res)
+			}
+		}
+	})
+
+	t.Run("typescript", func(t *testing.T) {
+		cfg := `{
+  "compilerOptions": {
+    "target": "ES2020", "lib": ["ES2020", "DOM"], "module": "ESNext", "moduleResolution": "Bundler",
+    "strict": true, "noUnusedLocals": true, "noUnusedParameters": true, "noImplicitReturns": true,
+    "skipLibCheck": true, "noEmit": true, "types": [],
+    "paths": { "@hearth-rt/client": [` + jsonString(filepath.Join(root, "js-client", "src", "index.ts")) + `] }
+  },
+  "include": ["assets/*.ts"]
+}`
+		if err := os.WriteFile(filepath.Join(app, "tsconfig.check.json"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, tsc, "-p", "tsconfig.check.json")
+		cmd.Dir = app
+		if res, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("tsc: %v\n%s", err, res)
+		}
+	})
+
+	t.Run("tests catch a broken join", func(t *testing.T) {
+		p := filepath.Join(app, "channels", "lounge.go")
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		broken := strings.Replace(string(src), "if user == nil {", "if user == nil && false {", 1)
+		if broken == string(src) {
+			t.Fatal("the join check to break was not found in lounge.go")
+		}
+		if err := os.WriteFile(p, []byte(broken), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := goToolErr(app, "test", "-count=1", "-run", "TestLoungeChannelJoin", "./channels")
+		if err == nil || !strings.Contains(res, "anonymous join") {
+			t.Errorf("the generated test passed a channel that lets anonymous sockets join:\n%s", res)
+		}
+	})
+}
+
+func jsonString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// runApp builds the app, starts it on a free port, fetches its page and
+// client, and stops it with SIGTERM.
+func runApp(t *testing.T, app string) {
+	bin := filepath.Join(t.TempDir(), "myapp")
+	goTool(t, app, "build", "-o", bin, ".")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var log []string
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the app exited before logging %s:\n%s", what, strings.Join(log, "\n"))
+			}
+			log = append(log, l)
+			return l
+		case <-ctx.Done():
+			t.Fatalf("the app did not log %s:\n%s", what, strings.Join(log, "\n"))
+		}
+		return ""
+	}
+	var base string
+	for base == "" {
+		if m := regexp.MustCompile(`url=(http://\S+/)`).FindStringSubmatch(next("its address")); m != nil {
+			base = m[1]
+		}
+	}
+	for _, p := range []string{"", "hearth.js", "app.js"} {
+		res, err := http.Get(base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("GET /%s: %s", p, res.Status)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(next("its shutdown"), "shutting down") {
+	}
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("the app exited with %v after SIGTERM:\n%s", err, strings.Join(log, "\n"))
+	}
+}
+
+// newApp writes an app without running go mod tidy (gen only reads its
+// files) and returns its directory.
+func scaffoldApp(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "app")
+	if err := runNew([]string{"app", "--dir", dir, "--tidy=false"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestNewErrors(t *testing.T) {
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no name", nil, "want exactly one APP name"},
+		{"two names", []string{"a", "b"}, "want exactly one APP name"},
+		{"upper case", []string{"MyApp"}, `invalid app name "MyApp"`},
+		{"space", []string{"my app"}, `invalid app name "my app"`},
+		{"leading digit", []string{"1app"}, `invalid app name "1app"`},
+		{"path", []string{"../app"}, `invalid app name "../app"`},
+		{"std package", []string{"net"}, `collides with the standard library package "net"`},
+		{"bad module", []string{"app", "--module", "example.com/a b"}, `invalid module path "example.com/a b"`},
+		{"dotdot module", []string{"app", "--module", "example.com/../x"}, `invalid module path`},
+		{"replace not a checkout", []string{"app", "--replace", tmp}, "not a checkout of github.com/hearth-rt/hearth"},
+		{"unknown flag", []string{"app", "--nope"}, "flag provided but not defined: -nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			err := runNew(append(tc.args, "--dir", dir, "--tidy=false"), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got error %v, want one containing %q", err, tc.want)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("%s was created (%v)", dir, err)
+			}
+		})
+	}
+}
+
+func TestNewNeverOverwrites(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "app")
+	if err := os.MkdirAll(filepath.Join(dir, "channels"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Unrelated files may be there already (a .git, a LICENSE).
+	for name, body := range map[string]string{"main.go": "package main // mine\n", "channels/room.go": "mine\n", "LICENSE": "mine\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := runNew([]string{"app", "--dir", dir, "--tidy=false"}, io.Discard)
+	if err == nil {
+		t.Fatal("hearth new overwrote existing files")
+	}
+	for _, want := range []string{"refusing to overwrite", filepath.Join(dir, "main.go"), filepath.Join(dir, "channels", "room.go")} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "LICENSE") {
+		t.Errorf("error %q lists a file hearth new does not write", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "main.go")); string(b) != "package main // mine\n" {
+		t.Errorf("main.go changed: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); !os.IsNotExist(err) {
+		t.Errorf("go.mod was written although the command failed (%v)", err)
+	}
+
+	// Into an existing directory without clashes, it writes.
+	if err := os.Remove(filepath.Join(dir, "main.go")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "channels", "room.go")); err != nil {
+		t.Fatal(err)
+	}
+	if err := runNew([]string{"--tidy=false", "app", "--dir", dir}, io.Discard); err != nil {
+		t.Fatalf("hearth new into a directory holding only a LICENSE: %v", err)
+	}
+}
+
+func TestGenErrors(t *testing.T) {
+	app := scaffoldApp(t)
+	write := func(t *testing.T, rel, body string) {
+		t.Helper()
+		p := filepath.Join(app, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(p) })
+	}
+	gen := func(args ...string) error {
+		return runGen(append(args, "--dir", app), io.Discard)
+	}
+
+	t.Run("names", func(t *testing.T) {
+		for _, name := range []string{"", "Chat", "chat-room", "chat room", "9lives", "_chat", "chat__room", "chat_",
+			"chat_test", "chat_linux", "chat_windows", "chat_amd64", "chat_wasm", "a_1", "chat.room", "ünï",
+			strings.Repeat("x", 41)} {
+			err := gen("channel", name)
+			if err == nil || !strings.Contains(err.Error(), "invalid channel name") {
+				t.Errorf("gen channel %q: got %v, want an invalid channel name error", name, err)
+			}
+		}
+		if err := gen("channel"); err == nil || !strings.Contains(err.Error(), "want exactly one channel NAME") {
+			t.Errorf("gen channel without a name: %v", err)
+		}
+		if err := gen("channel", "a", "b"); err == nil || !strings.Contains(err.Error(), "want exactly one channel NAME") {
+			t.Errorf("gen channel with two names: %v", err)
+		}
+		if err := runGen([]string{"model", "x"}, io.Discard); err == nil || !strings.Contains(err.Error(), `unknown generator "model"`) {
+			t.Errorf("gen model: %v", err)
+		}
+	})
+
+	t.Run("existing files", func(t *testing.T) {
+		err := gen("channel", "room")
+		if err == nil {
+			t.Fatal("gen channel room overwrote the app's room channel")
+		}
+		for _, f := range []string{"channels/room.go", "channels/room_test.go", "assets/room.ts"} {
+			if !strings.Contains(err.Error(), filepath.Join(app, filepath.FromSlash(f))) {
+				t.Errorf("error %q does not list %s", err, f)
+			}
+		}
+		// Only the clashing file is listed, and nothing is written.
+		write(t, "assets/game.ts", "// mine\n")
+		err = gen("channel", "game")
+		if err == nil || !strings.Contains(err.Error(), "refusing to overwrite") || !strings.Contains(err.Error(), filepath.Join("assets", "game.ts")) ||
+			strings.Contains(err.Error(), "game.go") {
+			t.Fatalf("gen channel game with assets/game.ts present: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(app, "channels", "game.go")); !os.IsNotExist(err) {
+			t.Errorf("channels/game.go was written (%v)", err)
+		}
+	})
+
+	t.Run("topic already handled", func(t *testing.T) {
+		write(t, "channels/arena_routes.go", "package channels\n\nfunc init() { define(\"arena:*\", nil) }\n")
+		err := gen("channel", "arena")
+		if err == nil || !strings.Contains(err.Error(), `the topics "arena:*" are already handled in channels/arena_routes.go`) {
+			t.Fatalf("got %v", err)
+		}
+	})
+
+	t.Run("identifier taken", func(t *testing.T) {
+		write(t, "channels/duel_old.go", "package channels\n\ntype duelMessage struct{}\n")
+		err := gen("channel", "duel")
+		if err == nil || !strings.Contains(err.Error(), "would redeclare duelMessage (channels/duel_old.go)") {
+			t.Fatalf("got %v", err)
+		}
+	})
+
+	t.Run("restores the test client", func(t *testing.T) {
+		client := filepath.Join(app, "internal", "channeltest", "channeltest.go")
+		want, err := os.ReadFile(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(client); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := runGen([]string{"channel", "--dir", app, "quiz"}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(client); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("the test client was not restored as hearth new wrote it (%v)", err)
+		}
+		if !strings.Contains(out.String(), "* creating "+client) {
+			t.Errorf("gen did not report creating %s:\n%s", client, out.String())
+		}
+	})
+}
+
+func TestGenOutsideAnApp(t *testing.T) {
+	tmp := t.TempDir()
+	gen := func(dir string) error { return runGen([]string{"channel", "chat", "--dir", dir}, io.Discard) }
+
+	if err := gen(tmp); err == nil || !strings.Contains(err.Error(), "no go.mod in "+tmp+" or any parent directory") {
+		t.Errorf("no go.mod: %v", err)
+	}
+
+	plain := filepath.Join(tmp, "plain")
+	if err := os.MkdirAll(filepath.Join(plain, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plain, "go.mod"), []byte("module example.com/plain\n\ngo 1.26.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := gen(filepath.Join(plain, "sub")); err == nil || !strings.Contains(err.Error(), "no channels package at "+filepath.Join(plain, "channels")) {
+		t.Errorf("no channels package: %v", err)
+	}
+
+	if err := os.MkdirAll(filepath.Join(plain, "channels"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plain, "channels", "x.go"), []byte("package channels\n\nfunc Register() {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := gen(plain); err == nil || !strings.Contains(err.Error(), "lacks define, currentUser, validSubtopic, Connect, Deps") {
+		t.Errorf("foreign channels package: %v", err)
+	}
+
+	if err := gen(repoRoot(t)); err == nil || !strings.Contains(err.Error(), "is Hearth itself") {
+		t.Errorf("inside Hearth: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(plain, "channels", "chat.go")); !os.IsNotExist(err) {
+		t.Errorf("a channel was written outside an app (%v)", err)
+	}
+}
