@@ -57,7 +57,8 @@ const PAGE = `<!doctype html>
 <script>
   window.log = []
   window.events = []
-  const socket = new Hearth.Socket("/socket", { reconnectBaseMs: 200, reconnectMaxMs: 1000 })
+  window.trace = []
+  const socket = new Hearth.Socket("/socket", { reconnectBaseMs: 200, reconnectMaxMs: 1000, logger: (kind, msg) => trace.push(msg) })
   socket.onOpen(() => events.push("open"))
   socket.onClose((c) => events.push("close " + c.code))
   socket.connect()
@@ -159,9 +160,36 @@ test("the demo page: two signed-in browsers chat through the server", { timeout:
   }
   const lines = (page: Page) => page.$$eval("#messages li:not(.system)", (lis) => lis.map((li) => li.textContent))
   await say(ann, "hello from ann")
+  await eventually("ann's message on bob's page", async () => (await lines(bob)).length === 1)
   await say(bob, "hello from bob")
   for (const page of [ann, bob]) {
     await eventually("both messages on the page", async () => (await lines(page)).length === 2)
     assert.deepEqual(await lines(page), ["ann:hello from ann", "bob:hello from bob"])
   }
+})
+
+test("offline in the browser: reconnects wait for the online event", { timeout: 60_000 }, async () => {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  await page.goto(server.httpURL + "/healthz")
+  await page.setContent(PAGE)
+  await page.waitForFunction(() => (window as unknown as { events: string[] }).events.includes("joined"), null, { timeout: 10_000 })
+  const env = () => page.evaluate(() => {
+    const e = (window as unknown as { Hearth: { browserEnvironment(): { hidden(): boolean; offline(): boolean } | null } }).Hearth.browserEnvironment()
+    return e && { hidden: e.hidden(), offline: e.offline() }
+  })
+  assert.deepEqual(await env(), { hidden: false, offline: false })
+  await context.setOffline(true)
+  assert.deepEqual(await env(), { hidden: false, offline: true })
+  // Drop the connection while offline: when its reconnect comes due the
+  // socket sees the browser offline and waits instead of connecting.
+  await server.stop("SIGKILL")
+  await eventually("the page saw the drop", async () => (await eventsOf(page)).some((e) => e.startsWith("close")))
+  await server.resume()
+  await eventually("the socket waiting for the network", async () =>
+    (await page.evaluate(() => (window as unknown as { trace: string[] }).trace)).some((m) => m.includes("offline: waiting to reconnect")))
+  assert.equal((await eventsOf(page)).filter((e) => e === "open").length, 1, "reconnected while offline")
+  await context.setOffline(false)
+  await eventually("reconnected after online", async () => (await eventsOf(page)).filter((e) => e === "open").length === 2)
+  await context.close()
 })
