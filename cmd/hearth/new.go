@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -126,11 +127,22 @@ func runNew(args []string, out io.Writer) error {
 	if cfg.tidy {
 		fmt.Fprintf(out, "* running go mod tidy in %s\n", rel)
 		if err := goModTidy(cfg.dir); err != nil {
-			hint := ""
+			fix := "Fix the cause, then run `go mod tidy` there."
 			if hearthVersion == "" {
-				hint = "\nThis hearth binary was built from a checkout without a released version: pass --replace /path/to/hearth to build against that checkout."
+				dir := "/path/to/hearth"
+				if src := sourceCheckout(); src != "" {
+					dir = src
+				}
+				fix = fmt.Sprintf(`This hearth binary was built from a checkout, not from a released version.
+Build the app against that checkout:
+
+    cd %s
+    go mod edit -replace %s=%s
+    go mod tidy
+
+(or next time: hearth new %s --replace %s)`, rel, hearthModule, dir, cfg.name, dir)
 			}
-			return fmt.Errorf("the app is written, but `go mod tidy` failed in %s:\n%v%s\nFix it, then run `go mod tidy` there", rel, err, hint)
+			return fmt.Errorf("the app is written in %s, but `go mod tidy` failed: %v\n%s", rel, err, fix)
 		}
 	}
 	fmt.Fprintf(out, `
@@ -233,6 +245,20 @@ func ownVersion() string {
 		return v
 	}
 	return "" // "(devel)", or a local build with "+dirty" metadata
+}
+
+// sourceCheckout returns the Hearth checkout this binary was built from
+// when it is still there (the path is unknown for -trimpath builds), else "".
+func sourceCheckout() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) {
+		return ""
+	}
+	root := filepath.Dir(filepath.Dir(filepath.Dir(file))) // cmd/hearth/new.go
+	if _, err := checkHearthCheckout(root); err != nil {
+		return ""
+	}
+	return root
 }
 
 // depVersion returns the version of module path this binary was built with,

@@ -504,3 +504,32 @@ func TestGenOutsideAnApp(t *testing.T) {
 		t.Errorf("a channel was written outside an app (%v)", err)
 	}
 }
+
+// TestNewWithoutReplace: a hearth built from a checkout cannot require a
+// released Hearth; the failed go mod tidy says how to use the checkout.
+func TestNewWithoutReplace(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatal("the go command is needed: ", err)
+	}
+	if ownVersion() != "" {
+		t.Skip("this binary has a released version of Hearth to require")
+	}
+	t.Setenv("GOPROXY", "off") // no network: the lookup of Hearth fails at once
+	t.Setenv("GOWORK", "off")
+	dir := filepath.Join(t.TempDir(), "app")
+	var out bytes.Buffer
+	err := runNew([]string{"app", "--dir", dir}, &out)
+	if err == nil {
+		t.Fatal("go mod tidy found an unreleased Hearth")
+	}
+	root := repoRoot(t)
+	for _, want := range []string{"the app is written in " + dir + ", but `go mod tidy` failed",
+		"go mod edit -replace github.com/hearth-rt/hearth=" + root, "hearth new app --replace " + root} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if !strings.Contains(out.String(), "* creating "+filepath.Join(dir, "go.mod")) {
+		t.Errorf("hearth new did not report the files it wrote:\n%s", out.String())
+	}
+}
