@@ -80,7 +80,7 @@ func runBench(args []string) error {
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "Phoenix heartbeat interval (default 30s)")
 	fs.BoolVar(&o.NoRecover, "no-recover", false, "do not ask Hearth to replay missed messages on rejoin")
 	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (0: one per 8,000 clients; -1: in-process)")
-	fs.IntVar(&o.SourceIPs, "source-ips", 0, "127.0.0.x source addresses for the clients (0: one per 10,000 clients)")
+	fs.IntVar(&o.SourceIPs, "source-ips", 0, "127.0.x.y source addresses for the clients (0: one per 50 clients)")
 	fs.StringVar(&o.DatabaseURL, "database-url", os.Getenv("HEARTH_BENCH_DATABASE_URL"), "Postgres URL for cluster runs (env HEARTH_BENCH_DATABASE_URL)")
 	fs.StringVar(&o.HearthBin, "hearth-bin", "", "hearth binary to start (default: this executable)")
 	fs.StringVar(&o.GorillaBin, "gorilla-bin", "", "gorilla peer binary (default: built from bench/peers/gorilla)")

@@ -328,9 +328,9 @@ func (c *client) sendJoin(i int) {
 }
 
 // scheduleRejoin retries topic position i after the policy's rejoin delay. c.mu held.
-func (c *client) scheduleRejoin(i int) {
+func (c *client) scheduleRejoin(i int, hint time.Duration) {
 	t := &c.topics[i]
-	d := c.g.policy.RejoinDelay(t.tries)
+	d := c.g.policy.RejoinDelay(t.tries, hint)
 	t.tries++
 	gen := c.gen
 	time.AfterFunc(d, func() {
@@ -384,9 +384,9 @@ func (c *client) joinedTopic(i int, resp []byte) {
 }
 
 // joinFailed handles a refused or timed-out join. c.mu held.
-func (c *client) joinFailed(i int, label string) {
+func (c *client) joinFailed(i int, label string, hint time.Duration) {
 	c.g.event(seriesError, label)
-	c.scheduleRejoin(i)
+	c.scheduleRejoin(i, hint)
 }
 
 // lostTopic handles a channel the server errored or closed. c.mu held.
@@ -399,7 +399,7 @@ func (c *client) lostTopic(i int, label string) {
 	}
 	t.joinRef = 0
 	c.g.event(seriesError, label)
-	c.scheduleRejoin(i)
+	c.scheduleRejoin(i, 0)
 }
 
 func (c *client) topicPos(topic string) int {
@@ -497,7 +497,11 @@ func (c *client) handlePhoenix(data []byte) error {
 				c.joinedTopic(int(p.pos), m.Payload)
 			} else {
 				c.g.add(cJoinErrors, 1)
-				c.joinFailed(int(p.pos), "join_error")
+				reason, hint := replyReason(m.Payload)
+				if hint > 0 {
+					c.g.add(cShed, 1)
+				}
+				c.joinFailed(int(p.pos), "join_error"+reason, hint)
 			}
 		case pendPush:
 			if okStatus {
@@ -588,7 +592,7 @@ func (c *client) handleSocketIO(data []byte) error {
 				c.joinedTopic(int(p.pos), nil)
 			} else {
 				c.g.add(cJoinErrors, 1)
-				c.joinFailed(int(p.pos), "join_error")
+				c.joinFailed(int(p.pos), "join_error", 0)
 			}
 		case pendPush:
 			if okStatus {
@@ -600,6 +604,31 @@ func (c *client) handleSocketIO(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// replyReason extracts a short label from an error reply's "reason", and
+// its retry_after_ms hint (Hearth's join admission control).
+func replyReason(payload []byte) (string, time.Duration) {
+	var r struct {
+		Response struct {
+			Reason       string `json:"reason"`
+			RetryAfterMS int64  `json:"retry_after_ms"`
+		} `json:"response"`
+	}
+	if json.Unmarshal(payload, &r) != nil || r.Response.Reason == "" {
+		return "", 0
+	}
+	hint := time.Duration(max(r.Response.RetryAfterMS, 0)) * time.Millisecond
+	b := []byte(r.Response.Reason)
+	if len(b) > 40 {
+		b = b[:40]
+	}
+	for i, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9') {
+			b[i] = '_'
+		}
+	}
+	return "(" + string(b) + ")", hint
 }
 
 // tick runs once a second from the worker: heartbeats and reply timeouts.
@@ -619,7 +648,7 @@ func (c *client) tick(now time.Time, hb time.Duration) {
 		case pendJoin:
 			c.g.add(cJoinTimeouts, 1)
 			c.topics[p.pos].joinRef = 0
-			c.joinFailed(int(p.pos), "join_timeout")
+			c.joinFailed(int(p.pos), "join_timeout", 0)
 		case pendPush:
 			c.g.add(cPubFailed, 1)
 		}

@@ -18,8 +18,9 @@ type Policy interface {
 	// close reason's retry_after_ms=, an HTTP Retry-After), zero if none.
 	Delay(n int, hint time.Duration) time.Duration
 	// RejoinDelay is how long to wait before retrying a refused or
-	// timed-out channel join for the nth time (0 first).
-	RejoinDelay(n int) time.Duration
+	// timed-out channel join for the nth time (0 first). hint is the
+	// refusal's retry_after_ms, zero if none.
+	RejoinDelay(n int, hint time.Duration) time.Duration
 	// StableAfter is how long a connection must last before the attempt
 	// counter resets. Zero means it resets as soon as a connection opens.
 	StableAfter() time.Duration
@@ -60,8 +61,13 @@ func (p HearthPolicy) Delay(n int, hint time.Duration) time.Duration {
 	return fullJitter(p.Base, p.Cap, n)
 }
 
-// RejoinDelay implements Policy.
-func (p HearthPolicy) RejoinDelay(n int) time.Duration { return fullJitter(p.Base, p.Cap, n) }
+// RejoinDelay implements Policy: the server's hint, else full jitter.
+func (p HearthPolicy) RejoinDelay(n int, hint time.Duration) time.Duration {
+	if hint > 0 {
+		return hint
+	}
+	return fullJitter(p.Base, p.Cap, n)
+}
 
 // StableAfter implements Policy: Hearth resets its backoff only once a
 // connection proved stable.
@@ -92,7 +98,7 @@ func (PhoenixPolicy) Delay(n int, _ time.Duration) time.Duration {
 }
 
 // RejoinDelay implements Policy.
-func (PhoenixPolicy) RejoinDelay(n int) time.Duration {
+func (PhoenixPolicy) RejoinDelay(n int, _ time.Duration) time.Duration {
 	steps := [...]time.Duration{time.Second, 2 * time.Second}
 	if n < len(steps) {
 		return steps[n]
@@ -136,7 +142,7 @@ func (p SocketIOPolicy) Delay(n int, _ time.Duration) time.Duration {
 
 // RejoinDelay implements Policy (a Socket.IO app retries its room join
 // with the same schedule).
-func (p SocketIOPolicy) RejoinDelay(n int) time.Duration { return p.Delay(n, 0) }
+func (p SocketIOPolicy) RejoinDelay(n int, _ time.Duration) time.Duration { return p.Delay(n, 0) }
 
 // StableAfter implements Policy.
 func (SocketIOPolicy) StableAfter() time.Duration { return 0 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +46,7 @@ type Options struct {
 	NoRecover       bool          // do not ask Hearth to replay missed messages on rejoin
 
 	Workers   int // worker processes; zero picks one per 8,000 clients; -1 runs in-process
-	SourceIPs int // 127.0.0.x source addresses; zero picks one per 10,000 clients
+	SourceIPs int // 127.0.x.y source addresses; zero picks one per 50 clients
 
 	DatabaseURL string   // Postgres for clusters
 	HearthBin   string   // hearth binary; empty: this executable if it is hearth, else built
@@ -181,16 +182,20 @@ func (e *Env) Fleet(clients int) (*Fleet, error) {
 	return NewFleet(FleetOptions{Workers: n, Command: e.Opts.WorkerCommand, Stderr: logw})
 }
 
-// SourceIPs returns the client source addresses for clients load clients.
+// SourceIPs returns the client source addresses for clients load clients:
+// 127.0.0.1, 127.0.0.2, ... 127.0.0.254, 127.0.1.1, ... (all of 127/8 is
+// loopback). By default one address per 50 clients, as if they came from
+// many networks: a server's per-IP limits then act as they would in
+// production, and each address has its own ephemeral ports.
 func (e *Env) SourceIPs(clients int) []string {
 	n := e.Opts.SourceIPs
 	if n == 0 {
-		n = (clients + 9999) / 10000
+		n = (clients + 49) / 50
 	}
-	n = max(1, min(n, 250))
+	n = max(1, min(n, 254*254))
 	out := make([]string, n)
 	for i := range out {
-		out[i] = fmt.Sprintf("127.0.0.%d", i+1)
+		out[i] = fmt.Sprintf("127.0.%d.%d", i/254, i%254+1)
 	}
 	return out
 }
@@ -377,6 +382,12 @@ func hist(h *Histogram) *Histogram {
 		return &Histogram{}
 	}
 	return h
+}
+
+// runTopicPrefix makes topic names unique to this run, for scenarios whose
+// servers share a database with other runs.
+func runTopicPrefix(prefix string) string {
+	return fmt.Sprintf("%s%x-", prefix, rand.Uint32())
 }
 
 // topicNames returns n topics named prefix0..prefix(n-1).

@@ -63,7 +63,7 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 			return rep, err
 		}
 		run, err := runPubsub(ctx, env, pubsubSetup{
-			kind: kind, subAddrs: addrs[1:], pubAddrs: addrs[:1], topics: topicNames("room:cl", topics), subs: subs, tpc: 1,
+			kind: kind, subAddrs: addrs[1:], pubAddrs: addrs[:1], topics: topicNames(runTopicPrefix("room:cl"), topics), subs: subs, tpc: 1,
 			pubs: pubs, rate: rate, size: size, dur: dur, servers: servers, label: "cluster " + kind, proto: t.Proto(),
 		})
 		stopServers(servers)

@@ -269,7 +269,7 @@ func stormOne(ctx context.Context, env *Env, kind, ev, pol string, k, topics int
 	label := fmt.Sprintf("storm %s %s %s", kind, ev, pol)
 	sub := GroupSpec{
 		Name: "subs", Proto: t.Proto(), Addrs: subAddrs, Spread: spread, Failover: true, Policy: pol,
-		Topics: topicNames("room:storm", topics), TopicsPerClient: 1, Count: k, SourceIPs: env.SourceIPs(k),
+		Topics: topicNames(runTopicPrefix("room:storm"), topics), TopicsPerClient: 1, Count: k, SourceIPs: env.SourceIPs(k),
 		ConnectRate: connRate, HeartbeatMS: env.heartbeatMS(), Recover: recov, EpochNS: epoch,
 	}
 	p := env.progress(label+" connect", fleet, joinedLine(int64(k), "subs"))

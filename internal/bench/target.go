@@ -208,10 +208,8 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 	var cmd *exec.Cmd
 	switch t.opts.Kind {
 	case TargetHearth:
-		args := []string{"serve", "--addr", addr, "--log-level", "warn"}
-		if t.opts.DatabaseURL != "" {
-			args = append(args, "--database-url", t.opts.DatabaseURL)
-		}
+		// Always say which broker: serve falls back to $DATABASE_URL.
+		args := []string{"serve", "--addr", addr, "--log-level", "warn", "--database-url=" + t.opts.DatabaseURL}
 		cmd = exec.Command(t.bin, append(args, t.opts.Args...)...)
 	case TargetGorilla:
 		cmd = exec.Command(t.bin, append([]string{"--addr", addr}, t.opts.Args...)...)
