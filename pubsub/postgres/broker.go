@@ -45,7 +45,6 @@ type Broker struct {
 	qmu    sync.Mutex
 	qcond  *sync.Cond
 	queue  []*pubReq
-	qbytes int
 	closed bool
 
 	// Subscriptions.

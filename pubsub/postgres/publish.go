@@ -89,11 +89,11 @@ func (b *Broker) submit(ctx context.Context, r *pubReq) (pubsub.Position, error)
 	b.qmu.Lock()
 	if b.closed {
 		b.qmu.Unlock()
+		*r = pubReq{done: r.done}
 		reqPool.Put(r)
 		return pubsub.Position{}, pubsub.ErrClosed
 	}
 	b.queue = append(b.queue, r)
-	b.qbytes += r.size()
 	b.qcond.Signal()
 	b.qmu.Unlock()
 
@@ -123,7 +123,7 @@ func (b *Broker) take(batch []*pubReq) ([]*pubReq, bool) {
 		for _, r := range b.queue {
 			r.finish(pubsub.Position{}, pubsub.ErrClosed)
 		}
-		b.queue, b.qbytes = nil, 0
+		b.queue = nil
 		return batch, false
 	}
 	n, size := 0, 0
@@ -135,7 +135,6 @@ func (b *Broker) take(batch []*pubReq) ([]*pubReq, bool) {
 	rest := copy(b.queue, b.queue[n:])
 	clear(b.queue[rest:])
 	b.queue = b.queue[:rest]
-	b.qbytes -= size
 	if rest > 0 {
 		b.qcond.Signal() // another publisher may take the rest
 	}
