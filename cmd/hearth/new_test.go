@@ -146,7 +146,7 @@ func TestNewAndGen(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	t.Run("run", func(t *testing.T) { runApp(t, app) })
+	t.Run("run", func(t *testing.T) { runApp(t, root, app) })
 
 	// gen channel from a subdirectory of the app, and with --dir.
 	out.Reset()
@@ -219,14 +219,18 @@ func jsonString(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// runApp builds the app, starts it on a free port, fetches its page and
-// client, and stops it with SIGTERM.
-func runApp(t *testing.T, app string) {
-	bin := filepath.Join(t.TempDir(), "myapp")
-	goTool(t, app, "build", "-o", bin, ".")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0")
+// appProcess is the generated app running as its own process.
+type appProcess struct {
+	cmd   *exec.Cmd
+	lines chan string // its log, line by line
+	log   []string
+	base  string // http://127.0.0.1:port/
+}
+
+// startApp runs the app's binary on addr and waits until it listens.
+func startApp(t *testing.T, bin, addr string) *appProcess {
+	t.Helper()
+	cmd := exec.Command(bin, "-addr", addr)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -234,37 +238,82 @@ func runApp(t *testing.T, app string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 64)
+	p := &appProcess{cmd: cmd, lines: make(chan string, 64)}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	go func() {
-		defer close(lines)
+		defer close(p.lines)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			lines <- sc.Text()
+			p.lines <- sc.Text()
 		}
 	}()
-	var log []string
-	next := func(what string) string {
-		t.Helper()
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("the app exited before logging %s:\n%s", what, strings.Join(log, "\n"))
-			}
-			log = append(log, l)
-			return l
-		case <-ctx.Done():
-			t.Fatalf("the app did not log %s:\n%s", what, strings.Join(log, "\n"))
-		}
-		return ""
-	}
-	var base string
-	for base == "" {
-		if m := regexp.MustCompile(`url=(http://\S+/)`).FindStringSubmatch(next("its address")); m != nil {
-			base = m[1]
+	re := regexp.MustCompile(`url=(http://\S+/)`)
+	for p.base == "" {
+		if m := re.FindStringSubmatch(p.next(t, "its address")); m != nil {
+			p.base = m[1]
 		}
 	}
+	return p
+}
+
+// next returns the app's next log line.
+func (p *appProcess) next(t *testing.T, what string) string {
+	t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			t.Fatalf("the app exited before logging %s:\n%s", what, strings.Join(p.log, "\n"))
+		}
+		p.log = append(p.log, l)
+		return l
+	case <-time.After(time.Minute):
+		t.Fatalf("the app did not log %s within a minute:\n%s", what, strings.Join(p.log, "\n"))
+	}
+	return ""
+}
+
+// stop sends SIGTERM and checks that the app shuts down and exits 0.
+func (p *appProcess) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(p.next(t, "its shutdown"), "shutting down") {
+	}
+	for l := range p.lines {
+		p.log = append(p.log, l)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("the app exited with %v after SIGTERM:\n%s", err, strings.Join(p.log, "\n"))
+	}
+}
+
+// runApp builds the app, starts it on a free port, fetches its page and
+// client, and chats on the page in Chromium across a restart of the app
+// (SIGTERM, then a new process on the same port).
+func runApp(t *testing.T, root, app string) {
+	chromium := os.Getenv("CHROMIUM_PATH")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("Chromium is needed to test the generated page: apt-get install chromium, or set CHROMIUM_PATH (%v)", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("Node.js is needed to drive Chromium: ", err)
+	}
+
+	bin := filepath.Join(t.TempDir(), "myapp")
+	goTool(t, app, "build", "-o", bin, ".")
+	first := startApp(t, bin, "127.0.0.1:0")
 	for _, p := range []string{"", "hearth.js", "app.js"} {
-		res, err := http.Get(base + p)
+		res, err := http.Get(first.base + p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,17 +323,103 @@ func runApp(t *testing.T, app string) {
 			t.Errorf("GET /%s: %s", p, res.Status)
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+
+	script := filepath.Join(t.TempDir(), "page.cjs")
+	if err := os.WriteFile(script, []byte(pageScript), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(next("its shutdown"), "shutting down") {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	browser := exec.CommandContext(ctx, node, script, first.base)
+	browser.Env = append(os.Environ(), "CHROMIUM_PATH="+chromium,
+		"PLAYWRIGHT_CORE="+filepath.Join(root, "node_modules", "playwright-core"))
+	var stderr bytes.Buffer
+	browser.Stderr = &stderr
+	stdout, err := browser.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range lines {
+	if err := browser.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("the app exited with %v after SIGTERM:\n%s", err, strings.Join(log, "\n"))
+	steps := bufio.NewScanner(stdout)
+	step := func(want string) {
+		t.Helper()
+		if !steps.Scan() || steps.Text() != want {
+			_ = browser.Wait()
+			t.Fatalf("the page script did not report %q (got %q):\n%s", want, steps.Text(), stderr.String())
+		}
+	}
+	step("chatted")
+	first.stop(t)
+	step("reconnecting")
+	startApp(t, bin, strings.TrimSuffix(strings.TrimPrefix(first.base, "http://"), "/"))
+	step("chatted again")
+	if err := browser.Wait(); err != nil {
+		t.Fatalf("the page script failed: %v\n%s", err, stderr.String())
 	}
 }
+
+// pageScript drives the generated page in Chromium (playwright-core):
+// two users join room:lobby and chat; when the app stops, both pages show
+// the reconnect countdown; when it is back, they rejoin and chat again.
+// It prints each step it passes on stdout.
+const pageScript = `"use strict"
+const { chromium } = require(process.env.PLAYWRIGHT_CORE)
+const base = process.argv[2]
+const timeout = 30000
+
+async function chat(from, to, text) {
+  await from.fill("#body", text)
+  await from.click("#send-btn")
+  for (const p of [from, to]) {
+    await p.waitForFunction((t) => [...document.querySelectorAll("#messages li")].some((li) => li.textContent.endsWith(t)), text, { timeout })
+  }
+}
+
+;(async () => {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH, headless: true })
+  try {
+    const errors = []
+    const pages = []
+    for (const name of ["ada", "bob"]) {
+      const page = await (await browser.newContext()).newPage()
+      page.on("pageerror", (e) => errors.push(name + ": " + e))
+      await page.goto(base)
+      await page.fill("#name", name)
+      await page.click("#join button")
+      await page.waitForSelector("#status[data-state=connected]", { timeout })
+      await page.waitForSelector("#body:not([disabled])", { timeout })
+      pages.push(page)
+    }
+    const [ada, bob] = pages
+    await chat(ada, bob, "hello from ada")
+    const line = await bob.textContent("#messages li:last-child")
+    if (line !== "adahello from ada") throw new Error("bob sees " + JSON.stringify(line))
+    console.log("chatted")
+
+    for (const p of pages) {
+      await p.waitForFunction(() => /^reconnecting in \d+ s$/.test(document.getElementById("status").textContent), null, { timeout })
+    }
+    console.log("reconnecting")
+
+    for (const p of pages) {
+      await p.waitForSelector("#status[data-state=connected]", { timeout })
+    }
+    await chat(bob, ada, "back again")
+    // The in-process broker lost its history with the old process: the
+    // page says that messages may have been missed.
+    await ada.waitForFunction(() => document.getElementById("messages").textContent.includes("missed"), null, { timeout })
+    if (errors.length) throw new Error("page errors:\n" + errors.join("\n"))
+    console.log("chatted again")
+  } finally {
+    await browser.close()
+  }
+})().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
+`
 
 // newApp writes an app without running go mod tidy (gen only reads its
 // files) and returns its directory.
