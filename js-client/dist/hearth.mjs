@@ -756,9 +756,10 @@ var Socket = class {
     }
     q.set("vsn", this.opts.vsn ?? VSN);
     if (this.hearth) q.set(EXT_PARAM, "1");
-    let url = this.endPoint.replace(/\/+$/, "");
+    const at = this.endPoint.indexOf("?");
+    let url = (at < 0 ? this.endPoint : this.endPoint.slice(0, at)).replace(/\/+$/, "");
     if (!/\/websocket$/.test(url)) url += "/websocket";
-    url += (url.includes("?") ? "&" : "?") + q.toString();
+    url += "?" + (at < 0 ? "" : this.endPoint.slice(at + 1) + "&") + q.toString();
     if (/^https?:/.test(url)) return url.replace(/^http/, "ws");
     if (/^wss?:/.test(url)) return url;
     const loc = globalThis.location;
@@ -1098,6 +1099,137 @@ function browserEnvironment() {
     }
   };
 }
+
+// js-client/src/presence.ts
+var hasOwn = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
+function emptyState() {
+  return /* @__PURE__ */ Object.create(null);
+}
+function copy(v) {
+  return JSON.parse(JSON.stringify(v));
+}
+function keysOf(s) {
+  return s ? Object.keys(s) : [];
+}
+function get(s, key) {
+  return hasOwn(s, key) ? s[key] : void 0;
+}
+function shallow(s) {
+  const out = emptyState();
+  for (const k of keysOf(s)) out[k] = s[k];
+  return out;
+}
+function syncDiff(state, diff, onJoin, onLeave) {
+  const next = shallow(state);
+  const joins = diff.joins ?? {};
+  const leaves = diff.leaves ?? {};
+  for (const key of keysOf(joins)) {
+    const joined = copy(joins[key]);
+    const current = get(next, key);
+    const newRefs = new Set(joined.metas.map((m) => m.phx_ref));
+    const kept = current ? current.metas.filter((m) => !newRefs.has(m.phx_ref)) : [];
+    next[key] = { metas: [...kept, ...copy(joined.metas)] };
+    onJoin?.(key, current, joined);
+  }
+  for (const key of keysOf(leaves)) {
+    const current = get(next, key);
+    if (!current) continue;
+    const left = copy(leaves[key]);
+    const gone = new Set(left.metas.map((m) => m.phx_ref));
+    const remaining = { metas: current.metas.filter((m) => !gone.has(m.phx_ref)) };
+    if (remaining.metas.length === 0) delete next[key];
+    else next[key] = remaining;
+    onLeave?.(key, remaining, left);
+  }
+  return next;
+}
+function syncState(state, newState, onJoin, onLeave) {
+  const joins = emptyState();
+  const leaves = emptyState();
+  for (const key of keysOf(state)) {
+    if (!hasOwn(newState, key)) leaves[key] = state[key];
+  }
+  for (const key of keysOf(newState)) {
+    const incoming = newState[key];
+    const current = get(state, key);
+    if (!current) {
+      joins[key] = incoming;
+      continue;
+    }
+    const curRefs = new Set(current.metas.map((m) => m.phx_ref));
+    const newRefs = new Set(incoming.metas.map((m) => m.phx_ref));
+    const joined = incoming.metas.filter((m) => !curRefs.has(m.phx_ref));
+    const left = current.metas.filter((m) => !newRefs.has(m.phx_ref));
+    if (joined.length > 0) joins[key] = { metas: joined };
+    if (left.length > 0) leaves[key] = { metas: left };
+  }
+  return syncDiff(state, { joins, leaves }, onJoin, onLeave);
+}
+function listPresences(state, by) {
+  const pick = by ?? ((_key, p) => p);
+  return keysOf(state).map((key) => pick(key, state[key]));
+}
+var Presence = class {
+  constructor(channel, opts = {}) {
+    this.channel = channel;
+    /** The current state. Treat it as read-only. */
+    this.state = emptyState();
+    this.pending = [];
+    this.syncedRef = null;
+    this.joinCb = () => {
+    };
+    this.leaveCb = () => {
+    };
+    this.syncCb = () => {
+    };
+    this.events = opts.events ?? { state: "presence_state", diff: "presence_diff" };
+    this.refs = [
+      [this.events.state, channel.on(this.events.state, (s) => this.receiveState(s))],
+      [this.events.diff, channel.on(this.events.diff, (d) => this.receiveDiff(d))]
+    ];
+  }
+  /** Runs callback for each key with joining metas (see JoinCallback). */
+  onJoin(callback) {
+    this.joinCb = callback;
+  }
+  /** Runs callback for each key with leaving metas (see LeaveCallback). */
+  onLeave(callback) {
+    this.leaveCb = callback;
+  }
+  /** Runs callback after every state or diff was applied. */
+  onSync(callback) {
+    this.syncCb = callback;
+  }
+  /** Lists the keys present, each turned into a value by `by` (default: the entry). */
+  list(by) {
+    return listPresences(this.state, by);
+  }
+  /** Stops following the channel. */
+  destroy() {
+    for (const [event, ref] of this.refs) this.channel.off(event, ref);
+    this.pending = [];
+  }
+  /** Reports whether diffs are held until the current join's state arrives. */
+  inPendingSyncState() {
+    return this.syncedRef === null || this.syncedRef !== this.channel.joinRef();
+  }
+  receiveState(s) {
+    this.syncedRef = this.channel.joinRef();
+    this.state = syncState(this.state, s, this.joinCb, this.leaveCb);
+    const held = this.pending;
+    this.pending = [];
+    for (const d of held) this.state = syncDiff(this.state, d, this.joinCb, this.leaveCb);
+    this.syncCb();
+  }
+  receiveDiff(d) {
+    if (this.inPendingSyncState()) {
+      this.pending.push(d);
+      return;
+    }
+    this.state = syncDiff(this.state, d, this.joinCb, this.leaveCb);
+    this.syncCb();
+  }
+};
 export {
   CLOSE,
   Channel,
@@ -1105,6 +1237,7 @@ export {
   EVENTS,
   HEARTH_KEY,
   KIND,
+  Presence,
   Push,
   RetryTimer,
   Serializer,
@@ -1114,6 +1247,9 @@ export {
   base64url,
   browserEnvironment,
   isTerminal,
-  retryHint
+  listPresences,
+  retryHint,
+  syncDiff,
+  syncState
 };
 //# sourceMappingURL=hearth.mjs.map

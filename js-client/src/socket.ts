@@ -352,9 +352,10 @@ export class Socket {
     }
     q.set("vsn", this.opts.vsn ?? VSN)
     if (this.hearth) q.set(EXT_PARAM, "1")
-    let url = this.endPoint.replace(/\/+$/, "")
+    const at = this.endPoint.indexOf("?")
+    let url = (at < 0 ? this.endPoint : this.endPoint.slice(0, at)).replace(/\/+$/, "")
     if (!/\/websocket$/.test(url)) url += "/websocket"
-    url += (url.includes("?") ? "&" : "?") + q.toString()
+    url += "?" + (at < 0 ? "" : this.endPoint.slice(at + 1) + "&") + q.toString()
     if (/^https?:/.test(url)) return url.replace(/^http/, "ws")
     if (/^wss?:/.test(url)) return url
     const loc = (globalThis as { location?: { protocol: string; host: string } }).location

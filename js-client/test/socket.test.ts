@@ -46,6 +46,7 @@ test("the URL carries the params, the protocol version and the extension flag", 
 test("endpoints: http(s) URLs become ws(s), relative paths use the page location", () => {
   assert.equal(new Socket("https://h.test/socket/").endPointURL(), "wss://h.test/socket/websocket?vsn=2.0.0&_hearth=1")
   assert.equal(new Socket("ws://h.test/socket/websocket", { hearth: false }).endPointURL(), "ws://h.test/socket/websocket?vsn=2.0.0")
+  assert.equal(new Socket("wss://h.test/socket?tenant=a").endPointURL({ b: 2 }), "wss://h.test/socket/websocket?tenant=a&b=2&vsn=2.0.0&_hearth=1")
   assert.throws(() => new Socket("/socket").endPointURL(), /needs a page location/)
   const g = globalThis as { location?: unknown }
   g.location = { protocol: "https:", host: "app.test:8443" }

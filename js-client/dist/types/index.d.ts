@@ -22,6 +22,8 @@ export { Push } from "./push";
 export type { PushStatus, ReplyCallback } from "./push";
 export { Serializer, KIND } from "./serializer";
 export type { Message } from "./serializer";
+export { Presence, listPresences, syncDiff, syncState } from "./presence";
+export type { JoinCallback, LeaveCallback, PresenceChannel, PresenceDiff, PresenceEntry, PresenceMeta, PresenceOptions, PresenceState } from "./presence";
 export { backoff, retryHint, isTerminal, RetryTimer } from "./timer";
 export type { Random } from "./timer";
 export { CLOSE, DEFAULTS, EVENTS, HEARTH_KEY, VSN } from "./constants";
