@@ -22,3 +22,9 @@ func bindNoPort(_, _ string, c syscall.RawConn) error {
 	}
 	return serr
 }
+
+// childAttr makes a child process die with the tool, so that an aborted
+// run leaves no server or worker behind.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

@@ -72,6 +72,9 @@ func NewFleet(opts FleetOptions) (*Fleet, error) {
 			cmd = exec.Command(exe, "bench", "worker")
 		}
 		cmd.Env = append(os.Environ(), WorkerEnv+"=1")
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = childAttr()
+		}
 		cmd.Stderr = opts.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {

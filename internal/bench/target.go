@@ -220,6 +220,7 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 		}
 		cmd = exec.Command(t.opts.Node, append(args, t.opts.Args...)...)
 	}
+	cmd.SysProcAttr = childAttr()
 	t.mu.Lock()
 	t.seq++
 	seq := t.seq

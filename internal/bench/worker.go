@@ -133,11 +133,6 @@ func (w *worker) start(spec GroupSpec) error {
 	if err := spec.validate(); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	if _, dup := w.groups[spec.Name]; dup {
-		w.mu.Unlock()
-		return fmt.Errorf("bench: group %s already running", spec.Name)
-	}
 	pol, _ := PolicyByName(spec.Policy)
 	g := &group{
 		spec:    spec,
@@ -152,12 +147,18 @@ func (w *worker) start(spec GroupSpec) error {
 	}
 	g.ctx, g.cancel = context.WithCancel(w.ctx)
 	g.pubCtx, g.pubCancel = context.WithCancel(g.ctx)
-	w.groups[spec.Name] = g
-	w.mu.Unlock()
-
 	for i := range spec.Count {
 		g.clients = append(g.clients, newClient(g, spec.First+i))
 	}
+	// Published only once complete: the tick loop reads g.clients.
+	w.mu.Lock()
+	if _, dup := w.groups[spec.Name]; dup {
+		w.mu.Unlock()
+		g.cancel()
+		return fmt.Errorf("bench: group %s already running", spec.Name)
+	}
+	w.groups[spec.Name] = g
+	w.mu.Unlock()
 	// Ramp: each client waits for its turn from a limiter, then runs.
 	var lim *rate.Limiter
 	if spec.ConnectRate > 0 {
