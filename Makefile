@@ -17,8 +17,10 @@ node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules
 
+# The JS suite's server tests need PostgreSQL: withpg finds it, or starts a
+# private one, exactly as the Go tests do.
 test-js: node_modules
-	npm test
+	$(GO) run ./internal/pgtest/withpg npm test
 
 ## fuzz: a short fuzz run of the wire decoder.
 fuzz:
