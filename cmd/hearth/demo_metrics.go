@@ -21,7 +21,7 @@ func (d *demo) metricsHandler() http.Handler {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "hearth_demo_token_requests_total",
 			Help: "Requests to the demo's token service (GET /token).",
-		}, func() float64 { return float64(d.auth.tokenCalls.load()) }),
+		}, func() float64 { return float64(d.auth.tokenCalls.Load()) }),
 	)
 	if d.extraMetrics != nil {
 		reg.MustRegister(d.extraMetrics)

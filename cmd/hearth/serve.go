@@ -38,6 +38,7 @@ type serveConfig struct {
 	window   [2]float64
 	dbURL    string
 	nodeName string
+	secret   string
 }
 
 func runServe(args []string) error {
@@ -47,6 +48,7 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the tokens GET /token and the channel refresh mint")
 	fs.StringVar(&cfg.dbURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub)")
+	fs.StringVar(&cfg.secret, "secret", os.Getenv("HEARTH_SECRET"), "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
 	if err := fs.Parse(args); err != nil {
@@ -117,10 +119,12 @@ type demo struct {
 }
 
 func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, error) {
-	auth, err := newDemoAuth(cfg.tokenTTL, cfg.window)
+	secret, from, err := demoSecret(cfg.secret)
 	if err != nil {
 		return nil, err
 	}
+	log.Info("demo signing secret", "from", from)
+	auth := newDemoAuth(secret, cfg.tokenTTL, cfg.window)
 	d := &demo{auth: auth}
 	d.node = channels.New(channels.Options{
 		Broker: broker, // nil: in-process
@@ -131,6 +135,7 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 		Connect: token.Connect(auth.keys, token.ConnectOptions{Optional: true}),
 		Refresh: auth.refreshOptions(),
 	})
+	auth.attach(d.node)
 	d.node.Handle("room:*", channels.Handler{Join: d.joinRoom, In: d.handleIn})
 	d.node.Handle("private:*", channels.Handler{Join: d.joinPrivate, In: d.handleIn})
 	d.ws = server.New(d.node, server.Options{Logger: log})

@@ -131,11 +131,13 @@
     e.preventDefault()
     const text = body.value.trim()
     if (!text || !room) return
+    // A long timeout: a message typed while the connection is down waits
+    // in the client's buffer and goes out once it is back.
     room
-      .push("new_msg", { user, body: text })
+      .push("new_msg", { user, body: text }, 60000)
       .receive("ok", () => (body.value = ""))
       .receive("error", (r) => line("system", "", "not sent: " + (r && r.reason)))
-      .receive("timeout", () => line("system", "", "not sent yet: the connection is down, it will be retried"))
+      .receive("timeout", () => line("system", "", "not sent: the connection stayed down for a minute"))
   })
 
   setStatus("closed", "not connected")
