@@ -32,10 +32,12 @@ type conn struct {
 	writeFn func() // c.writeLoop, made once so that starting a writer allocates nothing
 	lim     *rate.Limiter
 
-	// Reader state, touched only by the reader goroutine.
-	pre   []byte                     // bytes net/http read past the request, consumed first
-	hdr   [ws.MaxHeaderSize - 2]byte // frame header scratch space
-	nread uint64                     // bytes read so far
+	// Reader state, touched only by the reader (the reader goroutine, or
+	// the poller's worker serving the connection at the moment).
+	pre   []byte                 // bytes net/http read past the request, consumed first
+	hdr   [ws.MaxHeaderSize]byte // frame header scratch space
+	nread uint64                 // bytes read so far (reader goroutine)
+	pr    *polled                // poller state; nil for a reader goroutine
 
 	bufs net.Buffers // the writer's writev argument
 
@@ -70,7 +72,29 @@ func newConn(s *Server, nc net.Conn, sock *channels.Socket, pre []byte) *conn {
 	if s.opts.MessageRate > 0 {
 		c.lim = rate.NewLimiter(rate.Limit(s.opts.MessageRate), s.opts.MessageBurst)
 	}
+	if !s.opts.BlockingReads && !netpollDisabled {
+		if rc := pollable(nc); rc != nil && s.poll.get(s) != nil {
+			c.pr = &polled{rc: rc, state: ws.StateServerSide}
+		}
+	}
 	return c
+}
+
+// startReading starts the connection's reader: it registers the
+// connection with the poller, or starts its reader goroutine.
+func (c *conn) startReading() {
+	s := c.srv
+	s.wg.Add(1) // the reader; ServeHTTP is counted: the group is not at zero
+	if c.pr == nil {
+		go c.readLoop()
+		return
+	}
+	if err := s.poller().register(c); err != nil {
+		s.log.Error("cannot register the connection with epoll: dropping it", "conn", c.id, "err", err)
+		c.pr.ended = true
+		c.finishRead(true, closeAbnormal, "epoll registration failed")
+		s.wg.Done()
+	}
 }
 
 // Send implements [channels.Transport]: it queues one complete frame and
@@ -84,8 +108,9 @@ func (c *conn) Send(frame []byte) bool {
 		return false
 	}
 	// A frame larger than the limit still goes out when nothing waits
-	// before it.
-	if queued := c.qBytes + c.wBytes; queued > 0 && queued+len(frame) > c.srv.opts.MaxQueueBytes {
+	// before it in the queue (a batch may be in the middle of its write:
+	// the client can have read it before the writer counts it as done).
+	if queued := c.qBytes + c.wBytes; c.qBytes > 0 && queued+len(frame) > c.srv.opts.MaxQueueBytes {
 		c.closeLocked(channels.CloseSlowConsumer, "slow consumer", true)
 		c.mu.Unlock()
 		c.srv.log.Warn("closing slow consumer", "conn", c.id, "socket_id", c.socketID(), "queued_bytes", queued)
@@ -184,7 +209,7 @@ func (c *conn) drop() {
 		c.code, c.reason, c.initiator = channels.CloseGoingAway, "dropped at shutdown deadline", "server"
 	}
 	c.mu.Unlock()
-	_ = c.nc.Close()
+	c.closeNet()
 }
 
 // refreshDeadline extends the read deadline by the idle timeout, unless
@@ -192,9 +217,30 @@ func (c *conn) drop() {
 func (c *conn) refreshDeadline() {
 	c.mu.Lock()
 	if !c.closeSent {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+		c.setReadDeadlineLocked(c.srv.opts.IdleTimeout)
 	}
 	c.mu.Unlock()
+}
+
+// setReadDeadlineLocked sets the read deadline d from now: on the network
+// connection for a reader goroutine, or for the poller's sweep. c.mu must
+// be held (it orders the deadlines the reader and the writer set).
+func (c *conn) setReadDeadlineLocked(d time.Duration) {
+	if c.pr != nil {
+		c.pr.deadline.Store(monoNow() + int64(d))
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(d))
+}
+
+// closeNet closes the network connection. A connection served by the
+// poller is then woken so that its reader notices, as a blocked reader
+// goroutine would.
+func (c *conn) closeNet() {
+	_ = c.nc.Close()
+	if c.pr != nil {
+		c.srv.poller().wake(c)
+	}
 }
 
 func (c *conn) isClosing() bool {

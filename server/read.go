@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -169,8 +168,8 @@ func (c *conn) allow() bool {
 	return false
 }
 
-// control handles a control frame. It reports end when the close
-// handshake is done from the reader's side.
+// control reads and handles a control frame. It reports end when the
+// close handshake is done from the reader's side.
 func (c *conn) control(h ws.Header) (end bool, err error) {
 	p := getBuf(int(h.Length))
 	defer putBuf(p)
@@ -179,16 +178,22 @@ func (c *conn) control(h ws.Header) (end bool, err error) {
 		return false, err
 	}
 	ws.Cipher(*p, h.Mask, 0)
-	switch h.OpCode {
+	return c.controlFrame(h.OpCode, *p), nil
+}
+
+// controlFrame handles the unmasked payload of a control frame. It reports
+// end when the close handshake is done from the reader's side.
+func (c *conn) controlFrame(op ws.OpCode, p []byte) (end bool) {
+	switch op {
 	case ws.OpPing:
 		if !c.isClosing() && c.allow() {
-			c.sendPong(*p)
+			c.sendPong(p)
 		}
 	case ws.OpClose:
-		c.peerClose(*p)
-		return true, nil
+		c.peerClose(p)
+		return true
 	}
-	return false, nil
+	return false
 }
 
 // peerClose answers the client's close frame: it echoes the status code,
@@ -238,9 +243,25 @@ func validCloseCode(code int) bool {
 // fail closes the connection after a violation that leaves the stream
 // unreadable, then drains what the client still sends.
 func (c *conn) fail(code int, reason string) (bool, int, string) {
+	c.violation(code, reason)
+	return c.drain()
+}
+
+// violation closes the connection after a violation that leaves the
+// stream unreadable; the reader then drains.
+func (c *conn) violation(code int, reason string) {
 	c.srv.log.Debug("closing: protocol violation", "conn", c.id, "socket_id", c.socketID(), "code", code, "reason", reason)
 	c.Close(code, reason)
-	return c.drain()
+}
+
+// startDrain sets the deadline for draining: the writer sets the grace
+// deadline once the close frame is out; until then, allow for the write.
+func (c *conn) startDrain() {
+	c.mu.Lock()
+	if !c.closeSent {
+		c.setReadDeadlineLocked(c.srv.opts.WriteTimeout + closeGrace)
+	}
+	c.mu.Unlock()
 }
 
 // drain discards what the client sends until it closes the connection or
@@ -248,13 +269,7 @@ func (c *conn) fail(code int, reason string) (bool, int, string) {
 // with unread data would reset it, and the client could lose the close
 // frame.
 func (c *conn) drain() (bool, int, string) {
-	c.mu.Lock()
-	if !c.closeSent {
-		// The writer sets the grace deadline once the close frame is out;
-		// until then, allow for the write.
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.WriteTimeout + closeGrace))
-	}
-	c.mu.Unlock()
+	c.startDrain()
 	p := getBuf(4096)
 	defer putBuf(p)
 	b := (*p)[:cap(*p)]
@@ -271,6 +286,12 @@ func (c *conn) readError(err error) (bool, int, string) {
 	if c.idle(err) {
 		return c.drain()
 	}
+	return lost(err)
+}
+
+// lost returns how the connection ended after a read error that is not an
+// idle timeout.
+func lost(err error) (bool, int, string) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return true, closeAbnormal, "no close frame from client"
 	}

@@ -112,8 +112,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 			c.Close(channels.CloseGoingAway, "server shutting down")
 		}
 	}
-	s.wg.Add(1) // ServeHTTP is counted: the group is not at zero
-	go c.readLoop()
+	c.startReading()
 }
 
 // checkWebSocketRequest returns a non-zero HTTP status and a message when

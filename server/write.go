@@ -49,7 +49,7 @@ func (c *conn) writeLoop() {
 			}
 			c.dropQueuedLocked()
 			c.mu.Unlock()
-			_ = c.nc.Close() // the reader fails and finishes
+			c.closeNet() // the reader fails and finishes
 			if !errors.Is(err, net.ErrClosed) {
 				c.srv.log.Warn("write failed: connection dropped", "conn", c.id, "socket_id", c.socketID(), "err", err)
 			}
@@ -59,7 +59,7 @@ func (c *conn) writeLoop() {
 			// Now wait a little for the client's close frame, whatever the
 			// reader's idle deadline was.
 			c.closeSent = true
-			_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+			c.setReadDeadlineLocked(closeGrace)
 		}
 		c.mu.Unlock()
 	}
