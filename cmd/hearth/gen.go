@@ -69,7 +69,9 @@ func runGenChannel(args []string, out io.Writer) error {
 	var cfg genConfig
 	fs := genChannelFlags(&cfg)
 	rest, err := parseInterspersed(fs, args)
-	if err != nil {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if len(rest) != 1 {

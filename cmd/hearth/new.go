@@ -55,7 +55,7 @@ func newFlags(cfg *newConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.module, "module", "", "Go module path (default APP)")
 	fs.StringVar(&cfg.dir, "dir", "", "directory to write the app into (default ./APP)")
 	fs.StringVar(&cfg.replace, "replace", "", "use this checkout of Hearth (a directory) through a replace directive")
-	fs.BoolVar(&cfg.tidy, "tidy", true, "run `go mod tidy` in the new app (-tidy=false to skip)")
+	fs.BoolVar(&cfg.tidy, "tidy", true, "run go mod tidy in the new app; -tidy=false skips it")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: hearth new APP [flags]
 
@@ -74,7 +74,9 @@ func runNew(args []string, out io.Writer) error {
 	var cfg newConfig
 	fs := newFlags(&cfg)
 	rest, err := parseInterspersed(fs, args)
-	if err != nil {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if len(rest) != 1 {
