@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/hearth-rt/hearth/channels"
+)
+
+// startDemo runs the demo app in-process on a loopback listener.
+func startDemo(t *testing.T, ttl time.Duration) *httptest.Server {
+	t.Helper()
+	cfg := serveConfig{tokenTTL: ttl, window: [2]float64{0.1, 0.2}, secret: "test secret, 16+ chars"}
+	d, err := newDemo(slog.New(slog.DiscardHandler), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(d.router)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = d.ws.Shutdown(ctx)
+		hs.Close()
+		d.node.Wait()
+	})
+	return hs
+}
+
+func wsURL(hs *httptest.Server, query string) string {
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/socket/websocket?vsn=2.0.0&" + query
+}
+
+// readUntil reads frames until one has the event, failing after 10 s.
+func readUntil(t *testing.T, c *websocket.Conn, event string) []json.RawMessage {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", event, err)
+		}
+		var m []json.RawMessage
+		if json.Unmarshal(data, &m) == nil && len(m) == 5 && string(m[3]) == strconv.Quote(event) {
+			return m
+		}
+	}
+}
+
+// scrape returns the value of a series in the /metrics output.
+func scrape(t *testing.T, hs *httptest.Server, series string) float64 {
+	t.Helper()
+	res, err := http.Get(hs.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("series %s missing from /metrics", series)
+	return 0
+}
+
+func TestMetricsMove(t *testing.T) {
+	hs := startDemo(t, time.Minute)
+	series := []string{`hearth_sockets`, `hearth_joins_total{result="ok"}`, `hearth_messages_in_total`, `hearth_broadcasts_total`, `hearth_deliveries_total`}
+	before := map[string]float64{}
+	for _, s := range series {
+		before[s] = scrape(t, hs, s)
+	}
+	c, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "user=ada"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.WriteJSON([]any{"1", "1", "room:lobby", "phx_join", map[string]any{}})
+	readUntil(t, c, "phx_reply")
+	_ = c.WriteJSON([]any{"1", "2", "room:lobby", "new_msg", map[string]string{"user": "ada", "body": "hi"}})
+	readUntil(t, c, "new_msg")
+	for _, s := range series {
+		if after := scrape(t, hs, s); after <= before[s] {
+			t.Errorf("%s did not move: %v -> %v", s, before[s], after)
+		}
+	}
+	for _, s := range []string{`hearth_demo_token_requests_total`, `hearth_joins_total{result="shed"}`, `hearth_recoveries_total{result="incomplete"}`, `go_goroutines`} {
+		scrape(t, hs, s) // present
+	}
+}
+
+// TestDemoSessionFlow: sign in, fetch a token, connect with it, join a
+// private topic; sign out; the next refresh revokes the socket with a
+// terminal close code.
+func TestDemoSessionFlow(t *testing.T) {
+	hs := startDemo(t, 2*time.Second)
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	if res, err := hc.Get(hs.URL + "/token"); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("token without a session: %v %v", res.StatusCode, err)
+	}
+	res, err := hc.Post(hs.URL+"/login", "application/json", strings.NewReader(`{"user":"ada"}`))
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("login: %v %v", res.Status, err)
+	}
+	res, err = hc.Get(hs.URL + "/token")
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("token: %v %v", res.Status, err)
+	}
+	var tok struct {
+		Token     string `json:"token"`
+		ExpiresAt int64  `json:"expires_at"`
+	}
+	body, _ := io.ReadAll(res.Body)
+	if err := json.Unmarshal(body, &tok); err != nil || tok.Token == "" || tok.ExpiresAt <= time.Now().Unix() {
+		t.Fatalf("token response %s", body)
+	}
+
+	// Anonymous sockets are refused private topics; the token opens them.
+	anon, _, err := websocket.DefaultDialer.Dial(wsURL(hs, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	_ = anon.WriteJSON([]any{"1", "1", "private:ada", "phx_join", map[string]any{}})
+	if m := readUntil(t, anon, "phx_reply"); !strings.Contains(string(m[4]), `"unauthorized"`) {
+		t.Fatalf("anonymous private join: %s", m[4])
+	}
+	c, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "token="+tok.Token), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.WriteJSON([]any{"1", "1", "private:ada", "phx_join", map[string]any{}})
+	if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"status":"ok"`) {
+		t.Fatalf("private join with a token: %s", m[4])
+	}
+	// A refresh arrives while the session lives ...
+	if m := readUntil(t, c, "token"); string(m[2]) != `"phoenix"` {
+		t.Fatalf("token refresh on topic %s", m[2])
+	}
+	// ... and after logout the next one revokes the socket.
+	if res, err := hc.Post(hs.URL+"/logout", "", nil); err != nil || res.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		ce, ok := err.(*websocket.CloseError)
+		if !ok || ce.Code != channels.CloseRevoked || !channels.Terminal(ce.Code) {
+			t.Fatalf("after logout: %v, want close %d", err, channels.CloseRevoked)
+		}
+		break
+	}
+	if res, _ := hc.Get(hs.URL + "/token"); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("token after logout: %s", res.Status)
+	}
+	// An expired token at connect gets the terminal answer, not a retry loop.
+	expired, _, _ := newDemoAuth([]byte("test secret, 16+ chars"), time.Minute, [2]float64{0.5, 0.9}).keys.Issue("ada", "s", -time.Minute)
+	c2, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "token="+expired), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err = c2.ReadMessage()
+	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != channels.CloseTokenExpired {
+		t.Fatalf("expired token: %v, want close %d", err, channels.CloseTokenExpired)
+	}
+}
