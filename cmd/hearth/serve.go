@@ -51,6 +51,7 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.secret, "secret", os.Getenv("HEARTH_SECRET"), "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof, /debug/vars and /debug/mem (memory figures as JSON) on this separate address, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,6 +67,13 @@ func runServe(args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *pprofAddr != "" {
+		stopDebug, err := serveDebug(*pprofAddr, log)
+		if err != nil {
+			return fmt.Errorf("--pprof: %w", err)
+		}
+		defer stopDebug()
+	}
 
 	var broker pubsub.Broker
 	if cfg.dbURL != "" {
