@@ -422,7 +422,7 @@ func (c *client) deliver(data []byte, topicIdx int, seq uint32, sent int64) {
 	if topicIdx < 0 || topicIdx >= len(g.spec.Topics) {
 		return
 	}
-	g.w.delivered(g.spec.Topics[topicIdx]).Set(seq)
+	g.deliv[topicIdx].Set(seq)
 	if g.spec.Publish != nil {
 		return
 	}
@@ -430,7 +430,7 @@ func (c *client) deliver(data []byte, topicIdx int, seq uint32, sent int64) {
 	g.add(cReceived, 1)
 	g.lat.Record(lat)
 	if g.spec.PerMessage {
-		g.perMessage(topicIdx, seq, lat)
+		g.perMessage(c.idx, topicIdx, seq, lat)
 	}
 	var off uint64
 	if bytes.HasPrefix(data, []byte(`[null,"@`)) {
@@ -506,7 +506,7 @@ func (c *client) handlePhoenix(data []byte) error {
 		case pendPush:
 			if okStatus {
 				c.g.add(cPubAcked, 1)
-				c.g.w.delivered(c.g.spec.Topics[c.topics[p.pos].idx]).Set(p.seq)
+				c.g.deliv[c.topics[p.pos].idx].Set(p.seq)
 			} else {
 				c.g.add(cPubFailed, 1)
 			}
@@ -597,7 +597,7 @@ func (c *client) handleSocketIO(data []byte) error {
 		case pendPush:
 			if okStatus {
 				c.g.add(cPubAcked, 1)
-				c.g.w.delivered(c.g.spec.Topics[c.topics[p.pos].idx]).Set(p.seq)
+				c.g.deliv[c.topics[p.pos].idx].Set(p.seq)
 			} else {
 				c.g.add(cPubFailed, 1)
 			}

@@ -36,6 +36,8 @@ type pubsubRun struct {
 	CompleteMsgs    int              `json:"complete_messages,omitempty"`
 	IncompleteMsgs  int              `json:"incomplete_messages,omitempty"`
 	ServerPeakCPU   float64          `json:"server_peak_cpu_pct"`
+	ClientPeakCPU   float64          `json:"client_peak_cpu_pct"`
+	ClientPeakRSS   float64          `json:"client_peak_rss_mib"`
 	ServerPeakRSS   float64          `json:"server_peak_rss_mib"`
 	Errors          map[string]int64 `json:"errors"`
 	latency, lastSb *Histogram
@@ -157,6 +159,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 		}
 		run.LastSubP50, run.LastSubP99, run.LastSubMax = Float(run.lastSb.Quantile(0.5)), Float(run.lastSb.Quantile(0.99)), Float(run.lastSb.Quantile(1))
 	}
+	run.ClientPeakCPU, run.ClientPeakRSS = fleet.ClientUsage()
 	for _, srv := range s.servers {
 		samples, cpu, rss := srv.Usage()
 		run.ServerPeakCPU = max(run.ServerPeakCPU, cpu)

@@ -36,6 +36,7 @@ type Fleet struct {
 }
 
 type workerConn struct {
+	samp *sampler // nil for an in-process worker
 	mu   sync.Mutex
 	cmd  *exec.Cmd // nil for an in-process worker
 	enc  *json.Encoder
@@ -91,6 +92,7 @@ func NewFleet(opts FleetOptions) (*Fleet, error) {
 			return nil, fmt.Errorf("bench: start worker: %w", err)
 		}
 		wc := &workerConn{cmd: cmd, enc: json.NewEncoder(in), dec: newScanner(out), in: in, done: make(chan error, 1)}
+		wc.samp = startSampler(cmd.Process.Pid, time.Now(), 500*time.Millisecond)
 		go func() { wc.done <- cmd.Wait() }()
 		f.workers = append(f.workers, wc)
 	}
@@ -244,10 +246,27 @@ func (f *Fleet) Stop(group string) error {
 	return err
 }
 
+// ClientUsage returns the worker processes' peak CPU (the sum of each
+// worker's peak, % of one core) and peak RSS (sum, MiB). Zero for an
+// in-process fleet.
+func (f *Fleet) ClientUsage() (cpu, rssMiB float64) {
+	for _, w := range f.workers {
+		if w.samp != nil {
+			_, c, r := w.samp.snapshot()
+			cpu += c
+			rssMiB += r
+		}
+	}
+	return cpu, rssMiB
+}
+
 // Close stops every worker.
 func (f *Fleet) Close() error {
 	var errs []error
 	for _, w := range f.workers {
+		if w.samp != nil {
+			defer w.samp.close()
+		}
 		if _, err := w.call(&request{Op: opShutdown}); err != nil {
 			errs = append(errs, err)
 		}

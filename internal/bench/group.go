@@ -116,9 +116,17 @@ type group struct {
 	pubCancel context.CancelFunc
 	pubOnce   sync.Once
 
-	pmMu   sync.Mutex
-	perMsg map[uint64]*MsgAgg
+	deliv []*bitset // per topic index: the worker's delivered set
+
+	pm [pmShards]struct {
+		mu sync.Mutex
+		m  map[uint64]*MsgAgg
+	}
 }
+
+// pmShards spreads the per-message records so that the subscribers of one
+// message do not all take one lock.
+const pmShards = 32
 
 // Counter indexes.
 const (

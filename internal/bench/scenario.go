@@ -64,6 +64,10 @@ type Options struct {
 	WorkerCommand func() *exec.Cmd
 }
 
+// maxChannels is how many topics one client may join (Phoenix's and
+// Hearth's default per-socket channel limit).
+const maxChannels = 100
+
 // Scenario is a registered load scenario.
 type Scenario struct {
 	Name    string

@@ -36,6 +36,9 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 	rate := pick(o.Rate, 50.0, 10.0, o.Smoke)
 	size := pick(o.Size, 64, 64, o.Smoke)
 	dur := pick(o.Duration, 20*time.Second, 3*time.Second, o.Smoke)
+	if (topics+pubs-1)/pubs > maxChannels {
+		return nil, fmt.Errorf("bench: %d topics over %d publishers is more than %d channels per publisher socket: add publishers", topics, pubs, maxChannels)
+	}
 	if pubs > topics {
 		return nil, fmt.Errorf("bench: cluster needs at least one topic per publisher (%d publishers, %d topics)", pubs, topics)
 	}
@@ -43,7 +46,7 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 	tab := &Table{
 		Title: fmt.Sprintf("cluster: %d nodes through Postgres; %d publishers x %g msg/s on node 0, %d subscribers on the others, %d topics, %v",
 			nodes, pubs, rate, subs, topics, dur),
-		Header: []string{"target", "published/s", "cross-node msgs/s", "deliveries/s", "p50", "p99", "max", "lost", "errors", "srv cpu peak", "srv rss peak"},
+		Header: []string{"target", "published/s", "cross-node msgs/s", "deliveries/s", "p50", "p99", "max", "lost", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	cdf := &Chart{Title: "Cross-node delivery latency", XLabel: "ms (log)", YLabel: "fraction of deliveries", LogX: true}
@@ -53,14 +56,17 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 		CrossNodePerSec float64 `json:"cross_node_msgs_per_sec"`
 	}
 	var results []clusterResult
+	var firstErr error
 	for _, kind := range o.Targets {
 		t, err := env.Target(ctx, kind, o.DatabaseURL)
 		if err != nil {
-			return rep, err
+			firstErr = err
+			break
 		}
 		servers, addrs, err := startServers(ctx, t, nodes)
 		if err != nil {
-			return rep, err
+			firstErr = err
+			break
 		}
 		run, err := runPubsub(ctx, env, pubsubSetup{
 			kind: kind, subAddrs: addrs[1:], pubAddrs: addrs[:1], topics: topicNames(runTopicPrefix("room:cl"), topics), subs: subs, tpc: 1,
@@ -68,7 +74,8 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 		})
 		stopServers(servers)
 		if err != nil {
-			return rep, fmt.Errorf("cluster against %s: %w", kind, err)
+			firstErr = fmt.Errorf("cluster against %s: %w", kind, err)
+			break
 		}
 		runs = append(runs, run)
 		// Every topic has subscribers on the far nodes (subs >= topics), so a
@@ -77,11 +84,11 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 		cross := run.DeliveriesPerSec / perMsg
 		results = append(results, clusterResult{run, cross})
 		tab.Add(kind, fnum(run.PublishedPerSec), fnum(cross), fnum(run.DeliveriesPerSec), fms(float64(run.P50)), fms(float64(run.P99)), fms(float64(run.Max)),
-			fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS))
+			fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS), fmt.Sprintf("%.0f%%", run.ClientPeakCPU))
 		cdf.Lines = append(cdf.Lines, Series{Name: kind, Points: run.latency.CDF()})
 	}
 	rep.Results = results
 	rep.Charts = append(rep.Charts, cdf)
 	addRatios(rep, runs)
-	return rep, nil
+	return rep, firstErr
 }

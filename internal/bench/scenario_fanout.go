@@ -27,19 +27,21 @@ func runFanout(ctx context.Context, env *Env) (*Report, error) {
 	rep := &Report{Params: map[string]any{"subscribers": subs, "rate": rate, "size": size, "seconds": dur.Seconds()}}
 	tab := &Table{
 		Title:  fmt.Sprintf("fanout: 1 publisher at %g msg/s, %d subscribers on one topic, %v", rate, subs, dur),
-		Header: []string{"target", "msgs", "deliveries/s", "last-sub p50", "last-sub p99", "last-sub max", "all p50", "all p99", "lost", "errors", "srv cpu peak", "srv rss peak"},
+		Header: []string{"target", "msgs", "deliveries/s", "last-sub p50", "last-sub p99", "last-sub max", "all p50", "all p99", "lost", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	var runs []*pubsubRun
 	cdf := &Chart{Title: "Latency to the last subscriber (per message)", XLabel: "ms (log)", YLabel: "fraction of messages", LogX: true}
+	var firstErr error
 	for _, kind := range o.Targets {
 		run, err := fanoutOne(ctx, env, kind, subs, rate, size, dur)
 		if err != nil {
-			return rep, fmt.Errorf("fanout against %s: %w", kind, err)
+			firstErr = fmt.Errorf("fanout against %s: %w", kind, err)
+			break
 		}
 		runs = append(runs, run)
 		tab.Add(kind, fint(run.Published), fnum(run.DeliveriesPerSec), fms(float64(run.LastSubP50)), fms(float64(run.LastSubP99)), fms(float64(run.LastSubMax)),
-			fms(float64(run.P50)), fms(float64(run.P99)), fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS))
+			fms(float64(run.P50)), fms(float64(run.P99)), fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS), fmt.Sprintf("%.0f%%", run.ClientPeakCPU))
 		cdf.Lines = append(cdf.Lines, Series{Name: kind, Points: run.lastSb.CDF()})
 		if run.IncompleteMsgs > 0 {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d of %d messages did not reach every subscriber", kind, run.IncompleteMsgs, run.IncompleteMsgs+run.CompleteMsgs))
@@ -52,7 +54,7 @@ func runFanout(ctx context.Context, env *Env) (*Report, error) {
 	}
 	rep.Charts = append(rep.Charts, cdf, bars)
 	addRatios(rep, runs)
-	return rep, nil
+	return rep, firstErr
 }
 
 func fanoutOne(ctx context.Context, env *Env, kind string, subs int, rate float64, size int, dur time.Duration) (*pubsubRun, error) {

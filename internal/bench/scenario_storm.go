@@ -61,6 +61,8 @@ type stormPhase struct {
 	ServerPeakCPU float64          `json:"server_peak_cpu_pct"`
 	ServerPeakRSS float64          `json:"server_peak_rss_mib"`
 	ServerCrashed bool             `json:"server_crashed"`
+	ClientPeakCPU float64          `json:"client_peak_cpu_pct"`
+	ClientPeakRSS float64          `json:"client_peak_rss_mib"`
 
 	rejoin  []float64
 	connect [][2]float64
@@ -81,6 +83,9 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 	warmup := pick(o.Warmup, 5*time.Second, time.Second, o.Smoke)
 	evTimeout := pick(o.EventTimeout, 90*time.Second, 30*time.Second, o.Smoke)
 	drainTimeout := pick(o.DrainTimeout, 45*time.Second, 40*time.Second, o.Smoke)
+	if topics > maxChannels {
+		return nil, fmt.Errorf("bench: the storm publisher joins every topic: at most %d topics (Phoenix's channel limit per socket)", maxChannels)
+	}
 	events := o.Events
 	if len(events) == 0 {
 		events = []string{EventKill, EventDrain}
@@ -429,6 +434,7 @@ func stormOne(ctx context.Context, env *Env, kind, ev, pol string, k, topics int
 	for _, pt := range seriesPoints(conns, from-1, to, 1) {
 		ph.connect = append(ph.connect, [2]float64{pt[0] - from, pt[1]})
 	}
+	ph.ClientPeakCPU, ph.ClientPeakRSS = fleet.ClientUsage()
 	ph.Shed = sr.Stats.Counters["shed"]
 	ph.Errors = sr.Stats.Errors
 	ph.ClientErrors = sr.Stats.ErrorTotal()

@@ -27,6 +27,9 @@ func runThroughput(ctx context.Context, env *Env) (*Report, error) {
 	rate := pick(o.Rate, 50.0, 10.0, o.Smoke)
 	size := pick(o.Size, 64, 64, o.Smoke)
 	dur := pick(o.Duration, 20*time.Second, 3*time.Second, o.Smoke)
+	if (topics+pubs-1)/pubs > maxChannels {
+		return nil, fmt.Errorf("bench: %d topics over %d publishers is more than %d channels per publisher socket: add publishers", topics, pubs, maxChannels)
+	}
 	if pubs > topics {
 		return nil, fmt.Errorf("bench: throughput needs at least one topic per publisher (%d publishers, %d topics)", pubs, topics)
 	}
@@ -34,20 +37,23 @@ func runThroughput(ctx context.Context, env *Env) (*Report, error) {
 	tab := &Table{
 		Title: fmt.Sprintf("throughput: %d publishers x %g msg/s over %d topics, %d subscribers x %d topics, %v",
 			pubs, rate, topics, subs, tpc, dur),
-		Header: []string{"target", "published/s", "deliveries/s", "p50", "p99", "max", "lost", "dup", "errors", "srv cpu peak", "srv rss peak"},
+		Header: []string{"target", "published/s", "deliveries/s", "p50", "p99", "max", "lost", "dup", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	cdf := &Chart{Title: "Delivery latency", XLabel: "ms (log)", YLabel: "fraction of deliveries", LogX: true}
 	cpu := &Chart{Title: "Server CPU", XLabel: "seconds since start of run", YLabel: "% of one core"}
 	var runs []*pubsubRun
+	var firstErr error
 	for _, kind := range o.Targets {
 		t, err := env.Target(ctx, kind, "")
 		if err != nil {
-			return rep, err
+			firstErr = err
+			break
 		}
 		servers, addrs, err := startServers(ctx, t, 1)
 		if err != nil {
-			return rep, err
+			firstErr = err
+			break
 		}
 		run, err := runPubsub(ctx, env, pubsubSetup{
 			kind: kind, subAddrs: addrs, pubAddrs: addrs, topics: topicNames("room:tp", topics), subs: subs, tpc: tpc,
@@ -55,11 +61,12 @@ func runThroughput(ctx context.Context, env *Env) (*Report, error) {
 		})
 		stopServers(servers)
 		if err != nil {
-			return rep, fmt.Errorf("throughput against %s: %w", kind, err)
+			firstErr = fmt.Errorf("throughput against %s: %w", kind, err)
+			break
 		}
 		runs = append(runs, run)
 		tab.Add(kind, fnum(run.PublishedPerSec), fnum(run.DeliveriesPerSec), fms(float64(run.P50)), fms(float64(run.P99)), fms(float64(run.Max)),
-			fint(run.Lost), fint(run.Duplicates), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS))
+			fint(run.Lost), fint(run.Duplicates), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS), fmt.Sprintf("%.0f%%", run.ClientPeakCPU))
 		cdf.Lines = append(cdf.Lines, Series{Name: kind, Points: run.latency.CDF()})
 		var pts [][2]float64
 		for _, s := range run.usage {
@@ -70,5 +77,5 @@ func runThroughput(ctx context.Context, env *Env) (*Report, error) {
 	rep.Results = runs
 	rep.Charts = append(rep.Charts, cdf, cpu)
 	addRatios(rep, runs)
-	return rep, nil
+	return rep, firstErr
 }

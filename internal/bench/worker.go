@@ -82,21 +82,22 @@ func (w *worker) delivered(topic string) *bitset {
 	return b
 }
 
-func (g *group) perMessage(topic int, seq uint32, lat time.Duration) {
+func (g *group) perMessage(shard int, topic int, seq uint32, lat time.Duration) {
 	k := uint64(topic)<<32 | uint64(seq)
 	us := lat.Microseconds()
-	g.pmMu.Lock()
-	if g.perMsg == nil {
-		g.perMsg = make(map[uint64]*MsgAgg)
+	p := &g.pm[shard%pmShards]
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = make(map[uint64]*MsgAgg)
 	}
-	a := g.perMsg[k]
+	a := p.m[k]
 	if a == nil {
 		a = &MsgAgg{Topic: topic, Seq: seq}
-		g.perMsg[k] = a
+		p.m[k] = a
 	}
 	a.N++
 	a.MaxUS = max(a.MaxUS, us)
-	g.pmMu.Unlock()
+	p.mu.Unlock()
 }
 
 // tickLoop drives heartbeats and reply timeouts for every client, spread
@@ -144,6 +145,7 @@ func (w *worker) start(spec GroupSpec) error {
 	}
 	for i, t := range spec.Topics {
 		g.topicIx[t] = i
+		g.deliv = append(g.deliv, w.delivered(t))
 	}
 	g.ctx, g.cancel = context.WithCancel(w.ctx)
 	g.pubCtx, g.pubCancel = context.WithCancel(g.ctx)
@@ -276,11 +278,24 @@ func (w *worker) finish(name string, last map[string]uint32, delivered map[strin
 		c.mu.Unlock()
 	}
 	if g.spec.PerMessage {
-		g.pmMu.Lock()
-		for _, a := range g.perMsg {
-			r.PerMsg = append(r.PerMsg, *a)
+		merged := map[uint64]*MsgAgg{}
+		for i := range g.pm {
+			p := &g.pm[i]
+			p.mu.Lock()
+			for k, a := range p.m {
+				m := merged[k]
+				if m == nil {
+					m = &MsgAgg{Topic: a.Topic, Seq: a.Seq}
+					merged[k] = m
+				}
+				m.N += a.N
+				m.MaxUS = max(m.MaxUS, a.MaxUS)
+			}
+			p.mu.Unlock()
 		}
-		g.pmMu.Unlock()
+		for _, m := range merged {
+			r.PerMsg = append(r.PerMsg, *m)
+		}
 	}
 	return r, nil
 }
