@@ -173,7 +173,8 @@ func (bc *benchClients) await(b *testing.B, total int64) {
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(strconv.Itoa(n)+"_subscribers", func(b *testing.B) {
-			srv := newTestServer(b, Options{MessageRate: -1}, channels.Options{}, nil)
+			// All subscribers connect and join from one address at once.
+			srv := newTestServer(b, Options{MessageRate: -1, ConnectRatePerIP: -1}, channels.Options{JoinRatePerIP: -1}, nil)
 			bc := newBenchClients(b, srv, n, "room:bench")
 			payload := json.RawMessage(`{"user":"bench","body":"hello, subscribers: a message of ordinary size"}`)
 			ctx := context.Background()

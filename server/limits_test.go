@@ -393,7 +393,7 @@ func TestShutdown(t *testing.T) {
 	}
 	wg.Wait()
 	for i := range clients {
-		if codes[i] != channels.CloseGoingAway || reasons[i] != "server shutting down" {
+		if codes[i] != channels.CloseServiceRestart || !strings.HasPrefix(reasons[i], "service restart retry_after_ms=") {
 			t.Errorf("client %d closed with %d %q", i, codes[i], reasons[i])
 		}
 	}

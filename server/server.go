@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hearth-rt/hearth/channels"
@@ -64,6 +65,64 @@ type Options struct {
 	// MessageBurst is how many messages may arrive at once above the rate.
 	// Zero means twice MessageRate (at least 1).
 	MessageBurst int
+
+	// Admission control (see admission.go and docs/operations.md). A
+	// request over a limit is shed before the connect hook runs: browsers
+	// get the upgrade and then close 1013 "try again later
+	// retry_after_ms=<n>", other clients HTTP 503 with Retry-After. The
+	// hint is jittered so that clients shed together do not come back
+	// together.
+
+	// ConnectRate is how many new connections per second the node admits
+	// on average. Zero means 1,000 per GOMAXPROCS (about a third of what
+	// one core completed when measured); a negative value disables the
+	// limit.
+	ConnectRate float64
+	// ConnectBurst is how many connections may be admitted at once above
+	// ConnectRate. Zero means one second's worth.
+	ConnectBurst int
+	// ConnectRatePerIP is how many new connections per second one client
+	// address may open (IPv6 addresses count per /64). Zero means a
+	// quarter of ConnectRate: no single address (a NAT, a proxy not listed
+	// in TrustedProxies, a misbehaving script) takes the whole node. A
+	// negative value disables the limit.
+	ConnectRatePerIP float64
+	// ConnectBurstPerIP is the per-address burst. Zero means one second's
+	// worth.
+	ConnectBurstPerIP int
+	// MaxConnections caps the open connections of the node. Zero means the
+	// process's open-file limit less a tenth of it (at least 256 kept):
+	// beyond it accept fails and stalls every client. A negative value
+	// disables the cap.
+	MaxConnections int
+	// TrustedProxies lists the load balancers and proxies (CIDR prefixes or
+	// addresses) whose X-Forwarded-For or X-Real-IP header names the client.
+	// For requests from them, the client's address is the rightmost
+	// X-Forwarded-For entry that is not a trusted proxy (else X-Real-IP);
+	// it is used for the per-address limit and passed to the connect hook
+	// as ConnectEvent.RemoteAddr. From any other peer these headers are
+	// ignored. A malformed entry makes New panic (see ParseTrustedProxy).
+	TrustedProxies []string
+	// ShedWithHTTP answers every shed request with HTTP 503 and
+	// Retry-After. By default only requests without an Origin header
+	// (non-browser clients, which can read the status) do; browsers are
+	// upgraded and closed with 1013, because a browser's WebSocket cannot
+	// see the status of a failed handshake.
+	ShedWithHTTP bool
+	// RetryAfterMax bounds the retry hints given to shed clients. Zero
+	// means 30 s.
+	RetryAfterMax time.Duration
+
+	// DrainWindow is the time over which Shutdown spreads the closing of
+	// the open connections (1012 "service restart retry_after_ms=<n>"), so
+	// that their reconnects reach the other nodes at an even rate. Zero
+	// means 30 s; a negative value closes them all at once.
+	DrainWindow time.Duration
+	// MinDrainRate is the fewest connections per second the drain closes:
+	// a node with few connections finishes early instead of taking the
+	// whole window. Zero means 500 per second; a negative value always
+	// uses the whole window.
+	MinDrainRate float64
 }
 
 // closeGrace is how long a connection waits for the client's close frame
@@ -87,6 +146,12 @@ type Server struct {
 	mu       sync.Mutex // guards conns, shutdown
 	conns    map[*conn]struct{}
 	shutdown bool
+
+	adm      admission    // admission.go
+	stats    serverStats  // stats.go
+	stopping atomic.Bool  // Shutdown has begun: not ready
+	draining atomic.Bool  // the drain is closing connections
+	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
 }
 
 // New returns a Server for node. Register the node's channel handlers
@@ -119,16 +184,20 @@ func New(node *channels.Node, opts Options) *Server {
 	if opts.MessageBurst <= 0 && opts.MessageRate > 0 {
 		opts.MessageBurst = int(math.Min(math.Max(1, 2*opts.MessageRate), math.MaxInt32))
 	}
+	applyAdmissionDefaults(&opts)
+	applyDrainDefaults(&opts)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		node:  node,
 		opts:  opts,
 		log:   log,
 		conns: make(map[*conn]struct{}),
 	}
+	s.adm.init(&s.opts)
+	return s
 }
 
 // Connections returns how many WebSocket connections are open.
@@ -138,23 +207,26 @@ func (s *Server) Connections() int {
 	return len(s.conns)
 }
 
-// Shutdown stops accepting connections (new upgrade requests get HTTP 503),
-// closes every open connection with 1001 "server shutting down", and waits
-// until every goroutine of the server and every background worker of the
-// node has finished, or ctx is done. In the latter case it drops the
-// remaining connections without waiting for their close handshake and
-// returns ctx's error; their goroutines end shortly after (a connect hook
-// still running is not interrupted). Shutdown does not close the http.Server the handler
-// is mounted on.
+// Shutdown drains the server: [Server.Ready] turns false at once, new
+// upgrade requests get HTTP 503, and the open connections are closed with
+// 1012 "service restart retry_after_ms=<n>" spread over DrainWindow (see
+// drain.go: at least MinDrainRate per second, compressed to fit ctx's
+// deadline), each with its own reconnect hint. It then waits until every
+// goroutine of the server and every background worker of the node has
+// finished, or ctx is done. In the latter case the connections not yet
+// closed are told to go at once, every connection is dropped without
+// waiting for its close handshake, and ctx's error is returned; their
+// goroutines end shortly after (a connect hook still running is not
+// interrupted). Shutdown does not close the http.Server the handler is
+// mounted on.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
+	s.stopping.Store(true)
 	list := s.connList()
 	s.mu.Unlock()
 	s.log.Info("server shutting down", "connections", len(list))
-	for _, c := range list {
-		c.Close(channels.CloseGoingAway, "server shutting down")
-	}
+	s.drain(ctx, list)
 
 	done := make(chan struct{})
 	go func() {
@@ -209,9 +281,11 @@ func (s *Server) register(c *conn) bool {
 }
 
 func (s *Server) unregister(c *conn) {
+	s.countClose(c)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.adm.release()
 }
 
 // ServeHTTP upgrades a Phoenix V2 socket request to a WebSocket connection
@@ -219,6 +293,7 @@ func (s *Server) unregister(c *conn) {
 // refused and how.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.enter() {
+		s.stats.shed[shedShutdown].Add(1)
 		w.Header().Set("Connection", "close")
 		http.Error(w, "server: shutting down", http.StatusServiceUnavailable)
 		return

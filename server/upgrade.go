@@ -54,6 +54,16 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server: origin not allowed", http.StatusForbidden)
 		return
 	}
+	remote, ok := s.admit(w, r) // sheds before any work for the connect hook
+	if !ok {
+		return
+	}
+	slot := true // the admission slot, handed to the connection once registered
+	defer func() {
+		if slot {
+			s.adm.release()
+		}
+	}()
 	token, header, err := authToken(r.Header)
 	if err != nil {
 		log.Debug("upgrade refused: malformed auth token")
@@ -66,7 +76,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		Params:     params,
 		Token:      token,
 		Header:     header,
-		RemoteAddr: r.RemoteAddr,
+		RemoteAddr: remote, // the client's, from a trusted proxy's header
 	})
 	cancel()
 	var refusal *channels.CloseError
@@ -99,6 +109,8 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 
 	c := newConn(s, nc, sock, pre)
+	slot = false // unregister gives it back
+	s.stats.accepted.Add(1)
 	open := s.register(c)
 	switch {
 	case sock == nil:
@@ -109,7 +121,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		sock.Start(c)
 		log.Debug("connected", "conn", c.id, "socket_id", sock.ID())
 		if !open {
-			c.Close(channels.CloseGoingAway, "server shutting down")
+			s.closeLate(c) // Shutdown began during the handshake
 		}
 	}
 	c.startReading()
