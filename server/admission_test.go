@@ -2,9 +2,9 @@ package server
 
 import (
 	"bufio"
-	"fmt"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
