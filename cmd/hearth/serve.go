@@ -39,6 +39,7 @@ type serveConfig struct {
 	dbURL    string
 	nodeName string
 	secret   string
+	ws       server.Options // admission control and drain (--drain-window, --conn-rate, ...)
 }
 
 func runServe(args []string) error {
@@ -51,11 +52,28 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.secret, "secret", os.Getenv("HEARTH_SECRET"), "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
+	fs.DurationVar(&cfg.ws.DrainWindow, "drain-window", 30*time.Second, "on SIGTERM, close the sockets spread over this window (1012 with reconnect hints) so their reconnects reach the other nodes evenly; 0 closes them all at once")
+	fs.Float64Var(&cfg.ws.ConnectRate, "conn-rate", 0, "new WebSocket connections admitted per second, the rest shed with 1013 or 503 (0: 1000 per CPU; -1: no limit)")
+	fs.Float64Var(&cfg.ws.ConnectRatePerIP, "conn-rate-per-ip", 0, "new connections per second per client address (0: a quarter of --conn-rate; -1: no limit)")
+	fs.IntVar(&cfg.ws.MaxConnections, "max-conns", 0, "most open WebSocket connections (0: the open-file limit less a tenth; -1: no cap)")
+	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs or addresses of load balancers whose X-Forwarded-For / X-Real-IP name the client, e.g. 10.0.0.0/8")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof, /debug/vars and /debug/mem (memory figures as JSON) on this separate address, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var err error
+	if cfg.ws.DrainWindow == 0 {
+		cfg.ws.DrainWindow = -1 // server.Options: negative closes at once
+	}
+	for _, p := range strings.Split(*trusted, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, err := server.ParseTrustedProxy(p); err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		cfg.ws.TrustedProxies = append(cfg.ws.TrustedProxies, p)
+	}
 	if cfg.window, err = parseWindow(*window); err != nil {
 		return fmt.Errorf("--refresh-window: %w", err)
 	}
@@ -96,23 +114,38 @@ func runServe(args []string) error {
 		return err
 	}
 	hs := &http.Server{Handler: app.router, ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("hearth demo listening", "url", "http://"+ln.Addr().String()+"/")
 	select {
 	case err := <-errc:
 		return err
-	case <-ctx.Done():
+	case <-sigs:
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Drain: /readyz turns 503 at once, new upgrades get 503, the sockets
+	// are closed spread over the window (the HTTP server keeps serving
+	// /readyz and /healthz meanwhile). A second signal closes the rest at
+	// once.
+	log.Info("shutting down: draining", "drain_window", max(cfg.ws.DrainWindow, 0))
+	sctx, cancel := context.WithTimeout(context.Background(), max(cfg.ws.DrainWindow, 0)+15*time.Second)
 	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			log.Warn("second signal: closing the remaining connections at once")
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
 	if err := app.ws.Shutdown(sctx); err != nil {
 		log.Warn("websocket shutdown", "err", err)
 	}
-	return hs.Shutdown(sctx)
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer hcancel()
+	return hs.Shutdown(hctx)
 }
 
 // demo is the demo chat application: a chi router with the socket, the
@@ -146,13 +179,22 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 	auth.attach(d.node)
 	d.node.Handle("room:*", channels.Handler{Join: d.joinRoom, In: d.handleIn})
 	d.node.Handle("private:*", channels.Handler{Join: d.joinPrivate, In: d.handleIn})
-	d.ws = server.New(d.node, server.Options{Logger: log})
+	wsOpts := cfg.ws
+	wsOpts.Logger = log
+	d.ws = server.New(d.node, wsOpts)
 
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Handle("/socket/websocket", d.ws)
 	auth.routes(r)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.ws.Ready() {
+			http.Error(w, "draining", http.StatusServiceUnavailable) // load balancers: stop sending new connections
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	r.Handle("/metrics", d.metricsHandler())
 	r.Handle("/demo/*", http.StripPrefix("/demo/", http.FileServerFS(templates.Demo())))
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, templates.Demo(), "index.html") })
