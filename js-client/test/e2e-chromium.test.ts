@@ -168,6 +168,44 @@ test("the demo page: two signed-in browsers chat through the server", { timeout:
   }
 })
 
+test("the demo page shows its connection state across a server restart", { timeout: 90_000 }, async () => {
+  const room = ROOM.slice("room:".length) + "-state"
+  const open = async (name: string): Promise<Page> => {
+    const page = await (await browser.newContext()).newPage()
+    page.on("pageerror", (err) => { throw new Error(`${name}: page error: ${err.message}`) })
+    await page.goto(server.httpURL + "/")
+    await page.fill("#name", name)
+    await page.fill("#room", room)
+    await page.click("#join button[type=submit]")
+    await page.waitForSelector("#status[data-state=connected]", { timeout: 10_000 })
+    return page
+  }
+  const status = (page: Page) => page.$eval("#status", (el) => ({ state: (el as HTMLElement).dataset.state, text: el.textContent ?? "" }))
+  const pages = [await open("ann"), await open("bob")]
+
+  // The server crashes: both pages say they are reconnecting, with a countdown.
+  await server.stop("SIGKILL")
+  for (const page of pages) {
+    await eventually("the page shows it is reconnecting", async () => {
+      const s = await status(page)
+      return s.state === "reconnecting" && /^reconnecting in \d+ s/.test(s.text)
+    }, 15_000)
+  }
+  // Something is published while they are away (from outside, through Postgres).
+  execFileSync(server.bin, ["emit", "--database-url", DATABASE_URL, "room:" + room, "new_msg", JSON.stringify({ user: "ops", body: "while you were away" })])
+  await server.resume()
+  // Both come back, say so, and show what they missed.
+  for (const page of pages) {
+    await eventually("the page shows it recovered the missed message", async () => {
+      const s = await status(page)
+      return s.state === "connected" && s.text.includes("recovered 1 missed")
+    }, 30_000)
+    const lines = await page.$$eval("#messages li", (lis) => lis.map((li) => li.textContent))
+    assert.ok(lines.includes("ops:while you were away"), lines.join(" | "))
+    assert.ok(lines.includes("recovered 1 missed message"), lines.join(" | "))
+  }
+})
+
 test("offline in the browser: reconnects wait for the online event", { timeout: 60_000 }, async () => {
   const context = await browser.newContext()
   const page = await context.newPage()
