@@ -76,7 +76,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	epoch := env.Epoch.UnixNano()
 	connRate := o.ConnectRate
 	if connRate == 0 {
-		connRate = 3000
+		connRate = defaultConnectRate
 	}
 	sub := GroupSpec{
 		Name: "subs", Proto: s.proto, Addrs: s.subAddrs, Policy: "hearth", Topics: s.topics,

@@ -41,6 +41,7 @@ type Options struct {
 	Events          []string      // storm: kill, drain, rolling
 	EventTimeout    time.Duration // storm: longest wait for everyone to rejoin
 	DrainTimeout    time.Duration // storm: longest wait for a SIGTERMed server to exit
+	DrainWindow     time.Duration // hearth servers' --drain-window (smoke: 2s); zero keeps the server's default
 	ConnectRate     float64       // initial connects per second (whole fleet)
 	Heartbeat       time.Duration // Phoenix heartbeat interval
 	NoRecover       bool          // do not ask Hearth to replay missed messages on rejoin
@@ -63,6 +64,11 @@ type Options struct {
 	// with "bench worker".
 	WorkerCommand func() *exec.Cmd
 }
+
+// defaultConnectRate is the fleet's initial connects per second: under a
+// Hearth server's default admission rate on a 2-core machine (1,000 per
+// CPU), so that setting up a run is not itself a storm.
+const defaultConnectRate = 1500
 
 // maxChannels is how many topics one client may join (Phoenix's and
 // Hearth's default per-socket channel limit).
@@ -167,7 +173,23 @@ func (e *Env) Target(ctx context.Context, kind string, databaseURL string) (*Tar
 	return NewTarget(ctx, TargetOptions{
 		Kind: kind, HearthBin: bin, GorillaBin: o.GorillaBin, RepoDir: o.Repo,
 		DatabaseURL: databaseURL, Args: o.ServerArgs, LogDir: e.Opts.Out, Epoch: e.Epoch,
+		DrainWindow: e.drainWindow(kind),
 	})
+}
+
+// drainWindow is the --drain-window for hearth servers: the option, or
+// 2 s in smoke mode so a drain does not take the server's default 30 s.
+func (e *Env) drainWindow(kind string) time.Duration {
+	if kind != TargetHearth {
+		return 0
+	}
+	if e.Opts.DrainWindow > 0 {
+		return e.Opts.DrainWindow
+	}
+	if e.Opts.Smoke {
+		return 2 * time.Second
+	}
+	return 0
 }
 
 // Fleet starts worker processes for about clients load clients.

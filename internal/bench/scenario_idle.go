@@ -159,7 +159,7 @@ func idleOne(ctx context.Context, env *Env, kind string, counts []int, topics, m
 	have := 0
 	connRate := env.Opts.ConnectRate
 	if connRate == 0 {
-		connRate = 3000
+		connRate = defaultConnectRate
 	}
 	for i, n := range counts {
 		spec := GroupSpec{

@@ -232,6 +232,15 @@ func stormOne(ctx context.Context, env *Env, kind, ev, pol string, k, topics int
 	if err != nil {
 		return nil, err
 	}
+	if ev != EventKill {
+		// The clients come back over the server's drain window.
+		w := env.drainWindow(kind)
+		if w == 0 && kind == TargetHearth {
+			w = 30 * time.Second // hearth serve's default
+		}
+		evTimeout += w
+		drainTimeout = max(drainTimeout, w+15*time.Second)
+	}
 	nodes := 1
 	if ev == EventRolling {
 		nodes = 3
@@ -268,7 +277,7 @@ func stormOne(ctx context.Context, env *Env, kind, ev, pol string, k, topics int
 	epoch := env.Epoch.UnixNano()
 	connRate := o.ConnectRate
 	if connRate == 0 {
-		connRate = 3000
+		connRate = defaultConnectRate
 	}
 	recov := !o.NoRecover && kind == TargetHearth
 	label := fmt.Sprintf("storm %s %s %s", kind, ev, pol)

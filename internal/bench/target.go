@@ -47,14 +47,17 @@ type TargetOptions struct {
 	LogDir string
 	// Epoch is the run's time zero for the /proc samples.
 	Epoch time.Time
+	// DrainWindow is the hearth servers' --drain-window; zero keeps theirs.
+	DrainWindow time.Duration
 }
 
 // Target starts and stops server processes of one kind.
 type Target struct {
-	opts TargetOptions
-	bin  string
-	mu   sync.Mutex
-	seq  int
+	opts  TargetOptions
+	bin   string
+	flags map[string]bool // hearth: the flags `serve` accepts
+	mu    sync.Mutex
+	seq   int
 }
 
 // Proto returns the load-client protocol the target speaks.
@@ -116,21 +119,28 @@ func NewTarget(ctx context.Context, opts TargetOptions) (*Target, error) {
 	default:
 		return nil, fmt.Errorf("bench: unknown target %q (want hearth, gorilla or socketio)", opts.Kind)
 	}
-	if opts.Kind == TargetHearth && opts.DatabaseURL != "" {
-		if err := t.checkHearthFlag(ctx, "database-url"); err != nil {
-			return nil, err
+	if opts.Kind == TargetHearth {
+		// Learn which flags this hearth binary's serve has.
+		out, _ := exec.CommandContext(ctx, t.bin, "serve", "-h").CombinedOutput()
+		t.flags = map[string]bool{}
+		for _, line := range strings.Split(string(out), "\n") {
+			line = strings.TrimSpace(line)
+			if name, ok := strings.CutPrefix(line, "-"); ok {
+				name, _, _ = strings.Cut(name, " ")
+				t.flags[strings.TrimPrefix(name, "-")] = true
+			}
+		}
+		if !t.flags["addr"] {
+			return nil, fmt.Errorf("bench: %s does not look like a hearth binary (`serve -h` lists no --addr)", t.bin)
+		}
+		if opts.DatabaseURL != "" && !t.flags["database-url"] {
+			return nil, errors.New("bench: this hearth binary's `serve` has no --database-url flag (needed for clusters through Postgres); build one that has it")
+		}
+		if opts.DrainWindow > 0 && !t.flags["drain-window"] {
+			return nil, errors.New("bench: this hearth binary's `serve` has no --drain-window flag")
 		}
 	}
 	return t, nil
-}
-
-// checkHearthFlag fails clearly when `hearth serve` lacks a flag.
-func (t *Target) checkHearthFlag(ctx context.Context, name string) error {
-	out, _ := exec.CommandContext(ctx, t.bin, "serve", "-h").CombinedOutput()
-	if !strings.Contains(string(out), "-"+name) {
-		return fmt.Errorf("bench: this hearth binary's `serve` has no --%s flag (needed for clusters through Postgres); build one that has it", name)
-	}
-	return nil
 }
 
 // repoDir finds the Hearth source tree.
@@ -185,7 +195,10 @@ func FreeAddr() (string, error) {
 // Server is one running server process.
 type Server struct {
 	Addr string
-	Node int
+	// DebugAddr serves pprof and memory figures when the server has a
+	// separate debug listener (hearth serve --pprof); empty otherwise.
+	DebugAddr string
+	Node      int
 
 	t      *Target
 	cmd    *exec.Cmd
@@ -206,10 +219,20 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 		return nil, err
 	}
 	var cmd *exec.Cmd
+	var debugAddr string
 	switch t.opts.Kind {
 	case TargetHearth:
 		// Always say which broker: serve falls back to $DATABASE_URL.
 		args := []string{"serve", "--addr", addr, "--log-level", "warn", "--database-url=" + t.opts.DatabaseURL}
+		if t.flags["pprof"] {
+			if debugAddr, err = FreeAddr(); err != nil {
+				return nil, err
+			}
+			args = append(args, "--pprof", debugAddr)
+		}
+		if t.opts.DrainWindow > 0 {
+			args = append(args, "--drain-window", t.opts.DrainWindow.String())
+		}
 		cmd = exec.Command(t.bin, append(args, t.opts.Args...)...)
 	case TargetGorilla:
 		cmd = exec.Command(t.bin, append([]string{"--addr", addr}, t.opts.Args...)...)
@@ -225,7 +248,7 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 	t.seq++
 	seq := t.seq
 	t.mu.Unlock()
-	s := &Server{Addr: addr, Node: node, t: t, cmd: cmd, exited: make(chan struct{})}
+	s := &Server{Addr: addr, DebugAddr: debugAddr, Node: node, t: t, cmd: cmd, exited: make(chan struct{})}
 	if t.opts.LogDir != "" {
 		f, err := os.Create(filepath.Join(t.opts.LogDir, fmt.Sprintf("server-%s-node%d-%d.log", t.opts.Kind, node, seq)))
 		if err != nil {
@@ -323,14 +346,19 @@ func (s *Server) RSS() (int64, error) {
 	return rss, err
 }
 
-// Heap asks the server for its heap after a collection, in bytes: Go
-// servers through net/http/pprof (heap in use plus goroutine stacks),
+// Heap asks the server for its heap after a collection, in bytes: hearth
+// through its --pprof listener's /debug/mem (heap in use plus goroutine
+// stacks), other Go servers through net/http/pprof (the same figures),
 // the Socket.IO peer through /debug/mem (V8 heap used). It returns an
 // error when the server exposes neither.
 func (s *Server) Heap(ctx context.Context) (int64, error) {
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	base := s.Addr
+	if s.DebugAddr != "" {
+		base = s.DebugAddr
+	}
 	get := func(path string) ([]byte, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addr+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+base+path, nil)
 		resp, err := client.Do(req)
 		if err != nil {
 			return nil, err
@@ -354,6 +382,17 @@ func (s *Server) Heap(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		return m.HeapUsed + m.External, nil
+	}
+	if s.DebugAddr != "" {
+		// hearth serve --pprof: runtime/metrics figures after a collection.
+		if b, err := get("/debug/mem?gc=1"); err == nil {
+			var m struct {
+				HeapAndStacks int64 `json:"heap_and_stacks"`
+			}
+			if json.Unmarshal(b, &m) == nil && m.HeapAndStacks > 0 {
+				return m.HeapAndStacks, nil
+			}
+		}
 	}
 	// gc=1 collects first; debug=1 appends runtime.MemStats as comments.
 	b, err := get("/debug/pprof/heap?gc=1&debug=1")
