@@ -38,6 +38,7 @@ type HandshakeError struct {
 	RetryAfter time.Duration
 }
 
+// Error implements error.
 func (e *HandshakeError) Error() string {
 	return "bench: upgrade refused with HTTP " + strconv.Itoa(e.Status)
 }
@@ -48,6 +49,7 @@ type CloseError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *CloseError) Error() string {
 	return "bench: closed by server with " + strconv.Itoa(e.Code) + " " + e.Reason
 }
