@@ -84,6 +84,7 @@ type polled struct {
 	gen      uint32       // registration generation, to drop stale events
 	sched    atomic.Int32 // 0 idle, 1 dispatched or being served, 2 serve again
 	deadline atomic.Int64 // read deadline (monoNow), 0 for none
+	wdl      atomic.Int64 // write deadline (monoNow) of the write in progress, 0 for none
 
 	// The reader's state, touched only by the worker serving the
 	// connection (dispatch hands it over with a happens-before edge).
@@ -192,7 +193,7 @@ func newPoller(s *Server) (*poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	tick := min(s.opts.IdleTimeout, closeGrace) / 16
+	tick := min(s.opts.IdleTimeout, s.opts.WriteTimeout, closeGrace) / 16
 	tick = max(minSweepTick, min(maxSweepTick, tick))
 	p := &poller{srv: s, ep: ep, tick: tick, base: baseWorkersPerCPU * runtime.GOMAXPROCS(0)}
 	p.wg.Add(1)
@@ -310,6 +311,7 @@ func (p *poller) startWorkerLocked(c *conn) {
 func (p *poller) loop() {
 	defer p.wg.Done()
 	events := make([]pollEvent, 256)
+	var late []*conn // writes past their deadline
 	next := monoNow() + int64(p.tick)
 	starving := false
 	for {
@@ -345,6 +347,9 @@ func (p *poller) loop() {
 				if dl := c.pr.deadline.Load(); dl != 0 && now >= dl && c.pr.schedule() {
 					p.dispatchLocked(c)
 				}
+				if dl := c.pr.wdl.Load(); dl != 0 && now >= dl {
+					late = append(late, c)
+				}
 			}
 			next = now + int64(p.tick)
 		}
@@ -355,6 +360,11 @@ func (p *poller) loop() {
 		}
 		starving = len(p.ready) > 0
 		p.mu.Unlock()
+		for i, c := range late {
+			c.writeTimedOut()
+			late[i] = nil
+		}
+		late = late[:0]
 	}
 }
 
@@ -738,4 +748,15 @@ func parseHeader(b []byte) (ws.Header, error) {
 		copy(h.Mask[:], rest)
 	}
 	return h, nil
+}
+
+// writeTimedOut drops a connection whose write did not complete within
+// WriteTimeout: closing it makes the write fail (the writer then ends the
+// connection, as after a write deadline).
+func (c *conn) writeTimedOut() {
+	if c.pr.wdl.Swap(0) == 0 {
+		return // the write just completed
+	}
+	c.srv.log.Warn("write timed out: connection dropped", "conn", c.id, "socket_id", c.socketID())
+	c.closeNet()
 }

@@ -23,7 +23,7 @@ import (
 // concurrently.
 type epoll struct {
 	fd  int
-	evt int                // eventfd
+	evt int               // eventfd
 	raw []unix.EpollEvent // wait's buffer (the poller's goroutine only)
 }
 

@@ -2,8 +2,12 @@ package server
 
 import "sync"
 
-// frameQueue is a list of frames waiting to be written. Queues are pooled:
-// a connection holds one only while it has something to write, so an idle
+// Outgoing frames wait in one of two places. A lone frame (the common
+// case of a broadcast reaching an otherwise quiet connection) waits in
+// conn.one, a field of the connection: queuing it takes nothing from a
+// pool and allocates nothing. When a second frame comes before the writer
+// took the first, both move to a frameQueue from a pool. A connection
+// holds a queue only while it has several frames to write, so an idle
 // connection keeps no queue memory, and a busy one allocates none.
 type frameQueue struct {
 	frames [][]byte
@@ -30,19 +34,39 @@ func putQueue(q *frameQueue) {
 // enqueueLocked appends a frame to the connection's queue. c.mu must be
 // held.
 func (c *conn) enqueueLocked(f []byte) {
-	if c.q == nil {
-		c.q = getQueue()
+	c.qBytes += len(f)
+	switch {
+	case c.q != nil:
+	case c.one == nil:
+		c.one = f
+		return
+	default:
+		if c.q, c.spare = c.spare, nil; c.q == nil {
+			c.q = getQueue()
+		}
+		c.q.frames = append(c.q.frames, c.one)
+		c.one = nil
 	}
 	c.q.frames = append(c.q.frames, f)
-	c.qBytes += len(f)
 }
 
 // queuedLocked returns how many frames wait. c.mu must be held.
 func (c *conn) queuedLocked() int {
-	if c.q == nil {
-		return 0
+	switch {
+	case c.q != nil:
+		return len(c.q.frames)
+	case c.one != nil:
+		return 1
 	}
-	return len(c.q.frames)
+	return 0
+}
+
+// takeLocked hands everything queued to the writer: a lone frame, or the
+// queue. c.mu must be held.
+func (c *conn) takeLocked() (one []byte, batch *frameQueue) {
+	one, batch = c.one, c.q
+	c.one, c.q = nil, nil
+	return one, batch
 }
 
 // dropQueuedLocked discards the frames not yet taken by the writer. c.mu
@@ -52,13 +76,14 @@ func (c *conn) dropQueuedLocked() {
 		clear(c.q.frames)
 		c.q.frames = c.q.frames[:0]
 	}
+	c.one = nil
 	c.qBytes = 0
 }
 
 // releaseQueuesLocked returns the connection's queues to the pool once the
 // writer is idle. c.mu must be held.
 func (c *conn) releaseQueuesLocked() {
-	if c.queuedLocked() == 0 {
+	if c.q != nil && len(c.q.frames) == 0 {
 		putQueue(c.q)
 		c.q = nil
 	}

@@ -160,7 +160,7 @@ func (c *conn) message(data []byte, binary bool) {
 // allow applies the rate limit to one inbound message or ping, closing
 // the connection with 4029 when it is exceeded.
 func (c *conn) allow() bool {
-	if c.lim == nil || c.lim.Allow() {
+	if o := &c.srv.opts; o.MessageRate <= 0 || c.lim.allow(o.MessageRate, o.MessageBurst) {
 		return true
 	}
 	c.srv.log.Info("closing: rate limit exceeded", "conn", c.id, "socket_id", c.socketID())

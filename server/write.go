@@ -27,19 +27,29 @@ func (c *conn) writeLoop() {
 			}
 			return
 		}
-		batch := c.q
-		c.q, c.spare = c.spare, nil
+		one, batch := c.takeLocked()
 		c.wBytes, c.qBytes = c.qBytes, 0
 		withClose := c.closeQ
 		c.closeQ = false
 		c.mu.Unlock()
 
-		err := c.writeBatch(batch.frames)
-		clear(batch.frames)
-		batch.frames = batch.frames[:0]
+		var err error
+		if batch == nil {
+			err = c.writeOne(one)
+		} else {
+			err = c.writeBatch(batch.frames)
+			clear(batch.frames)
+			batch.frames = batch.frames[:0]
+		}
 
 		c.mu.Lock()
-		c.spare = batch
+		if batch != nil {
+			if c.spare == nil {
+				c.spare = batch
+			} else {
+				putQueue(batch)
+			}
+		}
 		c.wBytes = 0
 		if err != nil {
 			c.failed = true
@@ -65,11 +75,41 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// writeBatch writes frames with as few system calls as possible.
-func (c *conn) writeBatch(batch [][]byte) error {
-	if err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout)); err != nil {
+// startWrite sets the deadline of a write: on the network connection for
+// a reader goroutine's connection, else for the poller's sweep, which
+// drops the connection when it passes (no timer per connection, and no
+// timer to reset per write).
+func (c *conn) startWrite() error {
+	if c.pr != nil {
+		c.pr.wdl.Store(monoNow() + int64(c.srv.opts.WriteTimeout))
+		return nil
+	}
+	return c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+}
+
+// endWrite clears the sweep's write deadline.
+func (c *conn) endWrite() {
+	if c.pr != nil {
+		c.pr.wdl.Store(0)
+	}
+}
+
+// writeOne writes a lone frame.
+func (c *conn) writeOne(f []byte) error {
+	if err := c.startWrite(); err != nil {
 		return err
 	}
+	_, err := c.nc.Write(f)
+	c.endWrite()
+	return err
+}
+
+// writeBatch writes frames with as few system calls as possible.
+func (c *conn) writeBatch(batch [][]byte) error {
+	if err := c.startWrite(); err != nil {
+		return err
+	}
+	defer c.endWrite()
 	for len(batch) > 0 {
 		n := min(len(batch), maxBatch)
 		var err error
