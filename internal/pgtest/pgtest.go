@@ -196,33 +196,28 @@ func StartCluster(t testing.TB) *Cluster {
 }
 
 // Restart restarts the server (pg_ctl restart, fast mode): every session is
-// disconnected, committed data stays.
-func (c *Cluster) Restart(t testing.TB) {
-	t.Helper()
+// disconnected, committed data stays. It may be called from any goroutine.
+func (c *Cluster) Restart() error {
 	if out, err := c.pgctl("restart", "-m", "fast"); err != nil {
-		t.Fatalf("pgtest: pg_ctl restart: %v\n%s\n%s", err, out, c.logTail())
+		return fmt.Errorf("pgtest: pg_ctl restart: %v\n%s\n%s", err, out, c.logTail())
 	}
+	return nil
 }
 
-// Stop stops the server; Start starts it again.
-func (c *Cluster) Stop(t testing.TB) {
-	t.Helper()
-	if err := c.stop(); err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-}
+// Stop stops the server.
+func (c *Cluster) Stop() error { return c.stop() }
 
 // Start starts a stopped server.
-func (c *Cluster) Start(t testing.TB) {
-	t.Helper()
+func (c *Cluster) Start() error {
 	if out, err := c.pgctl("start"); err != nil {
-		t.Fatalf("pgtest: pg_ctl start: %v\n%s\n%s", err, out, c.logTail())
+		return fmt.Errorf("pgtest: pg_ctl start: %v\n%s\n%s", err, out, c.logTail())
 	}
+	return nil
 }
 
 func (c *Cluster) stop() error {
 	if out, err := c.pgctl("stop", "-m", "fast"); err != nil && !strings.Contains(string(out), "Is server running?") {
-		return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
+		return fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, out)
 	}
 	return nil
 }

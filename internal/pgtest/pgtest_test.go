@@ -71,7 +71,9 @@ func TestPrivateClusterRestart(t *testing.T) {
 	query(t, c.URL, "SELECT pg_postmaster_start_time()::text <> '', pg_backend_pid()", new(bool), &pid1)
 	var start1, start2 time.Time
 	query(t, c.URL, "SELECT pg_postmaster_start_time()", &start1)
-	c.Restart(t)
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	query(t, c.URL, "SELECT pg_postmaster_start_time(), pg_backend_pid()", &start2, &pid2)
 	if !start2.After(start1) {
 		t.Fatalf("server start time %v not after %v: not restarted", start2, start1)
