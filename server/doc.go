@@ -45,13 +45,23 @@
 //
 // # Connections
 //
-// Each connection has exactly one reader goroutine and, only while there
-// is something to write, one writer goroutine; the writer alone writes to
-// the network, control frames included. Frames queued while a write is in
-// progress go out together in one writev. The outgoing queue is bounded in
-// bytes; sending never blocks the broadcaster. An idle connection holds no
-// read or write buffer: frame headers are read into a few bytes of the
-// connection and payloads into pooled buffers.
+// On Linux an idle connection has no goroutine and no buffer: connections
+// wait for input in an epoll instance (one-shot, re-armed after each
+// read), and when one is readable a worker from a small elastic pool
+// reads what it has without ever blocking, parses the frames
+// incrementally and handles complete messages, so a client sending a
+// frame one byte at a time holds nothing but the bytes of that frame.
+// Idle, close-handshake and write deadlines are enforced by a periodic
+// sweep instead of a timer per connection. Elsewhere, for TLS
+// connections, and with [Options.BlockingReads], each connection has a
+// reader goroutine instead; the behaviour is the same. See
+// docs/performance.md.
+//
+// Only while there is something to write does a connection have a writer
+// goroutine; the writer alone writes to the network, control frames
+// included. Frames queued while a write is in progress go out together in
+// one writev. The outgoing queue is bounded in bytes; sending never blocks
+// the broadcaster, and queuing a broadcast frame allocates nothing.
 //
 // Inbound messages may be fragmented; pings are answered with pongs; text
 // messages must be valid UTF-8. Every frame from the client restarts the
