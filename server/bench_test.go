@@ -180,6 +180,9 @@ func BenchmarkBroadcast(b *testing.B) {
 	// descriptors) share this process and its limit of 20,000 open files.
 	for _, n := range []int{1, 100, 1000, 9000} {
 		b.Run(strconv.Itoa(n)+"_subscribers", func(b *testing.B) {
+			if lim := openFileLimit(); lim != 0 && lim < 2*n+256 {
+				b.Fatalf("%d subscribers need %d open files in this process; the limit is %d (raise ulimit -n)", n, 2*n+256, lim)
+			}
 			// All subscribers connect and join from one address at once.
 			srv := newTestServer(b, Options{MessageRate: -1, ConnectRate: -1, ConnectRatePerIP: -1},
 				channels.Options{JoinRate: -1, JoinRatePerIP: -1}, nil)
