@@ -20,16 +20,18 @@ import (
 )
 
 // Admission defaults. They come from measurements on a 2-core machine (see
-// docs/operations.md, "Admission control"): one node completed about
-// 2,700 WebSocket connects per second per core (upgrade, connect hook,
-// join, over loopback, clients on the same cores), and refused over
-// 10,000 per second per core. The default admits a little more than a
-// third of that, so that a reconnect storm leaves the node room for its
-// established connections' heartbeats and broadcasts.
+// docs/operations.md, "Admission control"): a `hearth serve` node spent
+// about 87 µs of CPU per new connection (TCP accept, HTTP upgrade, connect
+// hook, join, over loopback), about 11,500 per second per core, and 56-75
+// µs per refused one (the kernel and net/http's request parsing are most
+// of both). The default admits 2,000 per second per core: about a sixth
+// of a core's capacity with the demo's cheap hooks, so an application
+// whose connect hook and joins cost several times more still leaves the
+// node room for its established connections.
 const (
 	// defaultConnectRatePerCPU is the default ConnectRate per
 	// GOMAXPROCS.
-	defaultConnectRatePerCPU = 1000
+	defaultConnectRatePerCPU = 2000
 	// defaultIPShare is the part of ConnectRate one client address gets
 	// by default.
 	defaultIPShare = 4

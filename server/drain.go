@@ -15,8 +15,9 @@ const (
 	// defaultMinDrainRate is the slowest a drain goes, in connections per
 	// second: a small node is not kept alive for the whole window when
 	// its connections would all fit in a fraction of it. 500 per second is
-	// about a fifth of what one core of the measured machine admits (see
-	// admission.go), so the nodes taking the reconnects barely notice.
+	// a quarter of what one core admits by default (see admission.go), so
+	// the nodes taking the reconnects barely notice; a node with 15,000
+	// connections or more uses the whole default window.
 	defaultMinDrainRate = 500
 	// drainTick is the finest step of the drain schedule: connections due
 	// within one tick are closed together.

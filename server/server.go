@@ -74,9 +74,9 @@ type Options struct {
 	// together.
 
 	// ConnectRate is how many new connections per second the node admits
-	// on average. Zero means 1,000 per GOMAXPROCS (about a third of what
-	// one core completed when measured); a negative value disables the
-	// limit.
+	// on average. Zero means 2,000 per GOMAXPROCS (about a sixth of what
+	// one core completed when measured with cheap hooks); a negative value
+	// disables the limit.
 	ConnectRate float64
 	// ConnectBurst is how many connections may be admitted at once above
 	// ConnectRate. Zero means one second's worth.
