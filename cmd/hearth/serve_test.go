@@ -82,7 +82,7 @@ func scrape(t *testing.T, hs *httptest.Server, series string) float64 {
 
 func TestMetricsMove(t *testing.T) {
 	hs := startDemo(t, time.Minute)
-	series := []string{`hearth_sockets`, `hearth_joins_total{result="ok"}`, `hearth_messages_in_total`, `hearth_broadcasts_total`, `hearth_deliveries_total`}
+	series := []string{`hearth_sockets`, `hearth_connections`, `hearth_connections_accepted_total`, `hearth_joins_total{result="ok"}`, `hearth_messages_in_total`, `hearth_broadcasts_total`, `hearth_deliveries_total`}
 	before := map[string]float64{}
 	for _, s := range series {
 		before[s] = scrape(t, hs, s)
@@ -101,7 +101,7 @@ func TestMetricsMove(t *testing.T) {
 			t.Errorf("%s did not move: %v -> %v", s, before[s], after)
 		}
 	}
-	for _, s := range []string{`hearth_demo_token_requests_total`, `hearth_joins_total{result="shed"}`, `hearth_recoveries_total{result="incomplete"}`, `go_goroutines`} {
+	for _, s := range []string{`hearth_demo_token_requests_total`, `hearth_connections_shed_total{reason="ip_rate"}`, `hearth_ready`, `hearth_joins_total{result="shed"}`, `hearth_recoveries_total{result="incomplete"}`, `go_goroutines`} {
 		scrape(t, hs, s) // present
 	}
 }
