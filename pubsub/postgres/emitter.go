@@ -70,11 +70,8 @@ func (e *Emitter) Emit(ctx context.Context, topic, event string, payload any) (p
 // Publish broadcasts m (which may be binary, or exclude a connection) and
 // returns its position. A text payload must be valid UTF-8.
 func (e *Emitter) Publish(ctx context.Context, m pubsub.Message) (pubsub.Position, error) {
-	if !pubsub.ValidTopic(m.Topic) {
-		return pubsub.Position{}, pubsub.ErrInvalidTopic
-	}
-	if len(m.Payload) > e.maxPayload {
-		return pubsub.Position{}, pubsub.ErrTooLarge
+	if err := checkMessage(&m, e.maxPayload); err != nil {
+		return pubsub.Position{}, err
 	}
 	if !m.Binary && !inlineText(m.Payload) {
 		return pubsub.Position{}, errors.New("postgres: text payload is not valid UTF-8")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -57,17 +58,35 @@ func (r *pubReq) size() int { return len(r.msg.Payload) + len(r.control) }
 // the message committed. If ctx ends first, Publish returns ctx.Err() and
 // the message may or may not be published.
 func (b *Broker) Publish(ctx context.Context, m pubsub.Message) (pubsub.Position, error) {
-	if !pubsub.ValidTopic(m.Topic) {
-		return pubsub.Position{}, pubsub.ErrInvalidTopic
-	}
-	if len(m.Payload) > b.opts.MaxPayload {
-		return pubsub.Position{}, pubsub.ErrTooLarge
+	if err := checkMessage(&m, b.opts.MaxPayload); err != nil {
+		return pubsub.Position{}, err
 	}
 	m.Epoch, m.Offset = "", 0
 	r := reqPool.Get().(*pubReq)
 	r.ctx, r.msg, r.control = ctx, m, nil
 	return b.submit(ctx, r)
 }
+
+// ErrNotText is returned for a topic, event or exclude that is not UTF-8
+// text without NUL bytes: PostgreSQL text cannot hold it.
+var ErrNotText = errors.New("postgres: topic, event and exclude must be UTF-8 text without NUL bytes")
+
+// checkMessage validates m before it joins a batch, where a bad message
+// would fail the others' transaction too.
+func checkMessage(m *pubsub.Message, maxPayload int) error {
+	if !pubsub.ValidTopic(m.Topic) {
+		return pubsub.ErrInvalidTopic
+	}
+	if len(m.Payload) > maxPayload {
+		return pubsub.ErrTooLarge
+	}
+	if !isText(m.Topic) || !isText(m.Event) || !isText(m.Exclude) {
+		return ErrNotText
+	}
+	return nil
+}
+
+func isText(s string) bool { return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) }
 
 // PublishControl implements pubsub.Broker. data must fit in one
 // notification once encoded (about 7.8 KB of text, or 5.8 KB of bytes that
