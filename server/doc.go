@@ -18,9 +18,15 @@
 //	hs := &http.Server{Addr: ":4000", Handler: r, ReadHeaderTimeout: 10 * time.Second}
 //	go hs.ListenAndServe()
 //	...
-//	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+//	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+//		if !srv.Ready() {
+//			w.WriteHeader(http.StatusServiceUnavailable) // draining
+//		}
+//	})
+//	...
+//	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 //	defer cancel()
-//	srv.Shutdown(ctx) // close the sockets (1001) and wait for their goroutines
+//	srv.Shutdown(ctx) // drain: close the sockets over DrainWindow (1012), wait
 //	hs.Shutdown(ctx)
 //
 // # Handshake
@@ -38,6 +44,8 @@
 //     "phoenix"; the server decodes it into [channels.ConnectEvent].Token,
 //     removes it from the headers the connect hook sees, selects "phoenix",
 //     and never logs it.
+//   - Admission control (below): over a limit, close 1013 after the
+//     upgrade, or HTTP 503 with Retry-After; the connect hook does not run.
 //   - The node's connect hook runs before the upgrade: an error refuses with
 //     HTTP 403 and the error's text as the body; a *[channels.CloseError]
 //     upgrades and then closes with its code and reason, which a browser
@@ -72,12 +80,13 @@
 //	code  reason                          when
 //	1000+ (echoed)                        the client closed (its code is echoed)
 //	1001  "idle timeout"                  nothing received for IdleTimeout (60 s)
-//	1001  "server shutting down"          Shutdown
 //	1002  "protocol error: ..."           reserved bits or opcodes, unmasked or bad control frames
 //	1007  "invalid UTF-8 in text message" text message that is not UTF-8
 //	1007  "invalid message: ..."          not a Phoenix V2 message (what is wrong follows)
 //	1009  "message too big"               message over MaxMessageSize (64 KiB)
 //	1011  "internal error"                the channel layer failed unexpectedly
+//	1012  "service restart retry_after_ms=<n>"  Shutdown: the drain
+//	1013  "try again later retry_after_ms=<n>"  admission control refused it
 //	4008  "slow consumer"                 outgoing queue over MaxQueueBytes (1 MiB)
 //	4029  "rate limit exceeded"           over MessageRate (100/s, bursts of 200)
 //	any   from the connect hook or        a *channels.CloseError, Node.Disconnect (4100),
@@ -88,6 +97,32 @@
 // it waits up to 3 s for the client's before closing the TCP connection,
 // reading and discarding what arrives meanwhile, so that the client
 // receives the close frame instead of a reset.
+//
+// # Admission control
+//
+// New connections are admitted by token buckets on the node's rate
+// ([Options.ConnectRate], 2,000 per second per core by default) and each
+// client address's (a quarter of it), and up to [Options.MaxConnections]
+// (the open-file limit less a tenth). The client address comes from
+// X-Forwarded-For or X-Real-IP only when the peer is one of
+// [Options.TrustedProxies]; it is also what the connect hook sees as
+// [channels.ConnectEvent].RemoteAddr. A refused request costs no connect
+// hook: a browser (a request with an Origin header) is upgraded and closed
+// with 1013 "try again later retry_after_ms=<n>", other clients get HTTP
+// 503 with Retry-After. The hints are jittered over the time the node
+// needs to take everyone it refused, so they do not come back together.
+// [Server.Stats] counts what was shed, by reason.
+//
+// # Drain
+//
+// [Server.Shutdown] turns [Server.Ready] false (serve it as /readyz),
+// refuses new upgrades with 503, and closes the open connections one by
+// one spread over [Options.DrainWindow] (30 s) with 1012 "service restart
+// retry_after_ms=<n>", hints spread so that the reconnects reach the other
+// nodes at an even rate. A node with few connections finishes early
+// ([Options.MinDrainRate]); a context deadline shorter than the window
+// compresses the closes and stretches the hints. docs/operations.md covers
+// deploys behind proxies and on Kubernetes.
 //
 // # Logging
 //
