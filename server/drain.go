@@ -65,13 +65,13 @@ func (s *Server) drainInterval(window time.Duration, n int) time.Duration {
 // hints in the same way.
 func (s *Server) drain(ctx context.Context, list []*conn) {
 	n := len(s.drainOrder(list))
-	s.stats.drainTotal.Store(int64(n))
+	s.draining.Store(true)
+	defer s.draining.Store(false)
 	s.stats.drainClosed.Store(0)
+	s.stats.drainTotal.Store(int64(n))
 	if n == 0 {
 		return
 	}
-	s.draining.Store(true)
-	defer s.draining.Store(false)
 
 	window := max(s.opts.DrainWindow, 0)
 	nominal := s.drainInterval(window, n)

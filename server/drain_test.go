@@ -87,9 +87,9 @@ func TestDrainSpreadsClosesOverWindow(t *testing.T) {
 
 	// Readiness drops at once, while most sockets are still open, and new
 	// upgrades are refused.
-	eventually(t, "readiness to go false", func() bool { return !srv.Ready() })
+	eventually(t, "the drain to start", func() bool { return srv.Stats().DrainTotal == n })
 	st := srv.Stats()
-	if !st.Draining || st.DrainTotal != n || st.DrainClosed >= n {
+	if st.Ready || !st.Draining || st.DrainClosed >= n {
 		t.Fatalf("stats early in the drain: %+v", st)
 	}
 	c, err := dialWith(t, srv.url, dialOpts{})
