@@ -19,8 +19,9 @@ import (
 // Broker is a pubsub.Broker on PostgreSQL: one node of a cluster whose
 // nodes share a database (and schema). See the package documentation.
 //
-// Lock order: smu, then a topic's mu; qmu and lmu are never held with
-// another lock.
+// Lock order: smu, then a topic's mu, then lmu. qmu is never held with
+// another lock. The Handler is called with the topic's mu held (and no
+// other lock), so it must not wait for another goroutine's delivery.
 type Broker struct {
 	opts    Options
 	names   names

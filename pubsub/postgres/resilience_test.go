@@ -419,9 +419,20 @@ func TestListenURL(t *testing.T) {
 	px.freeze()
 	eventually(t, 10*time.Second, "the listener to be down", func() bool { return b.State() == StateDown })
 	publish(t, b, "l", "e", "1") // the pool does not use the proxy
-	if n := len(rec.topic("l")); n != 0 {
+	// A topic subscribed while the listener is down is caught up too.
+	publish(t, b, "new", "e", "before")
+	subscribe(t, b, "new")
+	publish(t, b, "new", "e", "1")
+	if n := rec.total(); n != 0 {
 		t.Fatalf("delivered %d messages with the listener down", n)
 	}
 	px.thaw()
-	eventually(t, 10*time.Second, "the catch-up", func() bool { return len(rec.topic("l")) == 1 })
+	eventually(t, 10*time.Second, "the catch-up", func() bool { return len(rec.topic("l")) == 1 && len(rec.topic("new")) == 1 })
+	publish(t, b, "new", "e", "2")
+	eventually(t, 10*time.Second, "live delivery", func() bool { return len(rec.topic("new")) == 2 })
+	for i, m := range rec.topic("new") {
+		if string(m.Payload) != strconv.Itoa(i+1) || m.Offset != uint64(i+2) {
+			t.Fatalf("message %d of the topic subscribed while down = %+v", i, m)
+		}
+	}
 }
