@@ -46,8 +46,12 @@ type stormPhase struct {
 	OutageMax Float `json:"outage_max_ms"`
 	// PeakAccept is the most successful upgrades the clients saw in any one
 	// second after the event; PeakAccept100 the most in any 100 ms, per second.
-	PeakAccept    float64          `json:"peak_accept_per_sec"`
-	PeakAccept100 float64          `json:"peak_accept_100ms_per_sec"`
+	PeakAccept    float64 `json:"peak_accept_per_sec"`
+	PeakAccept100 float64 `json:"peak_accept_100ms_per_sec"`
+	// PeakRejoin is the most clients that got joined again in any one
+	// second: the admitted work (an upgrade the server then sheds with 1013
+	// counts as a connect, not a rejoin).
+	PeakRejoin    float64          `json:"peak_rejoin_per_sec"`
 	Shed          int64            `json:"shed"`
 	ClientErrors  int64            `json:"client_errors"`
 	Errors        map[string]int64 `json:"errors"`
@@ -121,7 +125,7 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 	tab := &Table{
 		Title: fmt.Sprintf("storm: %d clients on %d topics, a publisher at %g msg/s", k, topics, rate),
 		Header: []string{"target", "event", "policy", "affected", "50% back", "99% back", "100% back", "outage p99",
-			"peak conn/s", "shed", "client errors", "lost", "srv cpu peak", "srv rss peak", "crash"},
+			"peak conn/s", "peak rejoin/s", "shed", "client errors", "lost", "srv cpu peak", "srv rss peak", "crash"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	var phases []*stormPhase
@@ -137,7 +141,7 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 						crash = "YES"
 					}
 					tab.Add(kind, ev, pol, fint(int64(ph.Affected)), fms(float64(ph.Rejoin50)), fms(float64(ph.Rejoin99)), fms(float64(ph.Rejoin100)),
-						fms(float64(ph.OutageP99)), fnum(ph.PeakAccept), fint(ph.Shed), fint(ph.ClientErrors), fint(ph.Lost),
+						fms(float64(ph.OutageP99)), fnum(ph.PeakAccept), fnum(ph.PeakRejoin), fint(ph.Shed), fint(ph.ClientErrors), fint(ph.Lost),
 						fmt.Sprintf("%.0f%%", ph.ServerPeakCPU), fmib(ph.ServerPeakRSS), crash)
 				}
 				if err != nil {
@@ -437,6 +441,7 @@ func stormOne(ctx context.Context, env *Env, kind, ev, pol string, k, topics int
 	from, to := mark.Sub(env.Epoch).Seconds(), end.Sub(env.Epoch).Seconds()
 	conns := sr.Series[seriesConnect]
 	ph.PeakAccept = peakRate(conns, from, to)
+	ph.PeakRejoin = peakRate(sr.Series[seriesJoined], from, to)
 	for _, pt := range seriesPoints(conns, from, to, 1) {
 		ph.PeakAccept100 = max(ph.PeakAccept100, pt[1])
 	}
