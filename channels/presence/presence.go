@@ -174,9 +174,10 @@ func New(node *channels.Node, opts Options) *Presence {
 // end of the channel, whichever comes first.
 //
 // Call it from Handler.Join: the first Track of a channel pushes the
-// topic's presence_state to that client (right after the join reply), and
-// every subscriber of the topic on every node then receives a
-// presence_diff with the join. A refused join untracks by itself.
+// topic's presence_state to that client (right after the join reply; see
+// [Presence.PushState]), and every subscriber of the topic on every node
+// then receives a presence_diff with the join. A refused join untracks by
+// itself.
 func (p *Presence) Track(c *channels.Channel, key string, meta any) error {
 	if len(key) == 0 || len(key) > MaxKeyLen {
 		return ErrInvalidKey
@@ -212,10 +213,10 @@ func (p *Presence) Track(c *channels.Channel, key string, meta any) error {
 	e.ch = c
 	tr.keys[key] = e
 	p.insert(e)
-	var state []byte
+	var state, tail []byte
 	if !tr.statePush {
 		tr.statePush = true
-		state = p.encodeState(c.Topic())
+		state, tail = p.snapshot(c.Topic())
 	}
 	p.mu.Unlock()
 	p.wake()
@@ -230,9 +231,17 @@ func (p *Presence) Track(c *channels.Channel, key string, meta any) error {
 		}
 	}
 	if state != nil {
-		return c.Push(EventState, json.RawMessage(state))
+		return pushState(c, state, tail)
 	}
 	return nil
+}
+
+// pushState pushes a snapshot to one client.
+func pushState(c *channels.Channel, state, tail []byte) error {
+	if err := c.Push(EventState, json.RawMessage(state)); err != nil || tail == nil {
+		return err
+	}
+	return c.Push(EventDiff, json.RawMessage(tail))
 }
 
 // Update replaces the meta of a key the channel tracks (a typing status,
@@ -313,17 +322,18 @@ func (p *Presence) untrackChannel(c *channels.Channel, tr *tracks) {
 	p.wake()
 }
 
-// PushState pushes the topic's presence_state to one client. Track does it
-// by itself for the first key a channel tracks; use PushState for clients
+// PushState pushes the topic's presence_state to one client (possibly
+// followed by a presence_diff with the latest changes). Track does it by
+// itself for the first key a channel tracks; use PushState for clients
 // that watch a topic without being tracked in it.
 func (p *Presence) PushState(c *channels.Channel) error {
 	p.mu.Lock()
 	if tr := p.local[c]; tr != nil {
 		tr.statePush = true
 	}
-	state := p.encodeState(c.Topic())
+	state, tail := p.snapshot(c.Topic())
 	p.mu.Unlock()
-	return c.Push(EventState, json.RawMessage(state))
+	return pushState(c, state, tail)
 }
 
 // List returns the presences of a topic on the whole cluster, by key, as

@@ -52,6 +52,7 @@ func TestStateFollowsJoinReply(t *testing.T) {
 	if r, _ := metas[0]["phx_ref"].(string); r == "" || !bytes.HasPrefix(m.Payload, []byte(`{"alice":{"metas":[{"phx_ref":"`)) {
 		t.Fatalf("presence_state %s: phx_ref must lead each meta", m.Payload)
 	}
+	alice.waitView(map[string][]string{"alice": {"online"}})
 
 	bob := connect(t, a)
 	bob.join("room:1", userJoin("bob", "away"), "ok")
@@ -235,7 +236,7 @@ func TestMetaEncoding(t *testing.T) {
 }
 
 // TestDiffsAreBatched: a burst of joins into a watched topic reaches the
-// watcher in fewer diffs than joins, and the watcher's view is exact.
+// watcher in fewer diffs than joins, and every client's view is exact.
 func TestDiffsAreBatched(t *testing.T) {
 	opts := fast
 	opts.DiffInterval = 200 * time.Millisecond
@@ -244,13 +245,20 @@ func TestDiffsAreBatched(t *testing.T) {
 	watcher.join("room:1", map[string]any{"watch": true}, "ok")
 	want := map[string][]string{}
 	const n = 200
+	var joiners []*client
 	for i := range n {
 		user := fmt.Sprint("u", i)
 		c := connect(t, a)
 		c.join("room:1", userJoin(user, "on"), "ok")
 		want[user] = []string{"on"}
+		joiners = append(joiners, c)
 	}
 	watcher.waitView(want)
+	// Each joiner got a state (shared by the joiners of one interval) and
+	// the diffs after it: all end up exact.
+	for _, c := range joiners {
+		c.waitView(want)
+	}
 	if watcher.diffs >= n {
 		t.Fatalf("%d joins arrived in %d diffs: they are not batched", n, watcher.diffs)
 	}

@@ -14,8 +14,8 @@ import (
 // map operations plus O(metas of the key), which is small (one meta per
 // tab or device). A node that times out costs O(its entries). Nothing
 // walks a topic's members except encoding a presence_state for a joining
-// client, which must contain them all anyway, and whose bytes are cached
-// until the topic changes.
+// client, which must contain them all anyway; that encoding is shared by
+// the clients joining within one diff interval (see snapshot).
 
 // entry is one meta: a key present in a topic through one channel of one
 // node. Its identity is its ref (phx_ref), unique in the cluster. The
@@ -42,8 +42,11 @@ type topicState struct {
 	quoted []byte
 	keys   map[string]*keyState
 	metas  int
-	// state caches the encoded presence_state payload; nil when stale.
-	state []byte
+	// state caches the encoded presence_state payload until the next
+	// diff goes out (see snapshot); nil when not built. stateJoins and
+	// stateLeaves are the lengths of joins and leaves when it was built.
+	state                   []byte
+	stateJoins, stateLeaves int
 	// The diff not yet sent to this node's subscribers. An entry may be
 	// in both lists when it joined and left within one interval.
 	joins, leaves []*entry
@@ -91,7 +94,6 @@ func (p *Presence) topic(name string, create bool) *topicState {
 
 // markDirty records that a topic has a diff to send.
 func (p *Presence) markDirty(t *topicState) {
-	t.state = nil
 	if !t.dirty {
 		t.dirty = true
 		p.dirty = append(p.dirty, t)
@@ -190,16 +192,30 @@ func (p *Presence) applyOps(m *member, ops []wireOp) {
 	}
 }
 
-// encodeState returns the presence_state payload of a topic:
-// {key: {"metas": [meta, ...]}, ...}. The result is cached until the topic
-// changes and must not be modified.
-func (p *Presence) encodeState(name string) []byte {
+// snapshot returns what a client joining a topic is sent: the
+// presence_state payload ({key: {"metas": [meta, ...]}, ...}) and, when
+// not nil, a presence_diff payload to apply after it. Together they show
+// the topic as it is now. The results must not be modified.
+//
+// The state's encoding is cached until the topic's next diff goes out, so
+// that the clients joining within one diff interval (a reconnect storm)
+// share it: each of them gets the cached state plus the changes made since
+// it was built, unless those grew past a fraction of the topic, in which
+// case the state is encoded afresh.
+func (p *Presence) snapshot(name string) (state, tail []byte) {
 	t := p.topics[name]
 	if t == nil {
-		return []byte("{}")
+		return []byte("{}"), nil
 	}
 	if t.state != nil {
-		return t.state
+		joins, leaves := t.joins[t.stateJoins:], t.leaves[t.stateLeaves:]
+		n := len(joins) + len(leaves)
+		if n == 0 {
+			return t.state, nil
+		}
+		if n <= max(64, t.metas/8) {
+			return t.state, encodeDiff(joins, leaves)
+		}
 	}
 	size := 2
 	for _, k := range t.keys {
@@ -219,8 +235,8 @@ func (p *Presence) encodeState(name string) []byte {
 		b = appendKey(b, k.quoted, k.metas)
 	}
 	b = append(b, '}')
-	t.state = b
-	return b
+	t.state, t.stateJoins, t.stateLeaves = b, len(t.joins), len(t.leaves)
+	return b, nil
 }
 
 // appendKey appends "key":{"metas":[...]}.
@@ -236,21 +252,27 @@ func appendKey(b, quoted []byte, metas []*entry) []byte {
 	return append(b, "]}"...)
 }
 
-// takeDiff returns a dirty topic's presence_diff payload and clears it:
-// {"joins": {key: {"metas": [...]}}, "leaves": {...}}, each key's metas in
-// the order the changes happened. It drops the topic when it is empty.
+// takeDiff returns a dirty topic's presence_diff payload and clears it;
+// it drops the topic when it is empty. The cached state goes too: it may
+// lack changes of this diff, which later joiners would then miss.
 func (p *Presence) takeDiff(t *topicState) []byte {
-	b := make([]byte, 0, 64+diffSize(t.joins)+diffSize(t.leaves))
-	b = append(b, `{"joins":`...)
-	b = appendGroups(b, t.joins)
-	b = append(b, `,"leaves":`...)
-	b = appendGroups(b, t.leaves)
-	b = append(b, '}')
-	t.joins, t.leaves, t.dirty = nil, nil, false
+	b := encodeDiff(t.joins, t.leaves)
+	t.joins, t.leaves, t.dirty, t.state = nil, nil, false, nil
 	if len(t.keys) == 0 && p.topics[t.name] == t {
 		delete(p.topics, t.name)
 	}
 	return b
+}
+
+// encodeDiff encodes {"joins": {key: {"metas": [...]}}, "leaves": {...}},
+// each key's metas in the order the changes happened.
+func encodeDiff(joins, leaves []*entry) []byte {
+	b := make([]byte, 0, 64+diffSize(joins)+diffSize(leaves))
+	b = append(b, `{"joins":`...)
+	b = appendGroups(b, joins)
+	b = append(b, `,"leaves":`...)
+	b = appendGroups(b, leaves)
+	return append(b, '}')
 }
 
 func diffSize(list []*entry) int {
