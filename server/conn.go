@@ -38,8 +38,6 @@ type conn struct {
 	nread uint64                 // bytes read so far (reader goroutine)
 	pr    *polled                // poller state; nil for a reader goroutine
 
-	bufs net.Buffers // the writer's writev argument
-
 	mu        sync.Mutex
 	one       []byte      // a lone frame waiting for the writer (queue.go)
 	q         *frameQueue // frames waiting for the writer; nil while idle

@@ -1,6 +1,9 @@
 package server
 
-import "sync"
+import (
+	"net"
+	"sync"
+)
 
 // Outgoing frames wait in one of two places. A lone frame (the common
 // case of a broadcast reaching an otherwise quiet connection) waits in
@@ -11,6 +14,7 @@ import "sync"
 // connection keeps no queue memory, and a busy one allocates none.
 type frameQueue struct {
 	frames [][]byte
+	bufs   net.Buffers // the writer's writev argument
 }
 
 // maxPooledQueue is the largest queue capacity returned to the pool; a

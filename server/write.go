@@ -37,7 +37,7 @@ func (c *conn) writeLoop() {
 		if batch == nil {
 			err = c.writeOne(one)
 		} else {
-			err = c.writeBatch(batch.frames)
+			err = c.writeBatch(batch)
 			clear(batch.frames)
 			batch.frames = batch.frames[:0]
 		}
@@ -104,21 +104,22 @@ func (c *conn) writeOne(f []byte) error {
 	return err
 }
 
-// writeBatch writes frames with as few system calls as possible.
-func (c *conn) writeBatch(batch [][]byte) error {
+// writeBatch writes the frames of q with as few system calls as possible.
+func (c *conn) writeBatch(q *frameQueue) error {
 	if err := c.startWrite(); err != nil {
 		return err
 	}
 	defer c.endWrite()
+	batch := q.frames
 	for len(batch) > 0 {
 		n := min(len(batch), maxBatch)
 		var err error
 		if n == 1 {
 			_, err = c.nc.Write(batch[0])
 		} else {
-			c.bufs = batch[:n] // a field, so that WriteTo's pointer allocates nothing
-			_, err = c.bufs.WriteTo(c.nc)
-			c.bufs = nil
+			q.bufs = batch[:n] // a field, so that WriteTo's pointer allocates nothing
+			_, err = q.bufs.WriteTo(c.nc)
+			q.bufs = nil
 		}
 		if err != nil {
 			return err
