@@ -84,19 +84,26 @@ func sumErrors(m map[string]int64) int64 {
 	return n
 }
 
-// addRatios adds a table comparing each peer with the first target.
+// addRatios adds a table comparing the first target with each peer. Every
+// ratio reads "how many times better the first target is": above 1 it is
+// ahead, below 1 behind.
 func addRatios(rep *Report, runs []*pubsubRun) {
 	if len(runs) < 2 {
 		return
 	}
 	base := runs[0]
-	tab := &Table{Title: "ratios (" + base.Target + " vs peer)", Header: []string{"peer", "deliveries/s", "p99 latency (lower is better)", "last-sub p99"}}
+	b := base.Target
+	tab := &Table{
+		Title:  fmt.Sprintf("ratios: %s against each peer (above 1x: %s is ahead)", b, b),
+		Header: []string{"peer", "deliveries/s " + b + "/peer", "p50 peer/" + b, "p99 peer/" + b, "last-sub p99 peer/" + b, "server CPU peer/" + b, "server RSS peer/" + b},
+	}
 	for _, r := range runs[1:] {
 		lp := "-"
 		if base.LastSubP99 > 0 && !math.IsNaN(float64(r.LastSubP99)) {
-			lp = fratio(float64(r.LastSubP99), float64(base.LastSubP99)) + " faster"
+			lp = fratio(float64(r.LastSubP99), float64(base.LastSubP99))
 		}
-		tab.Add(r.Target, fratio(base.DeliveriesPerSec, r.DeliveriesPerSec), fratio(float64(r.P99), float64(base.P99))+" faster", lp)
+		tab.Add(r.Target, fratio(base.DeliveriesPerSec, r.DeliveriesPerSec), fratio(float64(r.P50), float64(base.P50)),
+			fratio(float64(r.P99), float64(base.P99)), lp, fratio(r.ServerPeakCPU, base.ServerPeakCPU), fratio(r.ServerPeakRSS, base.ServerPeakRSS))
 	}
 	rep.Tables = append(rep.Tables, tab)
 }
