@@ -67,7 +67,8 @@ func runBench(args []string) error {
 	fs.IntVar(&o.Topics, "topics", 0, "topics")
 	fs.IntVar(&o.TopicsPerClient, "topics-per-client", 0, "topics each subscriber joins")
 	fs.IntVar(&o.Publishers, "publishers", 0, "publishing clients")
-	fs.Float64Var(&o.Rate, "rate", 0, "messages per second per publisher (Hearth's default limit is 100 per connection)")
+	var rates listFlag
+	fs.Var(&rates, "rate", "messages per second per publisher, or a comma-separated sweep (fanout, throughput, cluster); a Hearth server allows 100 per connection by default")
 	fs.IntVar(&o.Size, "size", 0, "payload bytes")
 	fs.DurationVar(&o.Duration, "duration", 0, "measured publishing time")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "publishing time before the measurement or the event")
@@ -111,6 +112,16 @@ func runBench(args []string) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.Targets, o.Policies, o.Events, o.ServerArgs = targets, policies, events, serverArgs
+	for _, r := range rates {
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("--rate: %q is not a positive number", r)
+		}
+		o.Rates = append(o.Rates, v)
+	}
+	if len(o.Rates) == 1 {
+		o.Rate, o.Rates = o.Rates[0], nil
+	}
 	for _, c := range counts {
 		n, err := strconv.Atoi(c)
 		if err != nil || n <= 0 {

@@ -197,3 +197,64 @@ func stopServers(servers []*Server) {
 		}
 	}
 }
+
+// sweep runs one(kind, rate) for every target and rate, in that order,
+// stopping at the first error (the runs so far are returned with it).
+func sweep(targets []string, rates []float64, name string, one func(kind string, rate float64) (*pubsubRun, error)) ([]*pubsubRun, error) {
+	var runs []*pubsubRun
+	for _, kind := range targets {
+		for _, r := range rates {
+			run, err := one(kind, r)
+			if err != nil {
+				return runs, fmt.Errorf("%s against %s at %g msg/s: %w", name, kind, r, err)
+			}
+			runs = append(runs, run)
+		}
+	}
+	return runs, nil
+}
+
+// runLabel names a run in charts: the target, and the rate in a sweep.
+func runLabel(r *pubsubRun, sweeping bool) string {
+	if sweeping {
+		return fmt.Sprintf("%s @%g/s", r.Target, r.RatePerPub)
+	}
+	return r.Target
+}
+
+// sweepCharts draws, for a sweep of rates, what each target delivered and
+// its p99 against the offered rate.
+func sweepCharts(runs []*pubsubRun, targets []string, offered func(*pubsubRun) float64, p99 func(*pubsubRun) float64, p99Name string) []*Chart {
+	deliv := &Chart{Title: "Deliveries per second against the offered rate", XLabel: "offered messages/s", YLabel: "deliveries/s"}
+	lat := &Chart{Title: p99Name + " against the offered rate", XLabel: "offered messages/s", YLabel: "ms"}
+	for _, kind := range targets {
+		d, l := Series{Name: kind}, Series{Name: kind}
+		for _, r := range runs {
+			if r.Target != kind {
+				continue
+			}
+			d.Points = append(d.Points, [2]float64{offered(r), r.DeliveriesPerSec})
+			l.Points = append(l.Points, [2]float64{offered(r), p99(r)})
+		}
+		deliv.Lines, lat.Lines = append(deliv.Lines, d), append(lat.Lines, l)
+	}
+	return []*Chart{deliv, lat}
+}
+
+// addSweepRatios adds ratio tables comparing the first target with each
+// peer at every rate.
+func addSweepRatios(rep *Report, runs []*pubsubRun, rates []float64) {
+	for _, rate := range rates {
+		var at []*pubsubRun
+		for _, r := range runs {
+			if r.RatePerPub == rate {
+				at = append(at, r)
+			}
+		}
+		n := len(rep.Tables)
+		addRatios(rep, at)
+		if len(rates) > 1 && len(rep.Tables) > n {
+			rep.Tables[n].Title += fmt.Sprintf(" at %g msg/s per publisher", rate)
+		}
+	}
+}

@@ -33,6 +33,7 @@ type Options struct {
 	TopicsPerClient int           // topics each subscriber joins
 	Publishers      int           // publishing clients
 	Rate            float64       // messages per second per publisher
+	Rates           []float64     // fanout, throughput, cluster: a sweep of rates (overrides Rate)
 	Size            int           // payload bytes
 	Duration        time.Duration // measured publishing time
 	Warmup          time.Duration // publishing before the measurement or event
@@ -224,6 +225,15 @@ func (e *Env) SourceIPs(clients int) []string {
 		out[i] = fmt.Sprintf("127.0.%d.%d", i/254, i%254+1)
 	}
 	return out
+}
+
+// rates returns the publishing rates to run: Rates, else Rate, else the
+// scenario's default.
+func (e *Env) rates(def, smoke float64) []float64 {
+	if len(e.Opts.Rates) > 0 {
+		return e.Opts.Rates
+	}
+	return []float64{pick(e.Opts.Rate, def, smoke, e.Opts.Smoke)}
 }
 
 // heartbeatMS returns the Phoenix heartbeat interval in milliseconds.

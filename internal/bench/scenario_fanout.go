@@ -16,45 +16,47 @@ func init() {
 	})
 }
 
-// runFanout reads Clients (subscribers, default 10,000), Rate (messages
-// per second, default 2), Size, Duration (default 30 s), Warmup.
+// runFanout reads Clients (subscribers, default 10,000), Rate or Rates
+// (messages per second, default 2), Size, Duration (default 30 s).
 func runFanout(ctx context.Context, env *Env) (*Report, error) {
 	o := env.Opts
 	subs := pick(o.Clients, 10000, 20, o.Smoke)
-	rate := pick(o.Rate, 2.0, 5.0, o.Smoke)
+	rates := env.rates(2, 5)
 	size := pick(o.Size, 64, 64, o.Smoke)
 	dur := pick(o.Duration, 30*time.Second, 3*time.Second, o.Smoke)
-	rep := &Report{Params: map[string]any{"subscribers": subs, "rate": rate, "size": size, "seconds": dur.Seconds()}}
+	rep := &Report{Params: map[string]any{"subscribers": subs, "rates": rates, "size": size, "seconds": dur.Seconds()}}
 	tab := &Table{
-		Title:  fmt.Sprintf("fanout: 1 publisher at %g msg/s, %d subscribers on one topic, %v", rate, subs, dur),
-		Header: []string{"target", "msgs", "deliveries/s", "last-sub p50", "last-sub p99", "last-sub max", "all p50", "all p99", "lost", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
+		Title:  fmt.Sprintf("fanout: 1 publisher, %d subscribers on one topic, %v", subs, dur),
+		Header: []string{"target", "msg/s", "msgs", "deliveries/s", "last-sub p50", "last-sub p99", "last-sub max", "all p50", "all p99", "lost", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
 	}
 	rep.Tables = append(rep.Tables, tab)
-	var runs []*pubsubRun
+	runs, err := sweep(o.Targets, rates, "fanout", func(kind string, rate float64) (*pubsubRun, error) {
+		return fanoutOne(ctx, env, kind, subs, rate, size, dur)
+	})
+	sweeping := len(rates) > 1
 	cdf := &Chart{Title: "Latency to the last subscriber (per message)", XLabel: "ms (log)", YLabel: "fraction of messages", LogX: true}
-	var firstErr error
-	for _, kind := range o.Targets {
-		run, err := fanoutOne(ctx, env, kind, subs, rate, size, dur)
-		if err != nil {
-			firstErr = fmt.Errorf("fanout against %s: %w", kind, err)
-			break
-		}
-		runs = append(runs, run)
-		tab.Add(kind, fint(run.Published), fnum(run.DeliveriesPerSec), fms(float64(run.LastSubP50)), fms(float64(run.LastSubP99)), fms(float64(run.LastSubMax)),
+	for _, run := range runs {
+		tab.Add(run.Target, fnum(run.RatePerPub), fint(run.Published), fnum(run.DeliveriesPerSec), fms(float64(run.LastSubP50)), fms(float64(run.LastSubP99)), fms(float64(run.LastSubMax)),
 			fms(float64(run.P50)), fms(float64(run.P99)), fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS), fmt.Sprintf("%.0f%%", run.ClientPeakCPU))
-		cdf.Lines = append(cdf.Lines, Series{Name: kind, Points: run.lastSb.CDF()})
+		cdf.Lines = append(cdf.Lines, Series{Name: runLabel(run, sweeping), Points: run.lastSb.CDF()})
 		if run.IncompleteMsgs > 0 {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d of %d messages did not reach every subscriber", kind, run.IncompleteMsgs, run.IncompleteMsgs+run.CompleteMsgs))
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d of %d messages did not reach every subscriber", runLabel(run, true), run.IncompleteMsgs, run.IncompleteMsgs+run.CompleteMsgs))
 		}
 	}
 	rep.Results = runs
-	bars := &Chart{Title: "Deliveries per second and last-subscriber p99", XLabel: "", YLabel: "value", Categories: []string{"deliveries/s (÷100)", "last-sub p99 (ms)"}}
-	for _, r := range runs {
-		bars.Bars = append(bars.Bars, BarSeries{Name: r.Target, Values: []Float{Float(r.DeliveriesPerSec / 100), r.LastSubP99}})
+	rep.Charts = append(rep.Charts, cdf)
+	if sweeping {
+		rep.Charts = append(rep.Charts, sweepCharts(runs, o.Targets, func(r *pubsubRun) float64 { return r.RatePerPub },
+			func(r *pubsubRun) float64 { return float64(r.LastSubP99) }, "Last-subscriber p99")...)
+	} else {
+		bars := &Chart{Title: "Deliveries per second and last-subscriber p99", YLabel: "value", Categories: []string{"deliveries/s (÷100)", "last-sub p99 (ms)"}}
+		for _, r := range runs {
+			bars.Bars = append(bars.Bars, BarSeries{Name: r.Target, Values: []Float{Float(r.DeliveriesPerSec / 100), r.LastSubP99}})
+		}
+		rep.Charts = append(rep.Charts, bars)
 	}
-	rep.Charts = append(rep.Charts, cdf, bars)
-	addRatios(rep, runs)
-	return rep, firstErr
+	addSweepRatios(rep, runs, rates)
+	return rep, err
 }
 
 func fanoutOne(ctx context.Context, env *Env, kind string, subs int, rate float64, size int, dur time.Duration) (*pubsubRun, error) {
