@@ -240,12 +240,14 @@ func (p *poller) register(c *conn) error {
 	pr.gen = p.gen
 	p.mu.Unlock()
 	c.refreshDeadline()
-	if len(c.pre) > 0 {
-		p.wake(c)
-	}
 	if err := p.ep.add(pr.rc, pr.slot, pr.gen); err != nil {
 		p.release(c)
 		return err
+	}
+	if len(c.pre) > 0 {
+		// Bytes net/http read past the request: a worker handles them
+		// now (after the registration, which its re-arming modifies).
+		p.wake(c)
 	}
 	return nil
 }
