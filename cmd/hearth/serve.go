@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/channels/presence"
 	"github.com/hearth-rt/hearth/channels/token"
 	"github.com/hearth-rt/hearth/pubsub"
 	"github.com/hearth-rt/hearth/pubsub/postgres"
@@ -143,6 +144,11 @@ func runServe(args []string) error {
 	if err := app.ws.Shutdown(sctx); err != nil {
 		log.Warn("websocket shutdown", "err", err)
 	}
+	// The sockets are gone: send the last presence changes and say goodbye
+	// to the cluster (the broker closes after, deferred above).
+	if err := app.presence.Shutdown(sctx); err != nil {
+		log.Warn("presence shutdown", "err", err)
+	}
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer hcancel()
 	return hs.Shutdown(hctx)
@@ -155,6 +161,8 @@ type demo struct {
 	node   *channels.Node
 	ws     *server.Server
 	auth   *demoAuth
+	// presence tracks who is in each room, across the cluster.
+	presence *presence.Presence
 
 	extraMetrics prometheus.Collector // the broker's, in cluster mode
 }
@@ -177,6 +185,7 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 		Refresh: auth.refreshOptions(),
 	})
 	auth.attach(d.node)
+	d.presence = presence.New(d.node, presence.Options{Logger: log})
 	d.node.Handle("room:*", channels.Handler{Join: d.joinRoom, In: d.handleIn})
 	d.node.Handle("private:*", channels.Handler{Join: d.joinPrivate, In: d.handleIn})
 	wsOpts := cfg.ws
@@ -203,7 +212,16 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 	return d, nil
 }
 
-func (d *demo) joinRoom(_ context.Context, _ *channels.Channel, _ channels.JoinEvent) (channels.JoinReply, error) {
+// joinRoom lets everyone in; signed-in users are shown in the room's
+// presence list (one entry per user, one meta per tab).
+func (d *demo) joinRoom(_ context.Context, c *channels.Channel, _ channels.JoinEvent) (channels.JoinReply, error) {
+	if cl := token.FromSocket(c.Socket()); cl != nil {
+		if err := d.presence.Track(c, cl.Subject, map[string]any{"online_at": time.Now().Unix()}); err != nil {
+			return channels.JoinReply{}, err
+		}
+	} else if err := d.presence.PushState(c); err != nil { // anonymous: watch, not listed
+		return channels.JoinReply{}, err
+	}
 	return channels.JoinReply{}, nil
 }
 

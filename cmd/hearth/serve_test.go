@@ -32,6 +32,7 @@ func startDemo(t *testing.T, ttl time.Duration) *httptest.Server {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = d.ws.Shutdown(ctx)
+		_ = d.presence.Shutdown(ctx)
 		hs.Close()
 		d.node.Wait()
 	})

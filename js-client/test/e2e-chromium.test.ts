@@ -154,6 +154,11 @@ test("the demo page: two signed-in browsers chat through the server", { timeout:
   }
   const ann = await open("ann")
   const bob = await open("bob")
+  // Presence: each page lists both users (Phoenix Presence over Hearth).
+  for (const page of [ann, bob]) {
+    await eventually("both users in the presence list", async () =>
+      JSON.stringify(await page.$$eval("#presence li", (lis) => lis.map((li) => li.textContent).sort())) === JSON.stringify(["ann", "bob"]))
+  }
   const say = async (page: Page, text: string) => {
     await page.fill("#body", text)
     await page.click("#send-btn")
