@@ -77,7 +77,8 @@ type Node struct {
 	stats   nodeStats
 	joins   *joinLimiter
 
-	control map[string]func([]byte) // set before serving, read-only after
+	cmu     sync.RWMutex // guards control: the broker may deliver while handlers register
+	control map[string]func([]byte)
 
 	mu      sync.Mutex // guards sockets, byID
 	sockets map[*Socket]struct{}
@@ -207,6 +208,8 @@ func (n *Node) HandleControl(typ string, fn func(data []byte)) {
 	if typ == "" || strings.IndexByte(typ, 0) >= 0 {
 		panic("channels: invalid control type")
 	}
+	n.cmu.Lock()
+	defer n.cmu.Unlock()
 	if _, dup := n.control[typ]; dup {
 		panic("channels: control type " + typ + " registered twice")
 	}
@@ -324,7 +327,10 @@ func (h *brokerHandler) HandleControl(data []byte) {
 		n.disconnectLocal(body)
 		return
 	}
-	if fn := n.control[typ]; fn != nil {
+	n.cmu.RLock()
+	fn := n.control[typ]
+	n.cmu.RUnlock()
+	if fn != nil {
 		fn(body)
 	}
 }

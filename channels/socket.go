@@ -263,6 +263,19 @@ func (s *Socket) join(m *wire.Message) {
 		return
 	}
 	c := &Channel{socket: s, topic: m.Topic, joinRef: m.JoinRef, route: rt}
+	// Subscribe before Join runs, holding broadcasts until the reply is
+	// out: whatever Join snapshots (presence state, say) is followed by
+	// every change after it, with no gap.
+	c.recovering.Store(true)
+	n.hub.add(c)
+	if err := n.broker.Subscribe(s.ctx, m.Topic); err != nil {
+		log.Error("broker subscribe failed", "err", err)
+		n.hub.remove(c)
+		c.state.Store(stateClosed)
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinFailed)
+		return
+	}
+	c.subscribed = true
 	var jr JoinReply
 	err = protect(func() error {
 		var err error
@@ -270,7 +283,7 @@ func (s *Socket) join(m *wire.Message) {
 		return err
 	})
 	if err != nil {
-		c.state.Store(stateClosed)
+		s.abortJoin(c)
 		c.runEndHooks(err) // what Join set up (presence, say) is undone
 		var re *ReplyError
 		if errors.As(err, &re) {
@@ -289,22 +302,7 @@ func (s *Socket) join(m *wire.Message) {
 		log.Error("join reply is not encodable as JSON", "err", err)
 		resp = []byte("{}")
 	}
-
 	s.channels[m.Topic] = c
-	if hx != nil {
-		c.recovering.Store(true)
-	}
-	n.hub.add(c)
-	if err := n.broker.Subscribe(s.ctx, m.Topic); err != nil {
-		log.Error("broker subscribe failed", "err", err)
-		n.hub.remove(c)
-		delete(s.channels, m.Topic)
-		c.state.Store(stateClosed)
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinFailed)
-		s.terminate(c, err)
-		return
-	}
-	c.subscribed = true
 	n.stats.joinsOK.Add(1)
 	n.stats.channels.Add(1)
 
@@ -320,9 +318,21 @@ func (s *Socket) join(m *wire.Message) {
 	for i := range replay {
 		c.deliverNow(&replay[i])
 	}
-	if hx != nil {
-		c.finishRecovery()
+	c.finishRecovery()
+}
+
+// abortJoin undoes the subscription of a channel whose join failed and
+// drops the broadcasts held for it.
+func (s *Socket) abortJoin(c *Channel) {
+	c.state.Store(stateClosed)
+	s.node.hub.remove(c)
+	if err := s.node.broker.Unsubscribe(s.node.ctx, c.topic); err != nil {
+		s.node.log.Warn("broker unsubscribe failed", "topic", c.topic, "err", err)
 	}
+	c.mu.Lock()
+	c.live = nil
+	c.recovering.Store(false)
+	c.mu.Unlock()
 }
 
 // recover reads the topic's history for a joining channel that speaks

@@ -60,12 +60,9 @@ func newApp(t *testing.T, broker pubsub.Broker, nodeID string, opts presence.Opt
 	t.Helper()
 	// channels.New registers the node with its broker, which may deliver
 	// control messages from the other nodes at once, while presence.New
-	// is still registering its control handlers: hold deliveries until
-	// then (see the report on channels.Node.HandleControl).
-	g := &gate{Broker: broker}
-	n := channels.New(channels.Options{Broker: g, NodeID: nodeID})
+	// registers its handlers: channels guards that (no gate needed).
+	n := channels.New(channels.Options{Broker: broker, NodeID: nodeID})
 	a := &app{node: n, p: presence.New(n, opts)}
-	g.open()
 	n.Handle("room:*", channels.Handler{
 		Join: func(_ context.Context, c *channels.Channel, ev channels.JoinEvent) (channels.JoinReply, error) {
 			var params struct {
@@ -532,48 +529,3 @@ func must(t *testing.T, err error) {
 }
 
 var errDown = errors.New("bus: node is down")
-
-// gate is a broker whose deliveries to the node wait until open.
-type gate struct {
-	pubsub.Broker
-	mu     sync.Mutex
-	h      pubsub.Handler
-	opened bool
-	held   []func(pubsub.Handler)
-}
-
-func (g *gate) Register(h pubsub.Handler) {
-	g.h = h
-	g.Broker.Register(gateHandler{g})
-}
-
-func (g *gate) open() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, fn := range g.held {
-		fn(g.h)
-	}
-	g.held, g.opened = nil, true
-}
-
-func (g *gate) run(fn func(pubsub.Handler)) {
-	g.mu.Lock()
-	if !g.opened {
-		g.held = append(g.held, fn)
-		g.mu.Unlock()
-		return
-	}
-	g.mu.Unlock()
-	fn(g.h)
-}
-
-type gateHandler struct{ g *gate }
-
-func (h gateHandler) HandleMessage(m *pubsub.Message) {
-	h.g.run(func(x pubsub.Handler) { x.HandleMessage(m) })
-}
-
-func (h gateHandler) HandleControl(data []byte) {
-	d := append([]byte(nil), data...)
-	h.g.run(func(x pubsub.Handler) { x.HandleControl(d) })
-}

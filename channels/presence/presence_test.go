@@ -289,16 +289,10 @@ func TestShutdown(t *testing.T) {
 
 // TestChangeDuringJoinIsNotLost: a change that happens after a joining
 // client's presence_state was taken, and whose diff goes out before the
-// join completes, must still reach that client.
-//
-// It fails today: package channels adds a channel to its topic's
-// subscribers only after Join returned, so a diff broadcast in between
-// misses the joining client, whose state predates the change (a ghost
-// until it rejoins). The fix belongs in package channels (subscribe the
-// channel before Join and hold what arrives until the reply); see
-// docs/presence.md, "Known issue".
+// join completes, must still reach that client. Package channels subscribes
+// a joining channel before Join runs and holds what arrives until the
+// reply, so nothing falls between the state and the diffs.
 func TestChangeDuringJoinIsNotLost(t *testing.T) {
-	t.Skip("known issue: a diff sent while Join runs misses the joining channel; needs the channels change described in docs/presence.md")
 	a := newSingle(t)
 	watcher := connect(t, a)
 	watcher.join("room:1", map[string]any{"watch": true}, "ok")
