@@ -249,7 +249,7 @@ func (a *admission) clientAddr(r *http.Request) (ip netip.Addr, fromHeader, ok b
 		}
 		return peer, false, true // malformed: do not guess
 	}
-	if v := r.Header.Get("X-Real-IP"); v != "" {
+	if v := r.Header.Get("X-Real-Ip"); v != "" { // canonical keys: no allocation
 		if ip, ok := parseForwarded(v); ok {
 			return ip, true, true
 		}
@@ -453,6 +453,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (remote string, o
 	return remote, true
 }
 
+// Header values shared by every 503 of the shed path (never modified: a
+// header value slice is replaced, not written to).
+var (
+	headerClose = []string{"close"}
+	headerText  = []string{"text/plain; charset=utf-8"}
+)
+
 // shed refuses an upgrade request: HTTP 503 with Retry-After for clients
 // that can read a status (no Origin header, or ShedWithHTTP), otherwise an
 // upgrade followed at once by close 1013 "try again later" whose reason
@@ -464,11 +471,16 @@ func (s *Server) shed(w http.ResponseWriter, r *http.Request, why shedReason, hi
 	ms := hint.Milliseconds()
 	if s.opts.ShedWithHTTP || r.Header.Get("Origin") == "" {
 		h := w.Header()
-		h.Set("Retry-After", strconv.FormatInt(max((ms+999)/1000, 1), 10))
-		h.Set("Connection", "close")
-		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h["Retry-After"] = []string{strconv.FormatInt(max((ms+999)/1000, 1), 10)}
+		h["Connection"] = headerClose
+		h["Content-Type"] = headerText
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("server: try again later retry_after_ms=" + strconv.FormatInt(ms, 10) + "\n"))
+		p := getBuf(64)
+		b := append((*p)[:0], "server: try again later retry_after_ms="...)
+		b = strconv.AppendInt(b, ms, 10)
+		*p = append(b, '\n')
+		_, _ = w.Write(*p)
+		putBuf(p)
 		return
 	}
 	s.upgradeAndClose(w, r, channels.CloseTryAgainLater, "try again later retry_after_ms="+strconv.FormatInt(ms, 10))
@@ -533,7 +545,7 @@ func (s *Server) logShedding(why shedReason) {
 // sends X-Forwarded-For without being a trusted proxy: likely a proxy the
 // options do not list, which makes all of its clients share one bucket.
 func (s *Server) warnUntrustedProxy(r *http.Request) {
-	if r.Header.Get("X-Forwarded-For") == "" && r.Header.Get("X-Real-IP") == "" {
+	if r.Header.Get("X-Forwarded-For") == "" && r.Header.Get("X-Real-Ip") == "" {
 		return
 	}
 	if s.adm.warnedXFF.Swap(true) {

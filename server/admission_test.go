@@ -599,3 +599,39 @@ func runConnects(b *testing.B, srv *testServer, o rawOpts, ok func(outcome) bool
 	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "conns/s")
 }
+
+// discardWriter is a ResponseWriter that keeps nothing but its headers.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkShedPath measures what the server itself spends on refusing an
+// upgrade request with 503, from ServeHTTP on (net/http's reading of the
+// request excluded): the protocol checks, admission control and the
+// response.
+func BenchmarkShedPath(b *testing.B) {
+	node, _ := newTestNode(b, channels.Options{})
+	b.Cleanup(func() { _ = node.Broker().Close() })
+	srv := New(node, noLimits(Options{ConnectRate: 1e-9, ConnectBurst: 1, ConnectRatePerIP: 1e-9, ConnectBurstPerIP: 1}))
+	r, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:4000/socket/websocket?vsn=2.0.0", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.RemoteAddr = "127.0.0.1:50000"
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Upgrade", "websocket")
+	r.Header.Set("Sec-WebSocket-Version", "13")
+	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	w := &discardWriter{h: http.Header{}}
+	srv.adm.allowIP(netip.MustParseAddr("127.0.0.1"), time.Now()) // the burst's token
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		srv.ServeHTTP(w, r)
+	}
+	if st := srv.Stats(); st.Shed.IPRate < uint64(b.N) {
+		b.Fatalf("%d shed, want %d", st.Shed.IPRate, b.N)
+	}
+}

@@ -135,9 +135,9 @@ func checkWebSocketRequest(r *http.Request) (int, string) {
 		return http.StatusMethodNotAllowed, "server: WebSocket upgrade requires GET"
 	case !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket"):
 		return http.StatusUpgradeRequired, "server: this endpoint only accepts WebSocket upgrades"
-	case r.Header.Get("Sec-WebSocket-Version") != "13":
+	case r.Header.Get("Sec-Websocket-Version") != "13": // canonical keys: no allocation
 		return http.StatusUpgradeRequired, "server: unsupported WebSocket version (13 required)"
-	case r.Header.Get("Sec-WebSocket-Key") == "":
+	case r.Header.Get("Sec-Websocket-Key") == "":
 		return http.StatusBadRequest, "server: missing Sec-WebSocket-Key"
 	}
 	return 0, ""
