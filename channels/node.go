@@ -205,7 +205,7 @@ func (n *Node) HandleControl(typ string, fn func(data []byte)) {
 	if n.started.Load() {
 		panic("channels: HandleControl called after the node started serving")
 	}
-	if typ == "" || strings.IndexByte(typ, 0) >= 0 {
+	if typ == "" || strings.ContainsAny(typ, "\n\x00") {
 		panic("channels: invalid control type")
 	}
 	n.cmu.Lock()
@@ -220,7 +220,7 @@ func (n *Node) HandleControl(typ string, fn func(data []byte)) {
 // cluster, at most once and without storing it.
 func (n *Node) PublishControl(ctx context.Context, typ string, data []byte) error {
 	b := make([]byte, 0, len(typ)+1+len(data))
-	b = append(append(append(b, typ...), 0), data...)
+	b = append(append(append(b, typ...), '\n'), data...)
 	return n.broker.PublishControl(ctx, b)
 }
 
@@ -317,7 +317,7 @@ func (h *brokerHandler) HandleMessage(m *pubsub.Message) { (*Node)(h).hub.fanout
 
 func (h *brokerHandler) HandleControl(data []byte) {
 	n := (*Node)(h)
-	i := bytes.IndexByte(data, 0)
+	i := bytes.IndexByte(data, '\n')
 	if i < 0 {
 		n.log.Warn("invalid control message: no type")
 		return

@@ -183,7 +183,7 @@ func TestClusterResyncAfterLostMessages(t *testing.T) {
 		w1.waitView(map[string][]string{"first": {"on"}})
 		return b, b2, n2, w1, map[string][]string{"first": {"on"}}
 	}
-	is := func(data []byte, typ string) bool { return bytes.HasPrefix(data, []byte(typ+"\x00")) }
+	is := func(data []byte, typ string) bool { return bytes.HasPrefix(data, []byte(typ+"\n")) }
 
 	t.Run("delta", func(t *testing.T) {
 		b, b2, n2, w1, want := setup(t)
