@@ -30,16 +30,19 @@ type pubsubRun struct {
 	P99 Float `json:"p99_ms"`
 	Max Float `json:"max_ms"`
 	// LastSub is, per message, the delay to its slowest subscriber (fanout).
-	LastSubP50      Float            `json:"last_sub_p50_ms,omitempty"`
-	LastSubP99      Float            `json:"last_sub_p99_ms,omitempty"`
-	LastSubMax      Float            `json:"last_sub_max_ms,omitempty"`
-	CompleteMsgs    int              `json:"complete_messages,omitempty"`
-	IncompleteMsgs  int              `json:"incomplete_messages,omitempty"`
-	ServerPeakCPU   float64          `json:"server_peak_cpu_pct"`
-	ClientPeakCPU   float64          `json:"client_peak_cpu_pct"`
-	ClientPeakRSS   float64          `json:"client_peak_rss_mib"`
-	ServerPeakRSS   float64          `json:"server_peak_rss_mib"`
-	Errors          map[string]int64 `json:"errors"`
+	LastSubP50     Float            `json:"last_sub_p50_ms,omitempty"`
+	LastSubP99     Float            `json:"last_sub_p99_ms,omitempty"`
+	LastSubMax     Float            `json:"last_sub_max_ms,omitempty"`
+	CompleteMsgs   int              `json:"complete_messages,omitempty"`
+	IncompleteMsgs int              `json:"incomplete_messages,omitempty"`
+	ServerPeakCPU  float64          `json:"server_peak_cpu_pct"`
+	ClientPeakCPU  float64          `json:"client_peak_cpu_pct"`
+	ClientPeakRSS  float64          `json:"client_peak_rss_mib"`
+	ServerPeakRSS  float64          `json:"server_peak_rss_mib"`
+	Errors         map[string]int64 `json:"errors"`
+	// Unsettled says messages were still arriving settleLimit after the
+	// publishers stopped: what had not arrived is counted as lost.
+	Unsettled       bool `json:"unsettled,omitempty"`
 	latency, lastSb *Histogram
 	usage           []ProcSample
 }
@@ -116,7 +119,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 		return nil, err
 	}
 	secs := time.Since(start).Seconds()
-	res, err := finishAll(ctx, fleet, "subs", "pubs")
+	res, settled, err := finishAll(ctx, fleet, "subs", "pubs")
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +129,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 		Seconds: secs, Published: pr.Stats.Counters["published"], Acked: pr.Stats.Counters["pub_acked"],
 		Received: sr.Stats.Counters["received"], Lost: sr.Lost, Duplicates: sr.Stats.Counters["duplicates"],
 		Late: sr.Stats.Counters["late"], latency: hist(sr.Latency), lastSb: &Histogram{},
+		Unsettled: !settled,
 	}
 	run.Errors = map[string]int64{}
 	for k, v := range sr.Stats.Errors {
@@ -212,6 +216,16 @@ func sweep(targets []string, rates []float64, name string, one func(kind string,
 		}
 	}
 	return runs, nil
+}
+
+// unsettledNotes explains lost counts that include messages still in flight.
+func unsettledNotes(rep *Report, runs []*pubsubRun) {
+	for _, r := range runs {
+		if r.Unsettled {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s at %g msg/s per publisher: deliveries were still arriving %v after publishing stopped; "+
+				"what had not arrived counts as lost", r.Target, r.RatePerPub, settleLimit))
+		}
+	}
 }
 
 // runLabel names a run in charts: the target, and the rate in a sweep.

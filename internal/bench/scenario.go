@@ -284,15 +284,15 @@ func waitJoined(ctx context.Context, f *Fleet, want int64, limit time.Duration, 
 	}
 }
 
-// quiesce waits until the received counter of the groups stops moving
-// (one quiet second), at most limit.
-func quiesce(ctx context.Context, f *Fleet, limit time.Duration, groups ...string) error {
+// quiesce waits until the received and acknowledged counters of the groups
+// stop moving (one quiet second), at most limit. It reports whether they did.
+func quiesce(ctx context.Context, f *Fleet, limit time.Duration, groups ...string) (bool, error) {
 	deadline := time.Now().Add(limit)
 	last, stable := int64(-1), 0
 	for time.Now().Before(deadline) {
 		st, err := f.Stats()
 		if err != nil {
-			return err
+			return false, err
 		}
 		var n int64
 		for _, g := range groups {
@@ -302,18 +302,22 @@ func quiesce(ctx context.Context, f *Fleet, limit time.Duration, groups ...strin
 		if n == last {
 			stable++
 			if stable >= 5 {
-				return nil
+				return true, nil
 			}
 		} else {
 			stable = 0
 		}
 		last = n
 		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return false, nil
 }
+
+// settleLimit is how long the tool waits, after the publishers stop, for
+// messages still in flight. What has not arrived by then counts as lost.
+const settleLimit = 60 * time.Second
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -326,29 +330,31 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// finishAll stops the publishers, waits for the last messages, and
-// returns each named group's result.
-func finishAll(ctx context.Context, f *Fleet, groups ...string) (map[string]*GroupResult, error) {
+// finishAll stops the publishers, waits for the last messages (at most
+// settleLimit), and returns each named group's result, and whether the
+// deliveries had stopped by then.
+func finishAll(ctx context.Context, f *Fleet, groups ...string) (map[string]*GroupResult, bool, error) {
 	last, err := f.StopPublishers()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if err := quiesce(ctx, f, 15*time.Second, groups...); err != nil {
-		return nil, err
+	settled, err := quiesce(ctx, f, settleLimit, groups...)
+	if err != nil {
+		return nil, false, err
 	}
 	deliv, err := f.Collect()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	out := make(map[string]*GroupResult, len(groups))
 	for _, g := range groups {
 		r, err := f.Finish(g, last, deliv)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out[g] = r
 	}
-	return out, nil
+	return out, settled, nil
 }
 
 // seriesPoints turns a 100 ms bin series into (seconds, per-second rate)

@@ -94,5 +94,6 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 			func(r *pubsubRun) float64 { return float64(r.P99) }, "Cross-node p99")...)
 	}
 	addSweepRatios(rep, runs, rates)
+	unsettledNotes(rep, runs)
 	return rep, err
 }

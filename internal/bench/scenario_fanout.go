@@ -56,6 +56,7 @@ func runFanout(ctx context.Context, env *Env) (*Report, error) {
 		rep.Charts = append(rep.Charts, bars)
 	}
 	addSweepRatios(rep, runs, rates)
+	unsettledNotes(rep, runs)
 	return rep, err
 }
 

@@ -65,8 +65,11 @@ type stormPhase struct {
 	ServerPeakCPU float64          `json:"server_peak_cpu_pct"`
 	ServerPeakRSS float64          `json:"server_peak_rss_mib"`
 	ServerCrashed bool             `json:"server_crashed"`
-	ClientPeakCPU float64          `json:"client_peak_cpu_pct"`
-	ClientPeakRSS float64          `json:"client_peak_rss_mib"`
+	// Unsettled: deliveries were still arriving a minute after publishing
+	// stopped; what had not arrived counts as lost.
+	Unsettled     bool    `json:"unsettled,omitempty"`
+	ClientPeakCPU float64 `json:"client_peak_cpu_pct"`
+	ClientPeakRSS float64 `json:"client_peak_rss_mib"`
 
 	rejoin  []float64
 	connect [][2]float64
@@ -136,6 +139,9 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 				ph, err := stormOne(ctx, env, kind, ev, pol, k, topics, rate, size, warmup, evTimeout, drainTimeout)
 				if ph != nil {
 					phases = append(phases, ph)
+					if ph.Unsettled {
+						rep.Notes = append(rep.Notes, fmt.Sprintf("%s/%s/%s: deliveries were still arriving %v after publishing stopped; what had not arrived counts as lost", kind, ev, pol, settleLimit))
+					}
 					crash := "no"
 					if ph.ServerCrashed {
 						crash = "YES"
@@ -424,10 +430,11 @@ func stormOne(ctx context.Context, env *Env, kind, ev, pol string, k, topics int
 		return nil, err
 	}
 	end := time.Now()
-	res, err := finishAll(ctx, fleet, "subs", "pubs")
+	res, settled, err := finishAll(ctx, fleet, "subs", "pubs")
 	if err != nil {
 		return nil, err
 	}
+	ph.Unsettled = !settled
 	sr, pr := res["subs"], res["pubs"]
 	ph.Affected = sr.Affected
 	ph.rejoin = sr.Rejoin

@@ -74,5 +74,6 @@ func runThroughput(ctx context.Context, env *Env) (*Report, error) {
 			func(r *pubsubRun) float64 { return float64(r.P99) }, "Delivery p99")...)
 	}
 	addSweepRatios(rep, runs, rates)
+	unsettledNotes(rep, runs)
 	return rep, err
 }
