@@ -39,11 +39,12 @@ type Options struct {
 	// means twice JoinRate.
 	JoinBurst int
 	// JoinRatePerIP limits joins per second per client IP (the address the
-	// transport resolved, trusted proxies included). Zero means 50;
-	// negative, no limit.
+	// transport resolved, trusted proxies included), so that one address
+	// (a NAT, a misbehaving script) cannot take the whole node's rate.
+	// Zero means a quarter of JoinRate; negative, no limit.
 	JoinRatePerIP float64
-	// JoinBurstPerIP is the per-IP burst. Zero means 200, enough for a
-	// page rejoining all its channels at once.
+	// JoinBurstPerIP is the per-IP burst. Zero means a quarter of
+	// JoinBurst, at least 200 (a page rejoining all its channels at once).
 	JoinBurstPerIP int
 	// HistoryLimit is the most messages replayed to a recovering client.
 	// Zero means 1000; beyond it recovery is reported incomplete.
@@ -104,10 +105,13 @@ func New(opts Options) *Node {
 		opts.JoinBurst = int(2 * max(opts.JoinRate, 1))
 	}
 	if opts.JoinRatePerIP == 0 {
-		opts.JoinRatePerIP = 50
+		opts.JoinRatePerIP = max(opts.JoinRate/4, 1)
+		if opts.JoinRate < 0 {
+			opts.JoinRatePerIP = -1
+		}
 	}
 	if opts.JoinBurstPerIP == 0 {
-		opts.JoinBurstPerIP = 200
+		opts.JoinBurstPerIP = max(opts.JoinBurst/4, 200)
 	}
 	if opts.HistoryLimit == 0 {
 		opts.HistoryLimit = 1000
