@@ -28,7 +28,7 @@ type Policy interface {
 
 // Policies lists the reconnect policies by name.
 var Policies = map[string]func() Policy{
-	"hearth":   func() Policy { return HearthPolicy{Base: 500 * time.Millisecond, Cap: 20 * time.Second} },
+	"hearth":   func() Policy { return DefaultHearthPolicy() },
 	"phoenix":  func() Policy { return PhoenixPolicy{} },
 	"socketio": func() Policy { return SocketIOPolicy{Base: time.Second, Max: 5 * time.Second, Factor: 0.5} },
 }
@@ -42,12 +42,28 @@ func PolicyByName(name string) (Policy, error) {
 	return f(), nil
 }
 
-// HearthPolicy is Hearth's client schedule: full jitter over a capped
-// exponential, random(0, min(Cap, Base*2^n)), the cap applied before the
-// jitter so a fleet that failed together never retries in lockstep; a
-// server hint replaces the computed delay.
+// HearthPolicy is the Hearth JavaScript client's schedule (js-client
+// DEFAULTS): full jitter over a capped exponential, random(0, min(Cap,
+// Base*2^n)), the cap applied before the jitter so a fleet that failed
+// together never retries in lockstep; a server hint replaces the computed
+// delay, plus up to HintJitter of it at random; channel rejoins back off the
+// same way between RejoinBase and RejoinCap; the attempt counter resets once
+// a connection lasted Stable.
 type HearthPolicy struct {
-	Base, Cap time.Duration
+	Base, Cap             time.Duration
+	RejoinBase, RejoinCap time.Duration
+	HintJitter            float64
+	Stable                time.Duration
+}
+
+// DefaultHearthPolicy returns the Hearth client's defaults: 500 ms to 20 s,
+// rejoins 1 s to 10 s, hints plus up to 20 %, stable after 10 s.
+func DefaultHearthPolicy() HearthPolicy {
+	return HearthPolicy{
+		Base: 500 * time.Millisecond, Cap: 20 * time.Second,
+		RejoinBase: time.Second, RejoinCap: 10 * time.Second,
+		HintJitter: 0.2, Stable: 10 * time.Second,
+	}
 }
 
 // Name implements Policy.
@@ -56,22 +72,27 @@ func (HearthPolicy) Name() string { return "hearth" }
 // Delay implements Policy.
 func (p HearthPolicy) Delay(n int, hint time.Duration) time.Duration {
 	if hint > 0 {
-		return hint
+		return p.hinted(hint)
 	}
 	return fullJitter(p.Base, p.Cap, n)
 }
 
-// RejoinDelay implements Policy: the server's hint, else full jitter.
+func (p HearthPolicy) hinted(hint time.Duration) time.Duration {
+	return hint + time.Duration(rand.Float64()*p.HintJitter*float64(hint))
+}
+
+// RejoinDelay implements Policy: the server's hint (a join refused by
+// admission control carries retry_after_ms), else full jitter.
 func (p HearthPolicy) RejoinDelay(n int, hint time.Duration) time.Duration {
 	if hint > 0 {
-		return hint
+		return p.hinted(hint)
 	}
-	return fullJitter(p.Base, p.Cap, n)
+	return fullJitter(p.RejoinBase, p.RejoinCap, n)
 }
 
 // StableAfter implements Policy: Hearth resets its backoff only once a
 // connection proved stable.
-func (HearthPolicy) StableAfter() time.Duration { return 5 * time.Second }
+func (p HearthPolicy) StableAfter() time.Duration { return p.Stable }
 
 func fullJitter(base, limit time.Duration, n int) time.Duration {
 	ceil := float64(base) * math.Pow(2, float64(min(n, 30)))

@@ -18,7 +18,7 @@ func TestPhoenixSchedule(t *testing.T) {
 }
 
 func TestHearthPolicyFullJitter(t *testing.T) {
-	p := HearthPolicy{Base: 500 * time.Millisecond, Cap: 20 * time.Second}
+	p := DefaultHearthPolicy()
 	for n := range 12 {
 		ceil := min(500*time.Millisecond<<n, 20*time.Second)
 		var lo, hi time.Duration = ceil, 0
@@ -34,8 +34,17 @@ func TestHearthPolicyFullJitter(t *testing.T) {
 			t.Errorf("attempt %d: delays in [%v, %v], want spread over [0, %v]", n, lo, hi, ceil)
 		}
 	}
-	if got := p.Delay(3, 1234*time.Millisecond); got != 1234*time.Millisecond {
-		t.Errorf("hint not honoured: %v", got)
+	for range 100 {
+		hint := 1000 * time.Millisecond
+		if got := p.Delay(3, hint); got < hint || got > hint*12/10 {
+			t.Fatalf("hint %v: delay %v, want within [hint, 1.2 hint]", hint, got)
+		}
+		if got := p.RejoinDelay(0, hint); got < hint || got > hint*12/10 {
+			t.Fatalf("join hint %v: delay %v", hint, got)
+		}
+		if got := p.RejoinDelay(6, 0); got > 10*time.Second {
+			t.Fatalf("rejoin delay %v over the 10 s cap", got)
+		}
 	}
 }
 
