@@ -12,6 +12,9 @@ lint:
 
 test-go:
 	$(GO) test -race -count=1 -timeout 15m ./...
+	# The server again with the goroutine-per-connection reader (the
+	# fallback for TLS and non-Linux systems) instead of epoll.
+	HEARTH_SERVER_READER=goroutine $(GO) test -race -count=1 ./server/
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
