@@ -175,14 +175,16 @@ func (c *client) run(ctx context.Context, ready <-chan struct{}) {
 			}
 		}
 		c.noteDown()
-		// A close the server announced with a restart or retry code is part of
-		// the protocol; anything else is an error a user would see.
-		if label == "close_1012" || label == "close_1013" || label == "close_1000" || label == "close_1001" {
+		// A close the server announced (a close frame with a normal, going
+		// away, restart or retry code, or none) is part of the protocol;
+		// anything else is an error a user would see.
+		switch label {
+		case "close_1000", "close_1001", "close_1005", "close_1012", "close_1013":
 			g.event(seriesDisconnect, "")
 			g.mu.Lock()
 			g.errs["closed_"+label[6:]]++
 			g.mu.Unlock()
-		} else {
+		default:
 			g.event(seriesDisconnect, "")
 			g.event(seriesError, "dropped_"+label)
 		}
