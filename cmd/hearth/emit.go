@@ -32,7 +32,8 @@ flags:
 // runEmit is "hearth emit".
 func runEmit(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("emit", flag.ContinueOnError)
-	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
+	// Not os.Getenv as the flag's default: -h would print the password.
+	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
 	schema := fs.String("schema", "", "schema holding Hearth's tables (default public)")
 	binary := fs.Bool("binary", false, "send PAYLOAD as raw bytes rather than JSON")
 	exclude := fs.String("exclude", "", "connection id that must not receive the message")
@@ -50,6 +51,9 @@ func runEmit(args []string, stdin io.Reader, stdout io.Writer) error {
 	if fs.NArg() != 3 {
 		fs.Usage()
 		return errors.New("want TOPIC EVENT PAYLOAD")
+	}
+	if *dbURL == "" {
+		*dbURL = os.Getenv("DATABASE_URL")
 	}
 	if *dbURL == "" {
 		return errors.New("no database: pass --database-url or set DATABASE_URL")
