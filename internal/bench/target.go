@@ -200,12 +200,28 @@ type Server struct {
 	DebugAddr string
 	Node      int
 
-	t      *Target
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
-	samp   *sampler
-	log    io.Closer
+	t       *Target
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	err     error
+	samp    *sampler
+	log     io.Closer
+	logPath string
+}
+
+// logTail returns the end of the server's log for an error message.
+func (s *Server) logTail() string {
+	if s.logPath == "" {
+		return ""
+	}
+	b, err := os.ReadFile(s.logPath)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 1500 {
+		b = b[len(b)-1500:]
+	}
+	return "; its log (" + s.logPath + ") ends:\n" + strings.TrimSpace(string(b))
 }
 
 // PID returns the process id.
@@ -250,7 +266,8 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 	t.mu.Unlock()
 	s := &Server{Addr: addr, DebugAddr: debugAddr, Node: node, t: t, cmd: cmd, exited: make(chan struct{})}
 	if t.opts.LogDir != "" {
-		f, err := os.Create(filepath.Join(t.opts.LogDir, fmt.Sprintf("server-%s-node%d-%d.log", t.opts.Kind, node, seq)))
+		s.logPath = filepath.Join(t.opts.LogDir, fmt.Sprintf("server-%s-node%d-%d.log", t.opts.Kind, node, seq))
+		f, err := os.Create(s.logPath)
 		if err != nil {
 			return nil, err
 		}
@@ -283,7 +300,7 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 	for {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("bench: %s server on %s exited during startup (%v); see its log in the output directory", s.t.opts.Kind, s.Addr, s.err)
+			return fmt.Errorf("bench: %s server on %s exited during startup (%v)%s", s.t.opts.Kind, s.Addr, s.err, s.logTail())
 		default:
 		}
 		resp, err := client.Get("http://" + s.Addr + "/healthz")
