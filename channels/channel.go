@@ -29,12 +29,26 @@ type Channel struct {
 	recovering atomic.Bool // live broadcasts are buffered until replay is done
 	subscribed bool        // broker.Subscribe succeeded (handler lock)
 
-	mu        sync.Mutex // guards pending, live, watermark, assigns
-	pending   [][]byte   // pushes made during Join, sent after the reply
-	live      []*pubsub.Message
-	watermark uint64 // during recovery: the offset already covered
+	mu    sync.Mutex    // guards extra and what it holds
+	extra *channelExtra // allocated on first use: most channels never need it
+}
+
+// channelExtra holds a channel's rarely used state, so that an idle joined
+// channel stays small.
+type channelExtra struct {
+	pending   [][]byte          // pushes made during Join, sent after the reply
+	live      []*pubsub.Message // broadcasts held until the join reply and replay are out
+	watermark uint64            // during recovery: the offset already covered
 	assigns   map[string]any
 	onEnd     []func(error)
+}
+
+// x returns the extra state, allocating it. c.mu must be held.
+func (c *Channel) x() *channelExtra {
+	if c.extra == nil {
+		c.extra = &channelExtra{}
+	}
+	return c.extra
 }
 
 // Topic returns the channel's topic.
@@ -49,10 +63,11 @@ func (c *Channel) Socket() *Socket { return c.socket }
 // Set stores a value in the channel's assigns.
 func (c *Channel) Set(key string, v any) {
 	c.mu.Lock()
-	if c.assigns == nil {
-		c.assigns = make(map[string]any)
+	x := c.x()
+	if x.assigns == nil {
+		x.assigns = make(map[string]any)
 	}
-	c.assigns[key] = v
+	x.assigns[key] = v
 	c.mu.Unlock()
 }
 
@@ -60,7 +75,10 @@ func (c *Channel) Set(key string, v any) {
 func (c *Channel) Get(key string) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.assigns[key]
+	if c.extra == nil {
+		return nil
+	}
+	return c.extra.assigns[key]
 }
 
 // OnTerminate registers fn to run when the channel ends, after
@@ -69,7 +87,7 @@ func (c *Channel) Get(key string) any {
 func (c *Channel) OnTerminate(fn func(reason error)) {
 	c.mu.Lock()
 	if c.state.Load() != stateClosed {
-		c.onEnd = append(c.onEnd, fn)
+		c.x().onEnd = append(c.x().onEnd, fn)
 		c.mu.Unlock()
 		return
 	}
@@ -130,7 +148,7 @@ func (c *Channel) sendFrame(frame []byte) error {
 	c.mu.Lock()
 	switch c.state.Load() {
 	case stateJoining:
-		c.pending = append(c.pending, frame)
+		c.x().pending = append(c.x().pending, frame)
 		c.mu.Unlock()
 		return nil
 	case stateClosed:
@@ -148,8 +166,10 @@ func (c *Channel) sendFrame(frame []byte) error {
 func (c *Channel) markJoined() {
 	c.mu.Lock()
 	c.state.CompareAndSwap(stateJoining, stateJoined)
-	pending := c.pending
-	c.pending = nil
+	var pending [][]byte
+	if c.extra != nil {
+		pending, c.extra.pending = c.extra.pending, nil
+	}
 	for _, f := range pending {
 		c.socket.send(f)
 	}
@@ -176,7 +196,7 @@ func (c *Channel) bufferLive(m *pubsub.Message) bool {
 	if !c.recovering.Load() {
 		return false
 	}
-	c.live = append(c.live, m)
+	c.x().live = append(c.x().live, m)
 	return true
 }
 
@@ -186,22 +206,25 @@ func (c *Channel) bufferLive(m *pubsub.Message) bool {
 func (c *Channel) finishRecovery() {
 	for {
 		c.mu.Lock()
-		live := c.live
-		c.live = nil
+		var live []*pubsub.Message
+		var mark uint64
+		if c.extra != nil {
+			live, c.extra.live, mark = c.extra.live, nil, c.extra.watermark
+		}
 		if len(live) == 0 {
 			c.recovering.Store(false)
 			c.mu.Unlock()
 			return
 		}
-		mark := c.watermark
 		c.mu.Unlock()
 		for _, m := range live {
 			if m.Offset != 0 && m.Offset <= mark {
 				continue // already replayed, or before the client's position
 			}
 			if m.Offset > mark {
+				mark = m.Offset
 				c.mu.Lock()
-				c.watermark = m.Offset
+				c.x().watermark = m.Offset
 				c.mu.Unlock()
 			}
 			c.deliverNow(m)

@@ -81,8 +81,9 @@ type Node struct {
 	cmu     sync.RWMutex // guards control: the broker may deliver while handlers register
 	control map[string]func([]byte)
 
-	mu      sync.Mutex // guards sockets, byID
-	sockets map[*Socket]struct{}
+	mu      sync.Mutex // guards sockets, count, byID and the sockets' prev/next
+	sockets *Socket    // a list linked through Socket.prev/next
+	count   int
 	byID    map[string]map[*Socket]struct{}
 }
 
@@ -129,7 +130,6 @@ func New(opts Options) *Node {
 		opts:    opts,
 		broker:  opts.Broker,
 		log:     log.With("node", opts.NodeID),
-		sockets: make(map[*Socket]struct{}),
 		byID:    make(map[string]map[*Socket]struct{}),
 		control: make(map[string]func([]byte)),
 	}
@@ -280,7 +280,7 @@ func (n *Node) Stats() Stats {
 func (n *Node) Sockets() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return len(n.sockets)
+	return n.count
 }
 
 // CloseAll closes every socket of this node with code and reason. Package
@@ -294,8 +294,8 @@ func (n *Node) CloseAll(code int, reason string) {
 func (n *Node) socketList() []*Socket {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := make([]*Socket, 0, len(n.sockets))
-	for s := range n.sockets {
+	out := make([]*Socket, 0, n.count)
+	for s := n.sockets; s != nil; s = s.next {
 		out = append(out, s)
 	}
 	return out
@@ -360,7 +360,12 @@ func (n *Node) disconnectLocal(body []byte) {
 func (n *Node) register(s *Socket) {
 	n.started.Store(true)
 	n.mu.Lock()
-	n.sockets[s] = struct{}{}
+	s.next = n.sockets
+	if s.next != nil {
+		s.next.prev = s
+	}
+	n.sockets = s
+	n.count++
 	if s.id != "" {
 		m := n.byID[s.id]
 		if m == nil {
@@ -374,7 +379,20 @@ func (n *Node) register(s *Socket) {
 
 func (n *Node) unregister(s *Socket) {
 	n.mu.Lock()
-	delete(n.sockets, s)
+	switch {
+	case s.prev != nil:
+		s.prev.next = s.next
+	case n.sockets == s:
+		n.sockets = s.next
+	default:
+		n.mu.Unlock()
+		return // not registered
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	}
+	s.prev, s.next = nil, nil
+	n.count--
 	if m := n.byID[s.id]; m != nil {
 		delete(m, s)
 		if len(m) == 0 {
@@ -401,10 +419,11 @@ func (n *Node) NewSocket(ctx context.Context, ev ConnectEvent) (*Socket, error) 
 		id:        reply.ID,
 		assigns:   reply.Assigns,
 		connID:    n.opts.NodeID + "." + strconv.FormatUint(n.seq.Add(1), 36),
-		expiresAt: reply.ExpiresAt,
 		ip:        clientIP(ev.RemoteAddr),
 		hearthExt: ev.Params.Get(ExtParam) != "",
-		channels:  make(map[string]*Channel),
+	}
+	if n.opts.Refresh != nil && !reply.ExpiresAt.IsZero() {
+		s.refresh = &refresher{expiresAt: reply.ExpiresAt}
 	}
 	return s, nil
 }

@@ -59,19 +59,18 @@ func (o *RefreshOptions) window() (lo, hi float64) {
 
 // startRefresh schedules the first refresh, or closes a socket whose
 // credentials already expired.
-func (s *Socket) startRefresh(expiresAt time.Time) {
-	o := s.node.opts.Refresh
-	if o == nil || expiresAt.IsZero() {
+func (s *Socket) startRefresh() {
+	if s.refresh == nil {
 		return
 	}
+	s.refresh.mu.Lock()
+	defer s.refresh.mu.Unlock()
+	expiresAt := s.refresh.expiresAt
 	if !time.Now().Before(expiresAt) {
 		s.Close(CloseTokenExpired, "token expired")
 		return
 	}
-	s.refresh.mu.Lock()
-	s.refresh.expiresAt = expiresAt
-	s.scheduleLocked(refreshDelay(time.Until(expiresAt), o))
-	s.refresh.mu.Unlock()
+	s.scheduleLocked(refreshDelay(time.Until(expiresAt), s.node.opts.Refresh))
 }
 
 // refreshDelay picks the moment of the next refresh within the window of
@@ -94,6 +93,9 @@ func (s *Socket) scheduleLocked(d time.Duration) {
 }
 
 func (s *Socket) stopRefresh() {
+	if s.refresh == nil {
+		return
+	}
 	s.refresh.mu.Lock()
 	s.refresh.stopped = true
 	if s.refresh.timer != nil {
@@ -120,7 +122,7 @@ func (s *Socket) runRefresh() {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	ctx, cancel := context.WithTimeout(s.Context(), timeout)
 	tok, exp, err := o.Mint(ctx, s)
 	cancel()
 	log := s.node.log.With("conn", s.connID, "socket_id", s.id)

@@ -23,18 +23,19 @@ type Socket struct {
 	connID    string
 	hearthExt bool
 	transport Transport
-	expiresAt time.Time // credentials expiry from the connect hook
-	ip        string    // client IP, for join admission
-	refresh   refresher
+	ip        string     // client IP, for join admission
+	refresh   *refresher // nil unless the node refreshes tokens and the socket's expire
 
-	ctx    context.Context // cancelled when the socket closes
-	cancel context.CancelFunc
+	dead atomic.Bool   // closed: the socket's context is done
+	done chan struct{} // the context's Done channel, made on first use (omu)
 
-	hmu      sync.Mutex // the handler lock: serializes handler calls; guards channels, closed
-	channels map[string]*Channel
-	closed   bool
+	prev, next *Socket // the node's list of sockets (Node.mu)
 
-	omu        sync.Mutex // guards outq, outRunning, outClosed
+	hmu    sync.Mutex // the handler lock: serializes handler calls; guards chans, closed
+	chans  []*Channel // joined channels: few per socket, searched linearly
+	closed bool
+
+	omu        sync.Mutex // guards outq, outRunning, outClosed, done
 	outq       []outItem
 	outRunning bool
 	outClosed  bool
@@ -60,7 +61,58 @@ func (s *Socket) ConnID() string { return s.connID }
 func (s *Socket) Assigns() any { return s.assigns }
 
 // Context returns a context cancelled when the socket closes.
-func (s *Socket) Context() context.Context { return s.ctx }
+func (s *Socket) Context() context.Context { return socketContext{s} }
+
+// socketContext is a socket as a context.Context. It costs nothing until
+// Done is called: idle sockets carry no context allocation.
+type socketContext struct{ s *Socket }
+
+func (c socketContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c socketContext) Value(any) any               { return nil }
+
+func (c socketContext) Done() <-chan struct{} {
+	s := c.s
+	s.omu.Lock()
+	defer s.omu.Unlock()
+	if s.done == nil {
+		s.done = make(chan struct{})
+		if s.dead.Load() {
+			close(s.done)
+		}
+	}
+	return s.done
+}
+
+func (c socketContext) Err() error {
+	if c.s.dead.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// channel returns the joined channel of topic, or nil. The handler lock
+// must be held.
+func (s *Socket) channel(topic string) *Channel {
+	for _, c := range s.chans {
+		if c.topic == topic {
+			return c
+		}
+	}
+	return nil
+}
+
+// dropChannel removes c from the joined channels. The handler lock must be
+// held.
+func (s *Socket) dropChannel(c *Channel) {
+	for i, x := range s.chans {
+		if x == c {
+			last := len(s.chans) - 1
+			s.chans[i], s.chans[last] = s.chans[last], nil
+			s.chans = s.chans[:last]
+			return
+		}
+	}
+}
 
 // Close closes the socket's connection with a WebSocket close code and a
 // reason the client can read.
@@ -74,9 +126,8 @@ func (s *Socket) Close(code int, reason string) {
 // contract.
 func (s *Socket) Start(t Transport) {
 	s.transport = t
-	s.ctx, s.cancel = context.WithCancel(s.node.ctx)
 	s.node.register(s)
-	s.startRefresh(s.expiresAt)
+	s.startRefresh()
 	s.node.log.Debug("socket connected", "conn", s.connID, "socket_id", s.id)
 }
 
@@ -85,20 +136,23 @@ func (s *Socket) send(frame []byte) bool { return s.transport.Send(frame) }
 // Closed ends every channel of the socket (their Terminate handlers run
 // with [ErrSocketClosed]). It is part of the [Transport] contract.
 func (s *Socket) Closed() {
-	if s.cancel == nil {
+	if s.transport == nil {
 		return // never started: nothing to release
 	}
 	s.stopRefresh()
-	s.cancel()
+	s.dead.Store(true)
 	s.omu.Lock()
+	if s.done != nil {
+		close(s.done)
+	}
 	s.outClosed = true
 	s.outq = nil
 	s.omu.Unlock()
 
 	s.hmu.Lock()
 	s.closed = true
-	for _, c := range s.channels {
-		s.endChannel(c, ErrSocketClosed, "")
+	for len(s.chans) > 0 {
+		s.endChannel(s.chans[len(s.chans)-1], ErrSocketClosed, "")
 	}
 	s.hmu.Unlock()
 	s.node.unregister(s)
@@ -243,11 +297,11 @@ func (s *Socket) join(m *wire.Message) {
 		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonBadParams)
 		return
 	}
-	if old := s.channels[m.Topic]; old != nil {
+	if old := s.channel(m.Topic); old != nil {
 		// A second join of a joined topic replaces the channel.
 		s.endChannel(old, ErrRejoined, "phx_close")
 	}
-	if len(s.channels) >= n.opts.MaxChannels {
+	if len(s.chans) >= n.opts.MaxChannels {
 		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonTooMany)
 		return
 	}
@@ -268,7 +322,7 @@ func (s *Socket) join(m *wire.Message) {
 	// every change after it, with no gap.
 	c.recovering.Store(true)
 	n.hub.add(c)
-	if err := n.broker.Subscribe(s.ctx, m.Topic); err != nil {
+	if err := n.broker.Subscribe(s.Context(), m.Topic); err != nil {
 		log.Error("broker subscribe failed", "err", err)
 		n.hub.remove(c)
 		c.state.Store(stateClosed)
@@ -279,7 +333,7 @@ func (s *Socket) join(m *wire.Message) {
 	var jr JoinReply
 	err = protect(func() error {
 		var err error
-		jr, err = rt.handler.Join(s.ctx, c, JoinEvent{Topic: m.Topic, Params: params})
+		jr, err = rt.handler.Join(s.Context(), c, JoinEvent{Topic: m.Topic, Params: params})
 		return err
 	})
 	if err != nil {
@@ -302,7 +356,7 @@ func (s *Socket) join(m *wire.Message) {
 		log.Error("join reply is not encodable as JSON", "err", err)
 		resp = []byte("{}")
 	}
-	s.channels[m.Topic] = c
+	s.chans = append(s.chans, c)
 	n.stats.joinsOK.Add(1)
 	n.stats.channels.Add(1)
 
@@ -330,7 +384,9 @@ func (s *Socket) abortJoin(c *Channel) {
 		s.node.log.Warn("broker unsubscribe failed", "topic", c.topic, "err", err)
 	}
 	c.mu.Lock()
-	c.live = nil
+	if c.extra != nil {
+		c.extra.live = nil
+	}
 	c.recovering.Store(false)
 	c.mu.Unlock()
 }
@@ -349,18 +405,21 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	if hx.Since != nil {
 		st.recoveries.Add(1)
 	}
-	h, err := s.node.broker.History(s.ctx, c.topic, since, s.node.opts.HistoryLimit)
+	h, err := s.node.broker.History(s.Context(), c.topic, since, s.node.opts.HistoryLimit)
 	if err != nil {
 		log.Warn("history unavailable", "err", err)
 		if hx.Since != nil {
 			st.recoveriesIncomplete.Add(1)
 		}
 		f := false
-		c.watermark = 0
 		return nil, hearthReply{Recovered: &f}
 	}
 	info := hearthReply{Epoch: h.Top.Epoch, Offset: h.Top.Offset}
-	c.watermark = h.Top.Offset
+	if h.Top.Offset > 0 {
+		c.mu.Lock()
+		c.x().watermark = h.Top.Offset
+		c.mu.Unlock()
+	}
 	if hx.Since == nil {
 		return nil, info
 	}
@@ -400,7 +459,7 @@ func mergeHearth(resp []byte, info *hearthReply) []byte {
 }
 
 func (s *Socket) leave(m *wire.Message) {
-	c := s.channels[m.Topic]
+	c := s.channel(m.Topic)
 	if c != nil && c.joinRef != m.JoinRef {
 		s.node.log.Debug("stale leave dropped", "conn", s.connID, "topic", m.Topic)
 		return
@@ -412,7 +471,7 @@ func (s *Socket) leave(m *wire.Message) {
 }
 
 func (s *Socket) in(m *wire.Message) {
-	c := s.channels[m.Topic]
+	c := s.channel(m.Topic)
 	if c == nil {
 		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
 		return
@@ -431,7 +490,7 @@ func (s *Socket) in(m *wire.Message) {
 	var r Reply
 	err := protect(func() error {
 		var err error
-		r, err = h(s.ctx, c, ev)
+		r, err = h(s.Context(), c, ev)
 		return err
 	})
 	var re *ReplyError
@@ -471,9 +530,7 @@ func logCrash(log interface{ Error(string, ...any) }, msg string, err error) {
 // endChannel removes a channel, tells the client with event ("" for
 // nothing) and runs Terminate. The handler lock must be held.
 func (s *Socket) endChannel(c *Channel, reason error, event string) {
-	if s.channels[c.topic] == c {
-		delete(s.channels, c.topic)
-	}
+	s.dropChannel(c)
 	if c.state.Swap(stateClosed) == stateClosed {
 		return
 	}
@@ -502,8 +559,10 @@ func (s *Socket) terminate(c *Channel, reason error) {
 // runEndHooks runs the OnTerminate hooks once.
 func (c *Channel) runEndHooks(reason error) {
 	c.mu.Lock()
-	hooks := c.onEnd
-	c.onEnd = nil
+	var hooks []func(error)
+	if c.extra != nil {
+		hooks, c.extra.onEnd = c.extra.onEnd, nil
+	}
 	c.mu.Unlock()
 	for _, fn := range hooks {
 		if err := protect(func() error { fn(reason); return nil }); err != nil {
@@ -578,7 +637,7 @@ func (s *Socket) runOut() {
 // callOut runs the Out handler for one message. The handler lock must be held.
 func (s *Socket) callOut(c *Channel, m *pubsub.Message) {
 	ev := OutEvent{Event: m.Event, Payload: m.Payload, Binary: m.Binary}
-	err := protect(func() error { return c.route.handler.Out(s.ctx, c, ev) })
+	err := protect(func() error { return c.route.handler.Out(s.Context(), c, ev) })
 	if err != nil {
 		s.stopOrCrash(c, err)
 	}

@@ -516,7 +516,8 @@ func TestShedWindow(t *testing.T) {
 
 // TestBenchClientHonoursHint closes a shed connection and hands the hint
 // the bench tool's load client would read to its Hearth reconnect policy,
-// which must wait exactly that long; the Phoenix policy ignores it.
+// which must wait at least that long and at most 20% more (the jitter the
+// JS client adds too, so a shed wave does not return in lockstep).
 func TestBenchClientHonoursHint(t *testing.T) {
 	srv := newTestServer(t, noLimits(Options{ConnectRate: 0.001, ConnectBurst: 1}), channels.Options{}, nil)
 	browser := http.Header{"Origin": {"http://" + srv.addr()}}
@@ -532,8 +533,8 @@ func TestBenchClientHonoursHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := p.Delay(3, hint); hint > 0 && d != hint {
-		t.Fatalf("Hearth policy waits %v, want the hint %v", d, hint)
+	if d := p.Delay(3, hint); hint > 0 && (d < hint || d > hint+hint/5) {
+		t.Fatalf("Hearth policy waits %v, want the hint %v plus at most 20%%", d, hint)
 	}
 }
 
