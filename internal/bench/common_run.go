@@ -21,10 +21,12 @@ type pubsubRun struct {
 	Lost        int64   `json:"lost"`
 	Duplicates  int64   `json:"duplicates"`
 	Late        int64   `json:"late"`
-	// PublishedPerSec counts messages accepted per second; DeliveriesPerSec
-	// counts messages received by subscribers per second.
+	// PublishedPerSec counts messages sent per second; DeliveriesPerSec
+	// counts messages received by subscribers per second while publishing
+	// (Backlog is what still arrived after the publishers stopped).
 	PublishedPerSec  float64 `json:"published_per_sec"`
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	Backlog          int64   `json:"backlog"`
 	// Latency of every delivery (ms).
 	P50 Float `json:"p50_ms"`
 	P99 Float `json:"p99_ms"`
@@ -107,6 +109,10 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	if err := waitJoined(ctx, fleet, int64(s.pubs), time.Minute, "pubs"); err != nil {
 		return nil, err
 	}
+	before, err := fleet.Stats()
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	p = env.progress(s.label+" publish", fleet, func(st map[string]GroupStats) (int64, int64, string) {
 		el := time.Since(start)
@@ -119,6 +125,14 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 		return nil, err
 	}
 	secs := time.Since(start).Seconds()
+	// What arrived while publishing, not the backlog drained afterwards: a
+	// server that falls behind shows a lower rate than it was offered.
+	after, err := fleet.Stats()
+	if err != nil {
+		return nil, err
+	}
+	inWindow := after["subs"].Counters["received"] - before["subs"].Counters["received"]
+	pubWindow := after["pubs"].Counters["published"] - before["pubs"].Counters["published"]
 	res, settled, err := finishAll(ctx, fleet, "subs", "pubs")
 	if err != nil {
 		return nil, err
@@ -138,8 +152,9 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	for k, v := range pr.Stats.Errors {
 		run.Errors[k] += v
 	}
-	run.PublishedPerSec = float64(run.Published) / secs
-	run.DeliveriesPerSec = float64(run.Received) / secs
+	run.PublishedPerSec = float64(pubWindow) / secs
+	run.DeliveriesPerSec = float64(inWindow) / secs
+	run.Backlog = run.Received - inWindow
 	run.P50, run.P99, run.Max = Float(run.latency.Quantile(0.5)), Float(run.latency.Quantile(0.99)), Float(run.latency.Quantile(1))
 	if s.perMessage {
 		merged := map[uint64]*MsgAgg{}

@@ -55,7 +55,7 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 	tab := &Table{
 		Title: fmt.Sprintf("cluster: %d nodes through Postgres; %d publishers on node 0, %d subscribers on the others, %d topics, %v",
 			nodes, pubs, subs, topics, dur),
-		Header: []string{"target", "msg/s/pub", "published/s", "cross-node msgs/s", "deliveries/s", "p50", "p99", "max", "lost", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
+		Header: []string{"target", "msg/s/pub", "published/s", "cross-node msgs/s", "deliveries/s", "backlog", "p50", "p99", "max", "lost", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	topicList := topicNames(runTopicPrefix("room:cl"), topics)
@@ -83,7 +83,7 @@ func runCluster(ctx context.Context, env *Env) (*Report, error) {
 	for _, run := range runs {
 		cross := run.DeliveriesPerSec / perMsg
 		results = append(results, clusterResult{run, cross})
-		tab.Add(run.Target, fnum(run.RatePerPub), fnum(run.PublishedPerSec), fnum(cross), fnum(run.DeliveriesPerSec), fms(float64(run.P50)), fms(float64(run.P99)), fms(float64(run.Max)),
+		tab.Add(run.Target, fnum(run.RatePerPub), fnum(run.PublishedPerSec), fnum(cross), fnum(run.DeliveriesPerSec), fint(run.Backlog), fms(float64(run.P50)), fms(float64(run.P99)), fms(float64(run.Max)),
 			fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS), fmt.Sprintf("%.0f%%", run.ClientPeakCPU))
 		cdf.Lines = append(cdf.Lines, Series{Name: runLabel(run, sweeping), Points: run.latency.CDF()})
 	}

@@ -36,7 +36,7 @@ func runThroughput(ctx context.Context, env *Env) (*Report, error) {
 	rep := &Report{Params: map[string]any{"subscribers": subs, "topics": topics, "topics_per_client": tpc, "publishers": pubs, "rates_per_publisher": rates, "size": size, "seconds": dur.Seconds()}}
 	tab := &Table{
 		Title:  fmt.Sprintf("throughput: %d publishers over %d topics, %d subscribers x %d topics, %v", pubs, topics, subs, tpc, dur),
-		Header: []string{"target", "msg/s/pub", "published/s", "deliveries/s", "p50", "p99", "max", "lost", "dup", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
+		Header: []string{"target", "msg/s/pub", "published/s", "deliveries/s", "backlog", "p50", "p99", "max", "lost", "dup", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	runs, err := sweep(o.Targets, rates, "throughput", func(kind string, rate float64) (*pubsubRun, error) {
@@ -58,7 +58,7 @@ func runThroughput(ctx context.Context, env *Env) (*Report, error) {
 	cdf := &Chart{Title: "Delivery latency", XLabel: "ms (log)", YLabel: "fraction of deliveries", LogX: true}
 	cpu := &Chart{Title: "Server CPU", XLabel: "seconds since start of run", YLabel: "% of one core"}
 	for _, run := range runs {
-		tab.Add(run.Target, fnum(run.RatePerPub), fnum(run.PublishedPerSec), fnum(run.DeliveriesPerSec), fms(float64(run.P50)), fms(float64(run.P99)), fms(float64(run.Max)),
+		tab.Add(run.Target, fnum(run.RatePerPub), fnum(run.PublishedPerSec), fnum(run.DeliveriesPerSec), fint(run.Backlog), fms(float64(run.P50)), fms(float64(run.P99)), fms(float64(run.Max)),
 			fint(run.Lost), fint(run.Duplicates), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS), fmt.Sprintf("%.0f%%", run.ClientPeakCPU))
 		cdf.Lines = append(cdf.Lines, Series{Name: runLabel(run, sweeping), Points: run.latency.CDF()})
 		var pts [][2]float64
