@@ -116,6 +116,8 @@ type Env struct {
 	Opts  Options
 	Epoch time.Time
 	out   io.Writer
+
+	workerLog *os.File // the workers' stderr, shared by the run's fleets
 }
 
 // Run runs a scenario with opts, prints its tables and writes its files.
@@ -143,6 +145,9 @@ func Run(ctx context.Context, name string, opts Options) (*Report, error) {
 	}
 	env := &Env{Opts: opts, Epoch: time.Now(), out: opts.Stdout}
 	rep, err := s.Run(ctx, env)
+	if env.workerLog != nil {
+		env.workerLog.Close()
+	}
 	if rep == nil {
 		return nil, err
 	}
@@ -203,8 +208,13 @@ func (e *Env) Fleet(clients int) (*Fleet, error) {
 		n = (clients + 7999) / 8000
 	}
 	var logw io.Writer
-	if f, err := os.OpenFile(filepath.Join(e.Opts.Out, "workers.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-		logw = f
+	if e.workerLog == nil {
+		if f, err := os.OpenFile(filepath.Join(e.Opts.Out, "workers.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+			e.workerLog = f
+		}
+	}
+	if e.workerLog != nil {
+		logw = e.workerLog
 	}
 	return NewFleet(FleetOptions{Workers: n, Command: e.Opts.WorkerCommand, Stderr: logw})
 }
