@@ -291,8 +291,10 @@ func TestSilentListenerDetectedByPing(t *testing.T) {
 			t.Fatalf("message %d = %+v", i, m)
 		}
 	}
-	if st := b.Stats(); st.Reconnects != 1 || st.CatchUps != 1 {
-		t.Fatalf("%d reconnects, %d catch-ups; want 1 and 1", st.Reconnects, st.CatchUps)
+	// At least one: with a 300 ms ping timeout a loaded machine may add a
+	// spurious one, which must be harmless too.
+	if st := b.Stats(); st.Reconnects < 1 || st.CatchUps < 1 {
+		t.Fatalf("%d reconnects, %d catch-ups; want at least 1 and 1", st.Reconnects, st.CatchUps)
 	}
 	if !log.has(StateDown, StateCatchingUp, StateHealthy) {
 		t.Fatalf("states %v", &log)
