@@ -19,10 +19,14 @@ import (
 // Broker is a pubsub.Broker on PostgreSQL: one node of a cluster whose
 // nodes share a database (and schema). See the package documentation.
 //
-// Lock order: smu, then a topic's mu, then lmu. qmu is never held with
-// another lock. The Handler is called with the topic's mu held (and no
-// other lock), so it must not wait for another goroutine's delivery.
+// The Handler's HandleMessage runs on the listener goroutine (or, for a
+// topic's first messages, in Subscribe), while that topic's deliveries are
+// held back: it may call the Broker, but must not wait for another
+// delivery.
 type Broker struct {
+	// Lock order: smu, then a topic's mu, then lmu. qmu is never held with
+	// another lock. HandleMessage is called with the topic's mu held.
+
 	opts    Options
 	names   names
 	pool    *pgxpool.Pool

@@ -13,9 +13,10 @@ import (
 type Options struct {
 	// URL is the database URL (postgres://user:pass@host:port/db?...), as
 	// pgx understands it; pool settings such as pool_max_conns may be added
-	// to it. Required unless Pool is set. It must reach PostgreSQL directly
-	// or through a session pooler: the listener's LISTEN does not work
-	// through a transaction pooler such as PgBouncer in transaction mode.
+	// to it. Required unless Pool is set. Unless ListenURL is set, it must
+	// reach PostgreSQL directly or through a session pooler: the listener's
+	// LISTEN does not work through a transaction pooler such as PgBouncer
+	// in transaction mode.
 	URL string
 	// Pool, when set, is used for publishing and queries instead of a pool
 	// opened from URL; the listener connection is opened with the pool's
@@ -44,11 +45,11 @@ type Options struct {
 	Logger *slog.Logger
 
 	// HistorySize is how many messages are kept per topic. Zero (or
-	// negative) means 1000: the Postgres broker always keeps a history,
-	// its nodes catch up from it.
-	// A node's catch-up after a listener outage can only replay what is
-	// still kept, so keep it above what a busy topic publishes during the
-	// longest outage you want to ride out. All nodes should agree on it.
+	// negative) means 1000: this broker always keeps a history, as its
+	// nodes catch up from it. A node's catch-up after a listener outage can
+	// only replay what is still kept, so keep it above what a busy topic
+	// publishes during the longest outage you want to ride out. All nodes
+	// should agree on it.
 	HistorySize int
 	// HistoryTTL is how long a message is kept. Zero means 5 minutes.
 	HistoryTTL time.Duration

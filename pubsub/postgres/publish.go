@@ -56,7 +56,9 @@ func (r *pubReq) size() int { return len(r.msg.Payload) + len(r.control) }
 
 // Publish implements pubsub.Broker. It returns once the transaction holding
 // the message committed. If ctx ends first, Publish returns ctx.Err() and
-// the message may or may not be published.
+// the message may or may not be published; m.Payload must then stay
+// unchanged, as the publisher may still be sending it. An error from a
+// commit whose connection failed is ambiguous in the same way.
 func (b *Broker) Publish(ctx context.Context, m pubsub.Message) (pubsub.Position, error) {
 	if err := checkMessage(&m, b.opts.MaxPayload); err != nil {
 		return pubsub.Position{}, err
