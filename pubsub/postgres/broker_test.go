@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -518,4 +519,48 @@ func TestClose(t *testing.T) {
 		t.Fatalf("state after Close: %v", a.State())
 	}
 	a.Close() // twice is fine
+}
+
+// TestLeastPrivilegeUser runs a node and an emitter as a user holding only
+// the privileges docs/clustering.md lists, on a schema another user made.
+func TestLeastPrivilegeUser(t *testing.T) {
+	u, schema := pgtest.Schema(t)
+	owner, _ := node(t, u, schema)
+	role := strings.Replace(schema, "hearth_test_", "hearth_role_", 1)
+	s := pgx.Identifier{schema}.Sanitize()
+	pgtest.Exec(t, u, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() {
+		pgtest.Exec(t, u, "DROP OWNED BY "+role)
+		pgtest.Exec(t, u, "DROP ROLE "+role)
+	})
+	pgtest.Exec(t, u, `GRANT USAGE ON SCHEMA `+s+` TO `+role+`;
+		GRANT SELECT ON `+s+`.hearth_meta TO `+role+`;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON `+s+`.hearth_topics, `+s+`.hearth_messages TO `+role+`;
+		GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA `+s+` TO `+role)
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu.User = url.User(role)
+	ru := pu.String()
+
+	b, rec := node(t, ru, schema, func(o *Options) { o.HistorySize = 1 })
+	subscribe(t, b, "priv")
+	publish(t, owner, "priv", "e", "1")
+	publish(t, b, "priv", "e", "2")
+	e, err := NewEmitter(ctxT(t), Options{URL: ru, Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.Emit(ctxT(t), "priv", "e", 3); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "three messages", func() bool { return len(rec.topic("priv")) == 3 })
+	if _, err := b.History(ctxT(t), "priv", pubsub.Position{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, err := b.trim(ctxT(t), time.Time{}); err != nil || n != 2 {
+		t.Fatalf("trim as %s: %d rows, %v", role, n, err)
+	}
 }
