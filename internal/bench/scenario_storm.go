@@ -127,7 +127,7 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 	}}
 	tab := &Table{
 		Title: fmt.Sprintf("storm: %d clients on %d topics, a publisher at %g msg/s", k, topics, rate),
-		Header: []string{"target", "event", "policy", "affected", "50% back", "99% back", "100% back", "outage p99",
+		Header: []string{"target", "event", "policy", "affected", "server back", "50% back", "99% back", "100% back", "outage p99",
 			"peak conn/s", "peak rejoin/s", "shed", "client errors", "lost", "srv cpu peak", "srv rss peak", "crash"},
 	}
 	rep.Tables = append(rep.Tables, tab)
@@ -146,7 +146,7 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 					if ph.ServerCrashed {
 						crash = "YES"
 					}
-					tab.Add(kind, ev, pol, fint(int64(ph.Affected)), fms(float64(ph.Rejoin50)), fms(float64(ph.Rejoin99)), fms(float64(ph.Rejoin100)),
+					tab.Add(kind, ev, pol, fint(int64(ph.Affected)), fms(float64(ph.RestartMS)), fms(float64(ph.Rejoin50)), fms(float64(ph.Rejoin99)), fms(float64(ph.Rejoin100)),
 						fms(float64(ph.OutageP99)), fnum(ph.PeakAccept), fnum(ph.PeakRejoin), fint(ph.Shed), fint(ph.ClientErrors), fint(ph.Lost),
 						fmt.Sprintf("%.0f%%", ph.ServerPeakCPU), fmib(ph.ServerPeakRSS), crash)
 				}
