@@ -27,12 +27,13 @@ type Broker struct {
 	// Lock order: smu, then a topic's mu, then lmu. qmu is never held with
 	// another lock. HandleMessage is called with the topic's mu held.
 
-	opts    Options
-	names   names
-	pool    *pgxpool.Pool
-	ownPool bool
-	lconf   *pgx.ConnConfig // the listener's connection settings
-	log     *slog.Logger
+	opts       Options
+	names      names
+	publishSQL string // publishSQL for this schema
+	pool       *pgxpool.Pool
+	ownPool    bool
+	lconf      *pgx.ConnConfig // the listener's connection settings
+	log        *slog.Logger
 
 	handler atomic.Pointer[handlerBox]
 
@@ -100,6 +101,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if b.names.channel, err = migrate(ctx, b.pool, opts.Schema, opts.Channel); err != nil {
 		return fail(err)
 	}
+	b.publishSQL = b.names.expand(publishSQL)
 	if opts.ListenURL != "" {
 		if b.lconf, err = pgx.ParseConfig(opts.ListenURL); err != nil {
 			return fail(fmt.Errorf("postgres: parsing ListenURL: %w", err))

@@ -13,9 +13,11 @@ import (
 // The text of every notification on a Hearth channel.
 //
 //	note    = "h1" *record
-//	record  = topic / message / ref / control
-//	topic   = "T" str str                      ; topic, epoch: applies to the records after it,
-//	                                           ; up to the next topic or control record
+//	record  = topic / base / message / ref / control
+//	topic   = "T" str str                      ; topic, epoch: the records after it, up to
+//	                                           ; the next topic, base or control record,
+//	                                           ; are this topic's, with absolute offsets
+//	base    = "B" str str offset ","           ; the same with a base: offsets are base + n
 //	message = "M" offset "," flag "," str str str ; event, exclude, payload
 //	ref     = "R" offset "," offset            ; the topic's messages from..to are in the table
 //	control = "C" flag str                     ; data
@@ -23,11 +25,16 @@ import (
 //	str     = length ":" bytes                 ; length in bytes, decimal
 //
 // A notification must stay under PostgreSQL's 8000-byte payload limit;
-// noteLimit leaves a margin. The SQL function hearth_publish writes the same
-// format (see schema.go): keep the two in step.
+// noteLimit leaves a margin. The Broker writes "B" headers: it packs the
+// records before the database has assigned the offsets, so the records carry
+// offsets relative to the topic's base and the publishing statement fills
+// the headers in (see noteWriter). The SQL function hearth_publish writes
+// "T" headers (see schema.go): keep the formats in step.
 const (
 	noteVersion = "h1"
 	noteLimit   = 7900
+	// maxEpoch is the longest epoch the schema allows (a CHECK constraint).
+	maxEpoch = 64
 )
 
 var errBadNote = errors.New("postgres: malformed notification")
@@ -117,33 +124,47 @@ func appendControl(b, data []byte) (_ []byte, ok bool) {
 	return b, true
 }
 
-// noteWriter packs records into as few notifications as possible.
+// noteWriter packs records into as few notifications as possible. It
+// writes templates for PostgreSQL's format(): literal text has every '%'
+// doubled, and the header of topic group g (1-based) is the placeholder
+// "%g$s", which the publishing statement replaces with the group's "B"
+// record once it knows the epoch and base. Sizes are counted as they will
+// be after format(), with each header at its largest.
 type noteWriter struct {
 	notes []string
-	buf   []byte
-	topic string // the topic whose header opens the current run in buf
+	buf   []byte // template of the current notification
+	size  int    // size of the current notification after format()
+	group int    // group whose header opens the current run in buf; 0: none
 	rec   []byte // scratch for one record
 	// refFrom..refTo is a pending run of consecutive references to
-	// messages of refTopic, not yet written.
-	refFrom, refTo     uint64
-	refTopic, refEpoch string
+	// messages of refGroup (relative offsets), not yet written.
+	refFrom, refTo uint64
+	refGroup       int
+	refTopic       string
+}
+
+// headerMax is the largest "B" record of topic.
+func headerMax(topic string) int {
+	return 1 + 4 + len(topic) + 3 + maxEpoch + 20 + 1
 }
 
 func (w *noteWriter) reset() {
 	w.notes = w.notes[:0]
-	w.buf = w.buf[:0]
-	w.topic = ""
-	w.refFrom, w.refTo = 0, 0
+	w.buf = append(w.buf[:0], noteVersion...)
+	w.size = len(noteVersion)
+	w.group = 0
+	w.refFrom, w.refTo, w.refGroup = 0, 0, 0
 }
 
 // flush finishes the current notification.
 func (w *noteWriter) flush() {
 	w.flushRef()
-	if len(w.buf) > len(noteVersion) {
+	if w.size > len(noteVersion) {
 		w.notes = append(w.notes, string(w.buf))
 	}
 	w.buf = append(w.buf[:0], noteVersion...)
-	w.topic = ""
+	w.size = len(noteVersion)
+	w.group = 0
 }
 
 func (w *noteWriter) flushRef() {
@@ -153,53 +174,58 @@ func (w *noteWriter) flushRef() {
 	from, to := w.refFrom, w.refTo
 	w.refFrom, w.refTo = 0, 0
 	var tmp [48]byte
-	w.put(w.refTopic, w.refEpoch, appendRef(tmp[:0], from, to))
+	w.put(w.refGroup, w.refTopic, appendRef(tmp[:0], from, to))
 }
 
-// put appends one record of topic (epoch is needed only when the topic's
-// header must be written), starting a new notification when it does not fit.
-func (w *noteWriter) put(topic, epoch string, rec []byte) {
-	if len(w.buf) == 0 {
-		w.buf = append(w.buf, noteVersion...)
-	}
+// put appends one record of group g (0: a record of no topic), starting a
+// new notification when it does not fit.
+func (w *noteWriter) put(g int, topic string, rec []byte) {
 	need := len(rec)
-	if topic != w.topic {
-		need += 2*6 + 2 + len(topic) + len(epoch)
+	if g != 0 && g != w.group {
+		need += headerMax(topic)
 	}
-	if len(w.buf)+need > noteLimit {
+	if w.size+need > noteLimit {
 		w.flush()
 	}
-	if topic != w.topic {
-		w.buf = append(w.buf, 'T')
-		w.buf = appendStr(w.buf, topic)
-		w.buf = appendStr(w.buf, epoch)
-		w.topic = topic
+	if g != 0 && g != w.group {
+		w.buf = append(w.buf, '%')
+		w.buf = strconv.AppendInt(w.buf, int64(g), 10)
+		w.buf = append(w.buf, "$s"...)
+		w.size += headerMax(topic)
 	}
-	w.buf = append(w.buf, rec...)
+	w.group = g
+	for _, c := range rec {
+		if c == '%' {
+			w.buf = append(w.buf, '%')
+		}
+		w.buf = append(w.buf, c)
+	}
+	w.size += len(rec)
 }
 
-// message adds a message of topic at offset; it reports whether the
-// payload travels inline (false: readers fetch it from the table).
-func (w *noteWriter) message(epoch string, m *pubsub.Message, offset uint64) bool {
-	max := noteLimit - len(noteVersion) - (2*6 + 2 + len(m.Topic) + len(epoch))
+// message adds message m of group g, at offset base+rel; it reports whether
+// the payload travels inline (false: readers fetch it from the table).
+func (w *noteWriter) message(g int, m *pubsub.Message, rel uint64) bool {
+	max := noteLimit - len(noteVersion) - headerMax(m.Topic)
 	var ok bool
-	w.rec, ok = appendMessage(w.rec[:0], m, offset, max)
+	w.rec, ok = appendMessage(w.rec[:0], m, rel, max)
 	if !ok {
-		if w.refFrom != 0 && (w.refTopic != m.Topic || w.refTo+1 != offset) {
+		if w.refFrom != 0 && (w.refGroup != g || w.refTo+1 != rel) {
 			w.flushRef()
 		}
 		if w.refFrom == 0 {
-			w.refFrom, w.refTopic, w.refEpoch = offset, m.Topic, epoch
+			w.refFrom, w.refGroup, w.refTopic = rel, g, m.Topic
 		}
-		w.refTo = offset
+		w.refTo = rel
 		return false
 	}
 	w.flushRef()
-	w.put(m.Topic, epoch, w.rec)
+	w.put(g, m.Topic, w.rec)
 	return true
 }
 
-// control adds a control record; false when data is too large.
+// control adds a control record; false when data is too large. It ends
+// the current topic's run.
 func (w *noteWriter) control(data []byte) bool {
 	var ok bool
 	w.rec, ok = appendControl(w.rec[:0], data)
@@ -207,18 +233,11 @@ func (w *noteWriter) control(data []byte) bool {
 		return false
 	}
 	w.flushRef()
-	if len(w.buf) == 0 {
-		w.buf = append(w.buf, noteVersion...)
-	}
-	if len(w.buf)+len(w.rec) > noteLimit {
-		w.flush()
-	}
-	w.buf = append(w.buf, w.rec...)
-	w.topic = "" // a control record ends the topic's run
+	w.put(0, "", w.rec)
 	return true
 }
 
-// finish returns the notifications written since reset.
+// finish returns the notification templates written since reset.
 func (w *noteWriter) finish() []string {
 	w.flush()
 	return w.notes
@@ -326,18 +345,23 @@ func readNote(s string, v noteVisitor) error {
 	}
 	r := noteReader{s: s[len(noteVersion):]}
 	inTopic, skip := false, false
+	var base uint64
 	for r.err == nil && r.s != "" {
-		switch r.byte() {
-		case 'T':
+		switch c := r.byte(); c {
+		case 'T', 'B':
 			topic := r.str()
 			epoch := r.str()
+			base = 0
+			if c == 'B' {
+				base = r.uint(',')
+			}
 			if r.err != nil {
 				break
 			}
 			inTopic = true
 			skip = !v.topic(topic, epoch)
 		case 'M':
-			off := r.uint(',')
+			off := base + r.uint(',')
 			f := r.byte()
 			if r.byte() != ',' || (f != 'j' && f != 'b') {
 				r.fail()
@@ -366,7 +390,7 @@ func readNote(s string, v noteVisitor) error {
 				break
 			}
 			if !skip {
-				v.ref(from, to)
+				v.ref(base+from, base+to)
 			}
 		case 'C':
 			f := r.byte()

@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -35,6 +36,41 @@ func (v visitor) control(data []byte) {
 	v.records = append(v.records, fmt.Sprintf("C %q", data))
 }
 
+// expand does what PostgreSQL's format() does to a template of noteWriter,
+// with the "B" headers of the groups (topic, epoch, base).
+func expand(t testing.TB, tmpl string, groups [][3]string) string {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i < len(tmpl); i++ {
+		if tmpl[i] != '%' {
+			b.WriteByte(tmpl[i])
+			continue
+		}
+		i++
+		if tmpl[i] == '%' {
+			b.WriteByte('%')
+			continue
+		}
+		j := strings.Index(tmpl[i:], "$s")
+		g, err := strconv.Atoi(tmpl[i : i+j])
+		if err != nil || g < 1 || g > len(groups) {
+			t.Fatalf("bad placeholder in %q", tmpl)
+		}
+		h := groups[g-1]
+		fmt.Fprintf(&b, "B%d:%s%d:%s%s,", len(h[0]), h[0], len(h[1]), h[1], h[2])
+		i += j + 1
+	}
+	return b.String()
+}
+
+func expandAll(t testing.TB, notes []string, groups [][3]string) []string {
+	var out []string
+	for _, n := range notes {
+		out = append(out, expand(t, n, groups))
+	}
+	return out
+}
+
 func read(t *testing.T, notes []string, skip ...string) []string {
 	t.Helper()
 	c := &collect{skip: map[string]bool{}}
@@ -60,8 +96,8 @@ func TestNoteRoundTrip(t *testing.T) {
 		m      pubsub.Message
 		inline bool
 	}{
-		{pubsub.Message{Topic: "room:1", Event: "msg", Payload: []byte(`{"a":1}`)}, true},
-		{pubsub.Message{Topic: "room:1", Event: "msg", Payload: []byte(`"é\n:9"`), Exclude: "sock-1"}, true},
+		{pubsub.Message{Topic: "room:1", Event: "msg", Payload: []byte(`{"a":"100%"}`)}, true},
+		{pubsub.Message{Topic: "room:1", Event: "msg%d", Payload: []byte(`"é\n:9"`), Exclude: "sock-1"}, true},
 		{pubsub.Message{Topic: "room:1", Event: "bin", Payload: []byte{0, 1, 2, 255}, Binary: true}, true},
 		{pubsub.Message{Topic: "room:1", Event: "big", Payload: big}, false},
 		{pubsub.Message{Topic: "room:1", Event: "big", Payload: big}, false},
@@ -70,26 +106,31 @@ func TestNoteRoundTrip(t *testing.T) {
 		{pubsub.Message{Topic: "room:1", Event: "empty"}, true},
 	}
 	for i, c := range msgs {
-		if got := w.message("ep1", &c.m, uint64(i+1)); got != c.inline {
+		if got := w.message(1, &c.m, uint64(i+1)); got != c.inline {
 			t.Errorf("message %d inline = %v, want %v", i+1, got, c.inline)
 		}
 	}
-	w.control([]byte("ctl"))
-	w.message("ep2", &pubsub.Message{Topic: "other", Event: "e", Payload: []byte("1")}, 7)
+	w.control([]byte("ctl%"))
+	w.message(2, &pubsub.Message{Topic: "other", Event: "e", Payload: []byte("1")}, 1)
 	w.control([]byte{0, 0xff})
-	got := read(t, w.finish())
+	got := read(t, expandAll(t, w.finish(), [][3]string{{"room:1", "ep1", "100"}, {"other", "ep2", "6"}}))
 	want := []string{
-		`M room:1@ep1:1 msg ex="" bin=false "{\"a\":1}"`,
-		`M room:1@ep1:2 msg ex="sock-1" bin=false "\"é\\n:9\""`,
-		`M room:1@ep1:3 bin ex="" bin=true "\x00\x01\x02\xff"`,
-		`R room:1@ep1:4-7`,
-		`M room:1@ep1:8 empty ex="" bin=false ""`,
-		`C "ctl"`,
+		`M room:1@ep1:101 msg ex="" bin=false "{\"a\":\"100%\"}"`,
+		`M room:1@ep1:102 msg%d ex="sock-1" bin=false "\"é\\n:9\""`,
+		`M room:1@ep1:103 bin ex="" bin=true "\x00\x01\x02\xff"`,
+		`R room:1@ep1:104-107`,
+		`M room:1@ep1:108 empty ex="" bin=false ""`,
+		`C "ctl%"`,
 		`M other@ep2:7 e ex="" bin=false "1"`,
 		`C "\x00\xff"`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Absolute offsets after a "T" header, as the SQL function writes them.
+	got = read(t, []string{"h1T1:a2:epM5,j,1:e0:1:1R6,7"})
+	if want := []string{`M a@ep:5 e ex="" bin=false "1"`, `R a@ep:6-7`}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("T records: %q", got)
 	}
 }
 
@@ -99,9 +140,9 @@ func TestNotePacking(t *testing.T) {
 	payload := []byte(`"` + strings.Repeat("p", 98) + `"`) // 100 bytes
 	const n = 1000
 	topics := []string{"a", "b", "c"}
-	for _, topic := range topics {
+	for g, topic := range topics {
 		for i := 1; i <= n; i++ {
-			if !w.message("e", &pubsub.Message{Topic: topic, Event: "ev", Payload: payload}, uint64(i)) {
+			if !w.message(g+1, &pubsub.Message{Topic: topic, Event: "ev", Payload: payload}, uint64(i)) {
 				t.Fatal("100-byte payload not inline")
 			}
 		}
@@ -111,7 +152,7 @@ func TestNotePacking(t *testing.T) {
 	if len(notes) > 3*n/60 {
 		t.Fatalf("%d notifications for %d messages: packing too loose", len(notes), 3*n)
 	}
-	got := read(t, notes, "b")
+	got := read(t, expandAll(t, notes, [][3]string{{"a", "e", "0"}, {"b", "e", "0"}, {"c", "e", "0"}}), "b")
 	if len(got) != 2*n {
 		t.Fatalf("read %d records, want %d (topic b skipped)", len(got), 2*n)
 	}
@@ -127,18 +168,22 @@ func TestNotePacking(t *testing.T) {
 }
 
 func TestNoteLimits(t *testing.T) {
-	// The largest inline message fits; one byte more goes by reference.
+	// Whatever the sizes, a notification stays under 8000 bytes once the
+	// largest headers are filled in, and '%' (doubled in the template)
+	// does not upset the count.
 	topic := strings.Repeat("t", 255)
-	epoch := "0123456789abcdef"
-	for size := 7500; size < 7900; size++ {
-		var w noteWriter
-		w.reset()
-		m := pubsub.Message{Topic: topic, Event: strings.Repeat("e", 255), Payload: bytes.Repeat([]byte("a"), size)}
-		w.message(epoch, &m, 1<<40)
-		for _, n := range w.finish() {
-			if len(n) >= 8000 {
-				t.Fatalf("payload %d: notification of %d bytes", size, len(n))
+	epoch := strings.Repeat("e", maxEpoch)
+	for _, fill := range []string{"a", "%"} {
+		for size := 7400; size < 7900; size += 3 {
+			var w noteWriter
+			w.reset()
+			for i := 1; i <= 3; i++ {
+				m := pubsub.Message{Topic: topic, Event: strings.Repeat("e", 255), Payload: bytes.Repeat([]byte(fill), size/i)}
+				w.message(i, &m, uint64(i))
+				w.control(bytes.Repeat([]byte(fill), size/(i+1)))
 			}
+			groups := [][3]string{{topic, epoch, "9223372036854775806"}, {topic, epoch, "9223372036854775806"}, {topic, epoch, "9223372036854775806"}}
+			read(t, expandAll(t, w.finish(), groups)) // checks < 8000
 		}
 	}
 	if _, ok := appendControl(nil, bytes.Repeat([]byte("c"), 7895)); ok {
@@ -164,11 +209,11 @@ func TestReadNoteMalformed(t *testing.T) {
 func FuzzReadNote(f *testing.F) {
 	var w noteWriter
 	w.reset()
-	w.message("ep", &pubsub.Message{Topic: "room", Event: "e", Payload: []byte(`{"x":1}`)}, 3)
-	w.message("ep", &pubsub.Message{Topic: "room", Event: "e", Payload: []byte{1, 2}, Binary: true}, 4)
-	w.message("ep", &pubsub.Message{Topic: "room", Event: "e", Payload: bytes.Repeat([]byte("x"), 9000)}, 5)
+	w.message(1, &pubsub.Message{Topic: "room", Event: "e", Payload: []byte(`{"x":1}`)}, 3)
+	w.message(1, &pubsub.Message{Topic: "room", Event: "e", Payload: []byte{1, 2}, Binary: true}, 4)
+	w.message(1, &pubsub.Message{Topic: "room", Event: "e", Payload: bytes.Repeat([]byte("x"), 9000)}, 5)
 	w.control([]byte("c"))
-	for _, n := range w.finish() {
+	for _, n := range expandAll(f, w.finish(), [][3]string{{"room", "ep", "10"}}) {
 		f.Add(n)
 	}
 	f.Add("h1T1:a1:eR1,2")

@@ -10,18 +10,20 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hearth-rt/hearth/pubsub"
 )
 
 // Publishing: Publish queues a request; publisher goroutines take
-// everything queued (up to MaxBatch) and commit it in one transaction:
+// everything queued (up to MaxBatch) and commit it as one statement, one
+// round trip, its own transaction (see publishSQL):
 //
-//	BEGIN; upsert the topics' rows, adding each topic's message count to its
-//	seq under the row lock, RETURNING the new seq   (round trip 1)
-//	INSERT the messages; pg_notify the packed notifications; COMMIT (round trip 2)
+//   - upsert the topics' rows, adding each topic's message count to its seq
+//     under the row lock; the new seq gives the topic's base offset;
+//   - insert the messages at base+1, base+2, ...;
+//   - pg_notify the notifications, packed beforehand into templates whose
+//     topic headers the statement fills with the epochs and bases.
 //
 // Offsets taken under the row lock follow commit order, which is also the
 // order in which every listener receives the notifications. A request that
@@ -187,12 +189,14 @@ type batcher struct {
 	notes   noteWriter
 	topics  []string
 	counts  []int64
-	mTopic  []string
-	mSeq    []int64
+	mGroup  []int64
+	mRel    []int64
 	mEvent  []string
 	mData   [][]byte
 	mBinary []bool
 	mExcl   []string
+	epochs  []string
+	bases   []int64
 }
 
 type topicGroup struct {
@@ -234,7 +238,7 @@ func (b *Broker) commit(p *batcher, batch []*pubReq) {
 		}
 		return
 	}
-	b.st.batch(len(p.mSeq), len(p.notes.notes))
+	b.st.batch(len(p.mRel), len(p.notes.notes))
 	// Positions first: a finished request belongs to its caller again.
 	for _, g := range p.order {
 		for i, r := range g.reqs {
@@ -288,64 +292,48 @@ func retryable(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
-// tryCommit runs the batch's transaction once.
+// publishSQL commits a batch: $1, $2 are the topics (in lock order) and
+// their message counts; $3..$8 the messages (group index, 1-based position
+// in the group, event, payload, binary, exclude); $9 the channel and $10 the
+// notification templates. It returns the number of notifications sent and
+// each group's epoch and base (its first message is at base+1).
+const publishSQL = `WITH inp AS (
+	SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS u(topic, n, i)
+), up AS (
+	INSERT INTO {topics} AS t (topic, seq) SELECT topic, n FROM inp ORDER BY i
+	ON CONFLICT (topic) DO UPDATE SET seq = t.seq + excluded.seq, updated_at = now()
+	RETURNING t.topic, t.epoch, t.seq
+), g AS (
+	SELECT inp.i, up.topic, up.epoch, up.seq - inp.n AS base FROM inp JOIN up USING (topic)
+), ins AS (
+	INSERT INTO {messages} (topic, seq, event, payload, is_binary, exclude)
+	SELECT g.topic, g.base + m.k, m.event, m.payload, m.bin, m.excl
+	FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::bytea[], $7::boolean[], $8::text[])
+		AS m(gi, k, event, payload, bin, excl)
+	JOIN g ON g.i = m.gi
+), hdr AS (
+	SELECT coalesce(array_agg('B' || octet_length(topic) || ':' || topic || octet_length(epoch) || ':' || epoch
+		|| base || ',' ORDER BY i), '{}') AS a FROM g
+), sent AS (
+	SELECT count(pg_notify($9, format(f, VARIADIC hdr.a))) AS n FROM unnest($10::text[]) AS f, hdr
+)
+SELECT (SELECT n FROM sent),
+	(SELECT array_agg(epoch ORDER BY i) FROM g),
+	(SELECT array_agg(base ORDER BY i) FROM g)`
+
+// tryCommit runs the batch's statement once.
 func (b *Broker) tryCommit(p *batcher) error {
 	ctx, cancel := context.WithTimeout(b.pubCtx, commitTimeout)
 	defer cancel()
-	conn, err := b.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	// A connection left inside a transaction by an error is destroyed by
-	// the pool on Release.
-	defer conn.Release()
 
-	n := b.names
-	if len(p.order) > 0 {
-		var bt pgx.Batch
-		bt.Queue("BEGIN")
-		bt.Queue(`INSERT INTO `+n.topics+` AS t (topic, seq)
-			SELECT u.topic, u.n FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS u(topic, n, i) ORDER BY u.i
-			ON CONFLICT (topic) DO UPDATE SET seq = t.seq + excluded.seq, updated_at = now()
-			RETURNING t.topic, t.epoch, t.seq`, p.topics, p.counts)
-		res := conn.SendBatch(ctx, &bt)
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			return err
-		}
-		rows, err := res.Query()
-		if err != nil {
-			res.Close()
-			return err
-		}
-		var topic, epoch string
-		var seq int64
-		_, err = pgx.ForEachRow(rows, []any{&topic, &epoch, &seq}, func() error {
-			g := p.groups[topic]
-			if g == nil {
-				return fmt.Errorf("unexpected topic %q in RETURNING", topic)
-			}
-			g.epoch, g.base = epoch, seq-int64(len(g.reqs))+1
-			return nil
-		})
-		if cerr := res.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-	}
-
-	// Rows and notifications.
 	p.notes.reset()
-	p.mTopic, p.mSeq, p.mEvent, p.mData, p.mBinary, p.mExcl =
-		p.mTopic[:0], p.mSeq[:0], p.mEvent[:0], p.mData[:0], p.mBinary[:0], p.mExcl[:0]
-	for _, g := range p.order {
+	p.mGroup, p.mRel, p.mEvent, p.mData, p.mBinary, p.mExcl =
+		p.mGroup[:0], p.mRel[:0], p.mEvent[:0], p.mData[:0], p.mBinary[:0], p.mExcl[:0]
+	for gi, g := range p.order {
 		for i, r := range g.reqs {
-			off := uint64(g.base) + uint64(i)
-			p.notes.message(g.epoch, &r.msg, off)
-			p.mTopic = append(p.mTopic, g.topic)
-			p.mSeq = append(p.mSeq, int64(off))
+			p.notes.message(gi+1, &r.msg, uint64(i+1))
+			p.mGroup = append(p.mGroup, int64(gi+1))
+			p.mRel = append(p.mRel, int64(i+1))
 			p.mEvent = append(p.mEvent, r.msg.Event)
 			data := r.msg.Payload
 			if data == nil {
@@ -363,17 +351,20 @@ func (b *Broker) tryCommit(p *batcher) error {
 	}
 	notes := p.notes.finish()
 
-	var bt pgx.Batch
-	if len(p.order) > 0 {
-		bt.Queue(`INSERT INTO `+n.messages+` (topic, seq, event, payload, is_binary, exclude)
-			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::boolean[], $6::text[])`,
-			p.mTopic, p.mSeq, p.mEvent, p.mData, p.mBinary, p.mExcl)
+	var sent int64
+	p.epochs, p.bases = p.epochs[:0], p.bases[:0]
+	err := b.pool.QueryRow(ctx, b.publishSQL, p.topics, p.counts,
+		p.mGroup, p.mRel, p.mEvent, p.mData, p.mBinary, p.mExcl,
+		b.names.channel, notes).Scan(&sent, &p.epochs, &p.bases)
+	if err != nil {
+		return err
 	}
-	if len(notes) > 0 {
-		bt.Queue(`SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n`, n.channel, notes)
+	if int(sent) != len(notes) || len(p.epochs) != len(p.order) || len(p.bases) != len(p.order) {
+		return fmt.Errorf("publishing statement returned %d notifications and %d/%d groups, want %d and %d",
+			sent, len(p.epochs), len(p.bases), len(notes), len(p.order))
 	}
-	if len(p.order) > 0 {
-		bt.Queue("COMMIT")
+	for i, g := range p.order {
+		g.epoch, g.base = p.epochs[i], p.bases[i]+1
 	}
-	return conn.SendBatch(ctx, &bt).Close()
+	return nil
 }

@@ -87,7 +87,8 @@ var migrations = []string{
 	`
 CREATE TABLE IF NOT EXISTS {topics} (
 	topic      text PRIMARY KEY,
-	epoch      text NOT NULL DEFAULT substr(md5(random()::text || clock_timestamp()::text), 1, 16),
+	epoch      text NOT NULL DEFAULT substr(md5(random()::text || clock_timestamp()::text), 1, 16)
+		CHECK (octet_length(epoch) BETWEEN 1 AND 64), -- maxEpoch in notify.go
 	seq        bigint NOT NULL DEFAULT 0,
 	updated_at timestamptz NOT NULL DEFAULT now()
 );
