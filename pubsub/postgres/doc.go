@@ -25,11 +25,12 @@
 // # Publishing
 //
 // [Broker.Publish] queues the message; a publisher goroutine commits what
-// queued while the previous transaction was in flight as one transaction: it
-// adds each topic's message count to the topic's seq under the row lock
-// (so offsets follow commit order, which is also the order listeners receive
-// notifications in), inserts the messages, and sends them packed into as
-// few notifications as fit under PostgreSQL's 8000-byte limit. Payloads
+// queued while the previous transaction was in flight as one statement (one
+// round trip): it adds each topic's message count to the topic's seq under
+// the row lock (so offsets follow commit order, which is also the order
+// listeners receive notifications in), inserts the messages, and sends them
+// packed into as few notifications as fit under PostgreSQL's 8000-byte
+// limit. Payloads
 // that do not fit travel through the table, the notification carrying a
 // reference. Nothing waits on a timer: at low load a message is committed
 // alone, under load hundreds share a commit. [Broker.Stats] reports the
