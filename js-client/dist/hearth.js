@@ -265,9 +265,10 @@ var Hearth = (() => {
         this.buffer = [];
         for (const p of buffered) p.send();
       });
-      this.joinPush.receive("error", () => {
+      this.joinPush.receive("error", (resp) => {
         this.state = "errored";
-        if (this.socket.isConnected()) this.rejoinTimer.schedule();
+        const hint = resp?.retry_after_ms;
+        if (this.socket.isConnected()) this.rejoinTimer.schedule(typeof hint === "number" ? this.socket.hintDelay(hint) : void 0);
       });
       this.joinPush.receive("timeout", () => {
         this.socket.log("channel", `join timed out: ${this.topic}`);
@@ -813,6 +814,16 @@ var Hearth = (() => {
       return `${proto}://${loc.host}${url}`;
     }
     /** Makes a new message ref. */
+    /**
+     * @internal The wait before acting on a server's retry hint: the hint
+     * plus up to `hintJitter` of it, so that clients told the same hint do
+     * not come back in lockstep.
+     */
+    hintDelay(hintMs) {
+      const jitter = this.opts.hintJitter ?? DEFAULTS.hintJitter;
+      const hint = Math.min(Math.max(0, hintMs), DEFAULTS.maxHintMs);
+      return hint + Math.floor(this.random() * hint * jitter);
+    }
     makeRef() {
       this.ref = this.ref >= Number.MAX_SAFE_INTEGER ? 1 : this.ref + 1;
       return String(this.ref);
@@ -986,8 +997,7 @@ var Hearth = (() => {
     }
     scheduleReconnect(code, reason) {
       const hint = retryHint(code, reason);
-      const jitter = this.opts.hintJitter ?? DEFAULTS.hintJitter;
-      const delay = this.reconnectTimer.schedule(hint === null ? void 0 : hint + Math.floor(this.random() * hint * jitter));
+      const delay = this.reconnectTimer.schedule(hint === null ? void 0 : this.hintDelay(hint));
       this.reconnectDueAt = Date.now() + delay;
       this.reconnectHinted = hint !== null;
       this.log("transport", `reconnecting in ${delay} ms`);

@@ -101,9 +101,11 @@ export class Channel {
       this.buffer = []
       for (const p of buffered) p.send()
     })
-    this.joinPush.receive("error", () => {
+    this.joinPush.receive("error", (resp: unknown) => {
       this.state = "errored"
-      if (this.socket.isConnected()) this.rejoinTimer.schedule()
+      // A join refused by admission control carries the server's hint.
+      const hint = (resp as { retry_after_ms?: unknown } | null)?.retry_after_ms
+      if (this.socket.isConnected()) this.rejoinTimer.schedule(typeof hint === "number" ? this.socket.hintDelay(hint) : undefined)
     })
     this.joinPush.receive("timeout", () => {
       this.socket.log("channel", `join timed out: ${this.topic}`)

@@ -366,6 +366,17 @@ export class Socket {
   }
 
   /** Makes a new message ref. */
+  /**
+   * @internal The wait before acting on a server's retry hint: the hint
+   * plus up to `hintJitter` of it, so that clients told the same hint do
+   * not come back in lockstep.
+   */
+  hintDelay(hintMs: number): number {
+    const jitter = this.opts.hintJitter ?? DEFAULTS.hintJitter
+    const hint = Math.min(Math.max(0, hintMs), DEFAULTS.maxHintMs)
+    return hint + Math.floor(this.random() * hint * jitter)
+  }
+
   makeRef(): string {
     this.ref = this.ref >= Number.MAX_SAFE_INTEGER ? 1 : this.ref + 1
     return String(this.ref)
@@ -545,8 +556,7 @@ export class Socket {
 
   private scheduleReconnect(code: number, reason: string): void {
     const hint = retryHint(code, reason)
-    const jitter = this.opts.hintJitter ?? DEFAULTS.hintJitter
-    const delay = this.reconnectTimer.schedule(hint === null ? undefined : hint + Math.floor(this.random() * hint * jitter))
+    const delay = this.reconnectTimer.schedule(hint === null ? undefined : this.hintDelay(hint))
     this.reconnectDueAt = Date.now() + delay
     this.reconnectHinted = hint !== null
     this.log("transport", `reconnecting in ${delay} ms`)

@@ -233,6 +233,21 @@ test("a refused join is retried with jittered backoff", () => {
   assert.equal(ch.state, "joined")
 })
 
+test("a join shed by admission control is retried after the server's hint, with jitter", () => {
+  const { socket, ws } = setup()
+  const ch = socket.channel(TOPIC)
+  ch.join()
+  const joins = () => ws().messages().filter((m) => m.event === "phx_join").length
+  ws().reply("phx_join", "error", { reason: "try again later", retry_after_ms: 3000 })
+  // random() = 0.5, hintJitter 0.2: 3000 + 0.5 * 0.2 * 3000 = 3300 ms (the backoff alone would be 500 ms).
+  mock.timers.tick(3299)
+  assert.equal(joins(), 1)
+  mock.timers.tick(1)
+  assert.equal(joins(), 2)
+  ws().reply("phx_join", "ok", {})
+  assert.equal(ch.state, "joined")
+})
+
 test("a join timeout leaves the half-made join and tries again", () => {
   const { socket, ws } = setup({ timeout: 5_000 })
   const ch = socket.channel(TOPIC)

@@ -225,7 +225,6 @@ export declare class Socket {
     connectionState(): "connecting" | "open" | "closing" | "closed";
     /** The socket URL for the given connect params. */
     endPointURL(params?: Params): string;
-    /** Makes a new message ref. */
     makeRef(): string;
     private hook;
     private emit;
