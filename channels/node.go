@@ -440,20 +440,7 @@ func closeCode(err error) (int, string) {
 	}
 	var de *wire.DecodeError
 	if errors.As(err, &de) {
-		return CloseInvalidPayload, truncateReason("invalid message: " + de.Reason)
+		return CloseInvalidPayload, wire.CloseReason("invalid message: " + de.Reason)
 	}
 	return CloseInternalError, "internal error"
-}
-
-// truncateReason cuts a close reason to the 123 bytes a close frame allows,
-// on a UTF-8 boundary.
-func truncateReason(s string) string {
-	if len(s) <= 123 {
-		return s
-	}
-	i := 123
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i]
 }

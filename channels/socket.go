@@ -118,7 +118,7 @@ func (s *Socket) dropChannel(c *Channel) {
 // reason the client can read.
 func (s *Socket) Close(code int, reason string) {
 	if s.transport != nil {
-		s.transport.Close(code, truncateReason(reason))
+		s.transport.Close(code, wire.CloseReason(reason))
 	}
 }
 

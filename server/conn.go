@@ -200,24 +200,11 @@ func closeFrame(code int, reason string) []byte {
 	if code == 0 {
 		return []byte{0x80 | wire.OpClose, 0}
 	}
-	reason = truncateReason(reason)
+	reason = wire.CloseReason(reason)
 	f := make([]byte, 0, 4+len(reason))
 	f = wire.AppendFrameHeader(f, wire.OpClose, 2+len(reason))
 	f = append(f, byte(code>>8), byte(code))
 	return append(f, reason...)
-}
-
-// truncateReason cuts a close reason to the 123 bytes a close frame allows,
-// on a UTF-8 boundary.
-func truncateReason(s string) string {
-	if len(s) <= 123 {
-		return s
-	}
-	i := 123
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i]
 }
 
 // drop closes the network connection at once (shutdown deadline).

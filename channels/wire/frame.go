@@ -59,3 +59,20 @@ func FinishFrame(buf []byte, opcode byte) []byte {
 	AppendFrameHeader(buf[off:off], opcode, n)
 	return buf[off:]
 }
+
+// MaxCloseReason is the longest reason a close frame can carry, in bytes
+// (a control frame's 125 bytes less the 2-byte code).
+const MaxCloseReason = 123
+
+// CloseReason cuts a close reason to MaxCloseReason bytes, on a UTF-8
+// boundary.
+func CloseReason(s string) string {
+	if len(s) <= MaxCloseReason {
+		return s
+	}
+	i := MaxCloseReason
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i]
+}

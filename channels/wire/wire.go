@@ -142,41 +142,39 @@ func DecodeBinary(data []byte) (Message, error) {
 // AppendText appends the JSON form of a message whose payload is already
 // JSON. Empty refs are written as null.
 func AppendText(dst []byte, joinRef, ref, topic, event string, payload []byte) []byte {
-	dst = append(dst, '[')
-	dst = appendRef(dst, joinRef)
-	dst = append(dst, ',')
-	dst = appendRef(dst, ref)
-	dst = append(dst, ',')
-	dst = AppendString(dst, topic)
-	dst = append(dst, ',')
+	dst = appendHead(dst, joinRef, ref, topic)
 	dst = AppendString(dst, event)
 	dst = append(dst, ',')
-	if len(payload) == 0 {
-		dst = append(dst, "{}"...)
-	} else {
-		dst = append(dst, payload...)
-	}
-	return append(dst, ']')
+	return append(appendPayload(dst, payload), ']')
 }
 
 // AppendTextReply appends a phx_reply message with the given status and
 // JSON response.
 func AppendTextReply(dst []byte, joinRef, ref, topic, status string, response []byte) []byte {
+	dst = appendHead(dst, joinRef, ref, topic)
+	dst = append(dst, `"phx_reply",{"status":`...)
+	dst = AppendString(dst, status)
+	dst = append(dst, `,"response":`...)
+	return append(appendPayload(dst, response), "}]"...)
+}
+
+// appendHead appends `[join_ref,ref,"topic",`.
+func appendHead(dst []byte, joinRef, ref, topic string) []byte {
 	dst = append(dst, '[')
 	dst = appendRef(dst, joinRef)
 	dst = append(dst, ',')
 	dst = appendRef(dst, ref)
 	dst = append(dst, ',')
 	dst = AppendString(dst, topic)
-	dst = append(dst, `,"phx_reply",{"status":`...)
-	dst = AppendString(dst, status)
-	dst = append(dst, `,"response":`...)
-	if len(response) == 0 {
-		dst = append(dst, "{}"...)
-	} else {
-		dst = append(dst, response...)
+	return append(dst, ',')
+}
+
+// appendPayload appends a JSON payload, {} when empty.
+func appendPayload(dst, payload []byte) []byte {
+	if len(payload) == 0 {
+		return append(dst, "{}"...)
 	}
-	return append(dst, "}]"...)
+	return append(dst, payload...)
 }
 
 // AppendBinaryPush appends a binary server push (kind 0). Strings longer
@@ -434,12 +432,7 @@ func AppendBroadcastText(dst []byte, topic, event string, offset uint64, payload
 	dst = append(dst, ',')
 	dst = AppendString(dst, event)
 	dst = append(dst, ',')
-	if len(payload) == 0 {
-		dst = append(dst, "{}"...)
-	} else {
-		dst = append(dst, payload...)
-	}
-	return append(dst, ']')
+	return append(appendPayload(dst, payload), ']')
 }
 
 // AppendBroadcastBinaryPos appends a binary broadcast with its position
