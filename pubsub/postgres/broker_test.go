@@ -29,7 +29,8 @@ func TestCrossNode(t *testing.T) {
 
 	var want []pubsub.Position
 	for i := 1; i <= 3; i++ {
-		want = append(want, publish(t, a, "room:1", "msg", fmt.Sprintf(`{"n":%d}`, i)))
+		// '%' matters: notifications are format() templates.
+		want = append(want, publish(t, a, "room:1", "msg", fmt.Sprintf(`{"n":%d,"p":"%%1$s %%%%"}`, i)))
 	}
 	bin, err := a.Publish(ctxT(t), pubsub.Message{Topic: "room:1", Event: "bin", Payload: []byte{0, 1, 0xff}, Binary: true, Exclude: "sock-7"})
 	if err != nil {
@@ -50,7 +51,7 @@ func TestCrossNode(t *testing.T) {
 		eventually(t, 10*time.Second, "node "+name+" to receive room:1", func() bool { return len(rec.topic("room:1")) == 4 })
 		got := rec.topic("room:1")
 		for i, m := range got[:3] {
-			if m.Event != "msg" || string(m.Payload) != fmt.Sprintf(`{"n":%d}`, i+1) || m.Binary || m.Position() != want[i] {
+			if m.Event != "msg" || string(m.Payload) != fmt.Sprintf(`{"n":%d,"p":"%%1$s %%%%"}`, i+1) || m.Binary || m.Position() != want[i] {
 				t.Fatalf("node %s message %d = %+v, want position %v", name, i, m, want[i])
 			}
 		}
