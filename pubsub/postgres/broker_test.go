@@ -170,6 +170,34 @@ func TestControl(t *testing.T) {
 	if err := a.pool.QueryRow(ctxT(t), "SELECT count(*) FROM "+a.names.messages).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("history rows after control messages: %d, %v", n, err)
 	}
+	// Controls and messages sharing batches.
+	b, recB2 := node(t, u, schema)
+	subscribe(t, b, "mixed")
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				if err := a.PublishControl(ctxT(t), []byte(fmt.Sprintf(`{"c":%d,"pct":"%%s"}`, i))); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			if _, err := a.Publish(ctxT(t), pubsub.Message{Topic: "mixed", Event: "m", Payload: []byte(`1`)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, 10*time.Second, "mixed controls and messages", func() bool {
+		return recB2.controlCount() == 20 && len(recB2.topic("mixed")) == 20
+	})
+	for i, m := range recB2.topic("mixed") {
+		if m.Offset != uint64(i+1) {
+			t.Fatalf("mixed message %d has offset %d", i, m.Offset)
+		}
+	}
 }
 
 func TestSubscribeCountsAndBaseline(t *testing.T) {
