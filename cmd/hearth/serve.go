@@ -49,8 +49,8 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:4000", "address to listen on")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the tokens GET /token and the channel refresh mint")
-	fs.StringVar(&cfg.dbURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub)")
-	fs.StringVar(&cfg.secret, "secret", os.Getenv("HEARTH_SECRET"), "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
+	fs.StringVar(&cfg.dbURL, "database-url", "", "PostgreSQL URL: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub)")
+	fs.StringVar(&cfg.secret, "secret", "", "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
 	fs.DurationVar(&cfg.ws.DrainWindow, "drain-window", 30*time.Second, "on SIGTERM, close the sockets spread over this window (1012 with reconnect hints) so their reconnects reach the other nodes evenly; 0 closes them all at once")
@@ -61,6 +61,17 @@ func runServe(args []string) error {
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof, /debug/vars and /debug/mem (memory figures as JSON) on this separate address, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// Defaults from the environment, read after parsing so that -h never
+	// prints a password or a secret. An explicit --database-url= keeps the
+	// in-process broker even when DATABASE_URL is set.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["database-url"] {
+		cfg.dbURL = os.Getenv("DATABASE_URL")
+	}
+	if !set["secret"] {
+		cfg.secret = os.Getenv("HEARTH_SECRET")
 	}
 	var err error
 	if cfg.ws.DrainWindow == 0 {
@@ -175,6 +186,9 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 	log.Info("demo signing secret", "from", from)
 	auth := newDemoAuth(secret, cfg.tokenTTL, cfg.window)
 	d := &demo{auth: auth}
+	if pg, ok := broker.(*postgres.Broker); ok {
+		d.extraMetrics = pg.Collector()
+	}
 	d.node = channels.New(channels.Options{
 		Broker: broker, // nil: in-process
 		NodeID: cfg.nodeName,
@@ -200,6 +214,12 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !d.ws.Ready() {
 			http.Error(w, "draining", http.StatusServiceUnavailable) // load balancers: stop sending new connections
+			return
+		}
+		// A node whose pub/sub listener is down would accept sockets it
+		// cannot deliver broadcasts to.
+		if pg, ok := broker.(*postgres.Broker); ok && pg.State() == postgres.StateDown {
+			http.Error(w, "pubsub listener down", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -17,13 +17,20 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/internal/pgtest"
+	"github.com/hearth-rt/hearth/pubsub"
+	"github.com/hearth-rt/hearth/pubsub/postgres"
 )
 
 // startDemo runs the demo app in-process on a loopback listener.
 func startDemo(t *testing.T, ttl time.Duration) *httptest.Server {
+	return startDemoOn(t, ttl, nil)
+}
+
+func startDemoOn(t *testing.T, ttl time.Duration, broker pubsub.Broker) *httptest.Server {
 	t.Helper()
 	cfg := serveConfig{tokenTTL: ttl, window: [2]float64{0.1, 0.2}, secret: "test secret, 16+ chars"}
-	d, err := newDemo(slog.New(slog.DiscardHandler), cfg, nil)
+	d, err := newDemo(slog.New(slog.DiscardHandler), cfg, broker)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +111,42 @@ func TestMetricsMove(t *testing.T) {
 	}
 	for _, s := range []string{`hearth_demo_token_requests_total`, `hearth_connections_shed_total{reason="ip_rate"}`, `hearth_ready`, `hearth_joins_total{result="shed"}`, `hearth_recoveries_total{result="incomplete"}`, `go_goroutines`} {
 		scrape(t, hs, s) // present
+	}
+}
+
+// TestClusterMetricsAndReadiness: in cluster mode /metrics carries the
+// broker's series and /readyz reflects the listener.
+func TestClusterMetricsAndReadiness(t *testing.T) {
+	u, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := postgres.New(ctx, postgres.Options{URL: u, Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := startDemoOn(t, time.Minute, b)
+	t.Cleanup(func() { _ = b.Close() })
+	if res, err := http.Get(hs.URL + "/readyz"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("readyz: %v %v", res.Status, err)
+	}
+	if v := scrape(t, hs, `hearth_pubsub_listener_state{state="healthy"}`); v != 1 {
+		t.Fatalf("listener state healthy = %v", v)
+	}
+	before := scrape(t, hs, "hearth_pubsub_published_total")
+	c, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "user=ada"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.WriteJSON([]any{"1", "1", "room:lobby", "phx_join", map[string]any{}})
+	readUntil(t, c, "phx_reply")
+	_ = c.WriteJSON([]any{"1", "2", "room:lobby", "new_msg", map[string]string{"user": "ada", "body": "hi"}})
+	readUntil(t, c, "new_msg") // through Postgres and back
+	if after := scrape(t, hs, "hearth_pubsub_published_total"); after <= before {
+		t.Fatalf("published did not move: %v -> %v", before, after)
+	}
+	if v := scrape(t, hs, "hearth_pubsub_batch_size_count"); v < 1 {
+		t.Fatalf("batch size histogram count %v", v)
 	}
 }
 
