@@ -68,17 +68,12 @@ func genChannelFlags(cfg *genConfig) *flag.FlagSet {
 func runGenChannel(args []string, out io.Writer) error {
 	var cfg genConfig
 	fs := genChannelFlags(&cfg)
-	rest, err := parseInterspersed(fs, args)
+	name, err := oneArg(fs, args, "channel NAME")
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	if len(rest) != 1 {
-		fs.Usage()
-		return errors.New("want exactly one channel NAME")
-	}
-	name := rest[0]
 	if err := templates.CheckChannelName(name); err != nil {
 		return unprefix(err)
 	}

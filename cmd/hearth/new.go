@@ -73,17 +73,13 @@ flags:
 func runNew(args []string, out io.Writer) error {
 	var cfg newConfig
 	fs := newFlags(&cfg)
-	rest, err := parseInterspersed(fs, args)
+	name, err := oneArg(fs, args, "APP name")
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	if len(rest) != 1 {
-		fs.Usage()
-		return errors.New("want exactly one APP name")
-	}
-	cfg.name = rest[0]
+	cfg.name = name
 	if err := templates.CheckAppName(cfg.name); err != nil {
 		return unprefix(err)
 	}
@@ -168,6 +164,21 @@ See README.md for the layout and what to change before production.
 
 // parseInterspersed parses flags that may come before or after the
 // positional arguments (hearth new APP --module x), where package flag alone
+// oneArg parses flags placed anywhere among the arguments and returns the
+// one positional argument, described by what in the error otherwise.
+// flag.ErrHelp comes back when -h was asked for (usage already printed).
+func oneArg(fs *flag.FlagSet, args []string, what string) (string, error) {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(rest) != 1 {
+		fs.Usage()
+		return "", errors.New("want exactly one " + what)
+	}
+	return rest[0], nil
+}
+
 // stops at the first positional one. Everything after "--" is positional.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos, tail []string

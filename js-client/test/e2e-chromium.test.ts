@@ -139,21 +139,23 @@ test("two browsers chat through a server restart without losing a message", { ti
   }
 })
 
+/** Opens the demo page in a fresh browser context, signs in as name and joins room. */
+async function openDemo(name: string, room: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage()
+  page.on("pageerror", (err) => { throw new Error(`${name}: page error: ${err.message}`) })
+  await page.goto(server.httpURL + "/")
+  await page.fill("#name", name)
+  await page.fill("#room", room)
+  await page.click("#join button[type=submit]")
+  await page.waitForSelector("#body:not([disabled])", { timeout: 10_000 })
+  await page.waitForSelector("#status[data-state=connected]", { timeout: 10_000 })
+  return page
+}
+
 test("the demo page: two signed-in browsers chat through the server", { timeout: 60_000 }, async () => {
   const room = ROOM.slice("room:".length) + "-demo"
-  const open = async (name: string): Promise<Page> => {
-    const page = await (await browser.newContext()).newPage()
-    page.on("pageerror", (err) => { throw new Error(`${name}: page error: ${err.message}`) })
-    await page.goto(server.httpURL + "/")
-    await page.fill("#name", name)
-    await page.fill("#room", room)
-    await page.click("#join button[type=submit]")
-    await page.waitForSelector("#body:not([disabled])", { timeout: 10_000 })
-    await page.waitForSelector("#status[data-state=connected]", { timeout: 10_000 })
-    return page
-  }
-  const ann = await open("ann")
-  const bob = await open("bob")
+  const ann = await openDemo("ann", room)
+  const bob = await openDemo("bob", room)
   // Presence: each page lists both users (Phoenix Presence over Hearth).
   for (const page of [ann, bob]) {
     await eventually("both users in the presence list", async () =>
@@ -175,18 +177,8 @@ test("the demo page: two signed-in browsers chat through the server", { timeout:
 
 test("the demo page shows its connection state across a server restart", { timeout: 90_000 }, async () => {
   const room = ROOM.slice("room:".length) + "-state"
-  const open = async (name: string): Promise<Page> => {
-    const page = await (await browser.newContext()).newPage()
-    page.on("pageerror", (err) => { throw new Error(`${name}: page error: ${err.message}`) })
-    await page.goto(server.httpURL + "/")
-    await page.fill("#name", name)
-    await page.fill("#room", room)
-    await page.click("#join button[type=submit]")
-    await page.waitForSelector("#status[data-state=connected]", { timeout: 10_000 })
-    return page
-  }
   const status = (page: Page) => page.$eval("#status", (el) => ({ state: (el as HTMLElement).dataset.state, text: el.textContent ?? "" }))
-  const pages = [await open("ann"), await open("bob")]
+  const pages = [await openDemo("ann", room), await openDemo("bob", room)]
 
   // The server crashes: both pages say they are reconnecting, with a countdown.
   await server.stop("SIGKILL")
