@@ -69,9 +69,7 @@ type Node struct {
 	hub    hub
 	log    *slog.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // Out workers
+	wg sync.WaitGroup // Out workers and token refreshes
 
 	seq     atomic.Uint64
 	started atomic.Bool
@@ -137,7 +135,6 @@ func New(opts Options) *Node {
 	n.hub.stats = &n.stats
 	n.hub.log = n.log
 	n.joins = newJoinLimiter(&n.opts)
-	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.broker.Register((*brokerHandler)(n))
 	return n
 }

@@ -379,10 +379,7 @@ func (s *Socket) join(m *wire.Message) {
 // drops the broadcasts held for it.
 func (s *Socket) abortJoin(c *Channel) {
 	c.state.Store(stateClosed)
-	s.node.hub.remove(c)
-	if err := s.node.broker.Unsubscribe(s.node.ctx, c.topic); err != nil {
-		s.node.log.Warn("broker unsubscribe failed", "topic", c.topic, "err", err)
-	}
+	s.unsubscribe(c)
 	c.mu.Lock()
 	if c.extra != nil {
 		c.extra.live = nil
@@ -527,6 +524,19 @@ func logCrash(log interface{ Error(string, ...any) }, msg string, err error) {
 	log.Error(msg, "err", err)
 }
 
+// unsubscribe takes a channel out of the local hub and undoes its broker
+// subscription. Unsubscribe is the broker's own bookkeeping, so it gets no
+// request context: it must happen even when the socket's is done.
+func (s *Socket) unsubscribe(c *Channel) {
+	s.node.hub.remove(c)
+	if !c.subscribed {
+		return
+	}
+	if err := s.node.broker.Unsubscribe(context.Background(), c.topic); err != nil {
+		s.node.log.Warn("broker unsubscribe failed", "topic", c.topic, "err", err)
+	}
+}
+
 // endChannel removes a channel, tells the client with event ("" for
 // nothing) and runs Terminate. The handler lock must be held.
 func (s *Socket) endChannel(c *Channel, reason error, event string) {
@@ -535,12 +545,7 @@ func (s *Socket) endChannel(c *Channel, reason error, event string) {
 		return
 	}
 	s.node.stats.channels.Add(-1)
-	s.node.hub.remove(c)
-	if c.subscribed {
-		if err := s.node.broker.Unsubscribe(s.node.ctx, c.topic); err != nil {
-			s.node.log.Warn("broker unsubscribe failed", "topic", c.topic, "err", err)
-		}
-	}
+	s.unsubscribe(c)
 	if event != "" {
 		s.control(c, event)
 	}

@@ -326,12 +326,8 @@ func tokensOne(ctx context.Context, env *Env, strategy string, n int, timeout ti
 	}
 	rejMu.Unlock()
 	callsMu.Lock()
-	sec := map[int]int{}
-	for _, t := range ph.callTimes {
-		sec[int(t/1000)]++
-	}
-	for _, v := range sec {
-		ph.PeakCalls = max(ph.PeakCalls, float64(v))
+	for _, p := range perSecond(ph.callTimes) {
+		ph.PeakCalls = max(ph.PeakCalls, p[1])
 	}
 	callsMu.Unlock()
 	return ph, nil
@@ -359,6 +355,8 @@ func (c *tokClient) session(ctx context.Context, addr, strategy string, onFirstR
 	joined := false
 	hb := time.NewTicker(30 * time.Second)
 	defer hb.Stop()
+	over := make(chan struct{}) // the heartbeat ends with the session
+	defer close(over)
 	go func() {
 		ref := 1
 		for {
@@ -368,7 +366,7 @@ func (c *tokClient) session(ctx context.Context, addr, strategy string, onFirstR
 				if conn.WriteJSON([]any{nil, strconv.Itoa(ref), "phoenix", "heartbeat", map[string]any{}}) != nil {
 					return
 				}
-			case <-ctx.Done():
+			case <-over:
 				return
 			}
 		}
@@ -378,7 +376,7 @@ func (c *tokClient) session(ctx context.Context, addr, strategy string, onFirstR
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
-				return joined, parseHint(ce.Text), err
+				return joined, closeHint(ce.Text), err
 			}
 			return joined, 0, err
 		}
@@ -410,23 +408,6 @@ func (c *tokClient) session(ctx context.Context, addr, strategy string, onFirstR
 			}
 		}
 	}
-}
-
-// parseHint reads "retry_after_ms=<n>" from a close reason.
-func parseHint(reason string) time.Duration {
-	_, v, ok := strings.Cut(reason, "retry_after_ms=")
-	if !ok {
-		return 0
-	}
-	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
-	if end >= 0 {
-		v = v[:end]
-	}
-	ms, err := strconv.Atoi(v)
-	if err != nil {
-		return 0
-	}
-	return time.Duration(ms) * time.Millisecond
 }
 
 // scrapeCounter reads one counter from a Prometheus text page (-1 on failure).
