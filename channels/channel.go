@@ -243,11 +243,7 @@ func (c *Channel) deliverNow(m *pubsub.Message) {
 		s.callOut(c, m)
 		return
 	}
-	f := encodeBroadcast(m, s.hearthExt)
-	if s.outBusy.Load() && s.enqueueOut(c, m, f) {
-		return
-	}
-	s.send(f)
+	s.sendInOrder(c, m, encodeBroadcast(m, s.hearthExt))
 }
 
 // encodePayload turns a payload value into wire bytes; see Channel.Push.

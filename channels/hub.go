@@ -131,10 +131,7 @@ func (h *hub) fanout(m *pubsub.Message) {
 			f = plain
 		}
 		delivered++
-		if s.outBusy.Load() && s.enqueueOut(c, m, f) {
-			continue // keep publish order behind pending Out work
-		}
-		s.send(f)
+		s.sendInOrder(c, m, f)
 	}
 }
 

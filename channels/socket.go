@@ -133,6 +133,16 @@ func (s *Socket) Start(t Transport) {
 
 func (s *Socket) send(frame []byte) bool { return s.transport.Send(frame) }
 
+// sendInOrder writes a broadcast frame of channel c, queueing it behind
+// the socket's pending Out work (intercepted events) when there is some,
+// so that the socket sees a topic's broadcasts in publish order.
+func (s *Socket) sendInOrder(c *Channel, m *pubsub.Message, frame []byte) {
+	if s.outBusy.Load() && s.enqueueOut(c, m, frame) {
+		return
+	}
+	s.send(frame)
+}
+
 // Closed ends every channel of the socket (their Terminate handlers run
 // with [ErrSocketClosed]). It is part of the [Transport] contract.
 func (s *Socket) Closed() {
