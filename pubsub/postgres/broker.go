@@ -102,6 +102,13 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		return fail(err)
 	}
 	b.publishSQL = b.names.expand(publishSQL)
+	var autovacuum string
+	if err := b.pool.QueryRow(ctx, "SHOW autovacuum").Scan(&autovacuum); err == nil && autovacuum != "on" {
+		// Trimming deletes rows; without autovacuum nothing reclaims them,
+		// and the history table and its index only grow.
+		b.log.Warn("postgres: autovacuum is off: the space of trimmed history is never reclaimed; run VACUUM on the history tables regularly",
+			"tables", b.names.messages+", "+b.names.topics)
+	}
 	if opts.ListenURL != "" {
 		if b.lconf, err = pgx.ParseConfig(opts.ListenURL); err != nil {
 			return fail(fmt.Errorf("postgres: parsing ListenURL: %w", err))

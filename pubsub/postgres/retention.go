@@ -13,6 +13,39 @@ import (
 // published since its previous run, the messages beyond the newest
 // HistorySize. The topic rows stay: they hold the epoch and the offset.
 
+// The trimming statements walk the history's primary key (topic, seq) from
+// each candidate topic's oldest message, so a pass costs about the rows it
+// deletes however large the table is. A sequential scan, which a join
+// against the topics lets the planner choose, would read the whole history
+// (all of it, dead rows included) every TrimInterval. The LATERAL
+// subqueries, fenced with OFFSET 0 so that the planner cannot flatten them
+// into such a join, keep it on the index; the rows are then deleted by
+// ctid.
+//
+// trimAgeSQL deletes, in every topic published since $1, the messages
+// before its first one younger than the TTL ($2). A topic last published
+// before the previous pass's cutoff lost all its messages in that pass.
+// Offsets follow commit order while created_at is each batch's transaction
+// start, so a message can be a few milliseconds older than one before it:
+// at the TTL's edge the cut is that precise.
+const trimAgeSQL = `DELETE FROM {messages} WHERE ctid = ANY (ARRAY(
+	SELECT m.ctid FROM {topics} t
+	CROSS JOIN LATERAL (
+		SELECT ctid FROM {messages}
+		WHERE topic = t.topic AND seq < coalesce(
+			(SELECT seq FROM {messages} WHERE topic = t.topic AND created_at >= now() - $2::interval ORDER BY seq LIMIT 1),
+			t.seq + 1)
+		OFFSET 0
+	) m
+	WHERE t.updated_at >= $1::timestamptz))`
+
+// trimCountSQL deletes, in every topic published since $1, the messages
+// beyond its newest $2.
+const trimCountSQL = `DELETE FROM {messages} WHERE ctid = ANY (ARRAY(
+	SELECT m.ctid FROM {topics} t
+	CROSS JOIN LATERAL (SELECT ctid FROM {messages} WHERE topic = t.topic AND seq <= t.seq - $2 OFFSET 0) m
+	WHERE t.updated_at >= $1::timestamptz AND t.seq > $2))`
+
 // trimSlack widens the "published since" window of the count trimming, so a
 // transaction that started before the previous run but committed after it
 // is still seen.
@@ -60,18 +93,18 @@ func (b *Broker) trim(ctx context.Context, since time.Time) (time.Time, int64, e
 			start = time.Time{}
 			return nil
 		}
-		tag, err := tx.Exec(ctx, "DELETE FROM "+b.names.messages+" WHERE created_at < now() - $1::interval", b.opts.HistoryTTL)
+		sinceArg := pgtype.Timestamptz{Time: since, Valid: true}
+		ttlSince := pgtype.Timestamptz{Time: since.Add(-b.opts.HistoryTTL), Valid: true}
+		if since.IsZero() {
+			sinceArg = pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+			ttlSince = sinceArg
+		}
+		tag, err := tx.Exec(ctx, b.names.expand(trimAgeSQL), ttlSince, b.opts.HistoryTTL)
 		if err != nil {
 			return err
 		}
 		deleted += tag.RowsAffected()
-		sinceArg := pgtype.Timestamptz{Time: since, Valid: true}
-		if since.IsZero() {
-			sinceArg = pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
-		}
-		tag, err = tx.Exec(ctx, `DELETE FROM `+b.names.messages+` m
-			USING (SELECT topic, seq FROM `+b.names.topics+` WHERE updated_at >= $1::timestamptz AND seq > $2) t
-			WHERE m.topic = t.topic AND m.seq <= t.seq - $2`, sinceArg, int64(b.opts.HistorySize))
+		tag, err = tx.Exec(ctx, b.names.expand(trimCountSQL), sinceArg, int64(b.opts.HistorySize))
 		if err != nil {
 			return err
 		}
