@@ -10,7 +10,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test-go:
+test-go: node_modules
 	$(GO) test -race -count=1 -timeout 15m ./...
 	# The server again with the goroutine-per-connection reader (the
 	# fallback for TLS and non-Linux systems) instead of epoll.
