@@ -53,6 +53,14 @@ func runBench(args []string) error {
 		// Hidden mode: a worker process of a run, driven over stdin/stdout.
 		return bench.ServeWorker(os.Stdin, os.Stdout)
 	}
+	if len(args) > 0 && args[0] == "floor-client" {
+		// Hidden mode: a client process of the floor scenario.
+		return bench.FloorClient(args[1:], os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "broker-node" {
+		// Hidden mode: a node of the broker scenario.
+		return bench.BrokerNode(args[1:], os.Stdin, os.Stdout)
+	}
 	var o bench.Options
 	var targets, policies, events, counts listFlag
 	var serverArgs repeatFlag

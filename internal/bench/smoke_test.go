@@ -259,15 +259,89 @@ func TestSmokePeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer := filepath.Join(root, "bench", "peers", "socketio")
-	if _, err := os.Stat(filepath.Join(peer, "node_modules", "socket.io")); err != nil {
-		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-		cmd.Dir = peer
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("the Socket.IO peer needs Node.js and npm: npm ci in %s: %v\n%s", peer, err, out)
-		}
-	}
+	installSocketIOPeer(t, root)
 	rep := runSmoke(t, "fanout", smokeOptions(t, TargetGorilla, TargetSocketIO))
 	checkFiles(t, rep, "fanout")
 	checkPubsub(t, rep.Results.([]*pubsubRun), 2)
+}
+
+var (
+	peerOnce sync.Once
+	peerErr  error
+)
+
+// installSocketIOPeer runs `npm ci` for the Socket.IO peer once when its
+// packages are missing; without Node the test fails.
+func installSocketIOPeer(t *testing.T, root string) {
+	t.Helper()
+	peerOnce.Do(func() {
+		peer := filepath.Join(root, "bench", "peers", "socketio")
+		if _, err := os.Stat(filepath.Join(peer, "node_modules", "socket.io")); err == nil {
+			return
+		}
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = peer
+		if out, err := cmd.CombinedOutput(); err != nil {
+			peerErr = fmt.Errorf("the Socket.IO peer needs Node.js and npm: npm ci in %s: %v\n%s", peer, err, out)
+		}
+	})
+	if peerErr != nil {
+		t.Fatal(peerErr)
+	}
+}
+
+// TestSmokeBroker runs the broker scenario, Hearth's broker and Socket.IO's
+// adapter, through Postgres: every message published must arrive.
+func TestSmokeBroker(t *testing.T) {
+	t.Parallel()
+	root, err := repoDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installSocketIOPeer(t, root)
+	opts := smokeOptions(t, TargetHearth, TargetSocketIO)
+	opts.DatabaseURL = testDatabaseURL
+	rep := runSmoke(t, "broker", opts)
+	checkFiles(t, rep, "broker")
+	runs := rep.Results.([]*brokerRun)
+	if len(runs) != 2 {
+		t.Fatalf("%d runs, want one per target", len(runs))
+	}
+	for _, r := range runs {
+		if r.Published == 0 || r.Received != r.Published || r.Lost != 0 || r.Failed != 0 || r.P50MS <= 0 {
+			t.Errorf("%s: published %d received %d lost %d failed %d p50 %.2f ms", r.Target, r.Published, r.Received, r.Lost, r.Failed, r.P50MS)
+		}
+	}
+}
+
+func TestBrokerNeedsDatabase(t *testing.T) {
+	_, err := Run(context.Background(), "broker", smokeOptions(t, TargetHearth))
+	if err == nil || !strings.Contains(err.Error(), "--database-url") {
+		t.Fatalf("err = %v, want a clear demand for --database-url", err)
+	}
+}
+
+func TestSmokeFloor(t *testing.T) {
+	t.Parallel()
+	rep := runSmoke(t, "floor", smokeOptions(t, TargetFloor))
+	checkFiles(t, rep, "floor")
+	runs := rep.Results.([]*floorRun)
+	if len(runs) == 0 {
+		t.Fatal("no floor runs")
+	}
+	for _, r := range runs {
+		if r.Rounds == 0 || len(r.LastReadMS) != r.Rounds || len(r.LastWriteMS) != r.Rounds || len(r.WritesMS) != r.Rounds {
+			t.Fatalf("writers %d: %d last-read, %d last-write and %d write times for %d rounds",
+				r.Writers, len(r.LastReadMS), len(r.LastWriteMS), len(r.WritesMS), r.Rounds)
+		}
+		// The last subscriber cannot have read its frame before the last
+		// write(2) began (one monotonic clock for every process); how long
+		// the writer took to return afterwards depends on the scheduler.
+		for i, v := range r.LastReadMS {
+			if v <= 0 || v < r.LastWriteMS[i] || r.LastWriteMS[i] > r.WritesMS[i] {
+				t.Errorf("writers %d round %d: last read %.3f ms after the first write, last write began at %.3f ms, writes returned at %.3f ms",
+					r.Writers, i, v, r.LastWriteMS[i], r.WritesMS[i])
+			}
+		}
+	}
 }

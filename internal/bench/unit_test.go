@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"testing"
@@ -246,4 +247,39 @@ func indexOf(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+func TestBrokerPayload(t *testing.T) {
+	before := time.Now().UnixMicro()
+	p := brokerPayload("run1", 64)
+	if len(p) != 64 || !json.Valid(p) {
+		t.Fatalf("payload %q: %d bytes, want 64 bytes of JSON", p, len(p))
+	}
+	if !bytes.Contains(p, runTag("run1")) || bytes.Contains(p, runTag("run2")) {
+		t.Errorf("payload %q: run tag", p)
+	}
+	if at := payloadTime(p); at < before || at > time.Now().UnixMicro() {
+		t.Errorf("payloadTime = %d, want the send time", at)
+	}
+	if payloadTime([]byte(`{"body":"x"}`)) != 0 {
+		t.Error("payloadTime of a payload without t: want 0")
+	}
+	p50, p99, mx := latencySummary([]float64{5, 1, 4, 2, 3})
+	if p50 != 3 || p99 != 5 || mx != 5 {
+		t.Errorf("latencySummary = %v %v %v, want 3 5 5", p50, p99, mx)
+	}
+}
+
+func TestPlainConn(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://postgres@127.0.0.1:5432/test":                 "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
+		"postgres://u@h/db?sslmode=require":                       "postgres://u@h/db?sslmode=require",
+		"postgres://u@h/db?pool_max_conns=4":                      "postgres://u@h/db?pool_max_conns=4&sslmode=disable",
+		"host=127.0.0.1 user=postgres dbname=test":                "host=127.0.0.1 user=postgres dbname=test sslmode=disable",
+		"host=127.0.0.1 user=postgres dbname=test sslmode=prefer": "host=127.0.0.1 user=postgres dbname=test sslmode=prefer",
+	} {
+		if got := plainConn(in); got != want {
+			t.Errorf("plainConn(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
