@@ -220,7 +220,7 @@ func App(d AppData) ([]File, error) {
 }
 
 // Channel renders the files of `hearth gen channel`: the handler, its test
-// and a TypeScript module using it. It does not include [TestClient].
+// and a TypeScript module using it.
 func Channel(d ChannelData) ([]File, error) {
 	if err := CheckChannelName(d.Name); err != nil {
 		return nil, err
@@ -229,19 +229,6 @@ func Channel(d ChannelData) ([]File, error) {
 		return nil, err
 	}
 	return render("channel", d, strings.NewReplacer("NAME", d.Name))
-}
-
-// TestClientPath is where the app's WebSocket test client lives; the tests
-// of generated channels import it.
-const TestClientPath = "internal/channeltest/channeltest.go"
-
-// TestClient renders the app's WebSocket test client (also part of [App]),
-// for `hearth gen channel` to restore it when it is missing.
-func TestClient(module string) (File, error) {
-	if err := CheckModulePath(module); err != nil {
-		return File{}, err
-	}
-	return renderFile("app/"+TestClientPath+".tmpl", TestClientPath, AppData{Module: module})
 }
 
 func render(root string, data any, names *strings.Replacer) ([]File, error) {

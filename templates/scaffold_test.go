@@ -101,7 +101,7 @@ func TestApp(t *testing.T) {
 	}
 	want := []string{
 		".gitignore", "README.md", "app.go", "assets/room.ts", "channels/channels.go", "channels/room.go",
-		"channels/room_test.go", "channels/socket.go", "go.mod", "internal/channeltest/channeltest.go",
+		"channels/room_test.go", "channels/socket.go", "go.mod",
 		"main.go", "main_test.go", "static/app.js", "static/index.html", "static/style.css",
 	}
 	slices.Sort(paths)
@@ -120,14 +120,6 @@ func TestApp(t *testing.T) {
 	}
 	if !bytes.Contains(byPath["static/index.html"], []byte("<title>myapp</title>")) {
 		t.Error("index.html is not titled after the app")
-	}
-
-	client, err := TestClient("example.com/myapp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if client.Path != TestClientPath || !bytes.Equal(client.Data, byPath[TestClientPath]) {
-		t.Error("TestClient differs from the test client App writes")
 	}
 
 	plain, err := App(AppData{Name: "myapp", Module: "myapp", GoVersion: "1.26.0"})

@@ -94,15 +94,6 @@ func runGenChannel(args []string, out io.Writer) error {
 	if err := app.checkChannel(data); err != nil {
 		return err
 	}
-	// The channel's test imports the app's test client: restore it if it
-	// is gone.
-	if _, err := os.Stat(filepath.Join(app.root, filepath.FromSlash(templates.TestClientPath))); errors.Is(err, os.ErrNotExist) {
-		f, err := templates.TestClient(app.module)
-		if err != nil {
-			return unprefix(err)
-		}
-		files = append(files, f)
-	}
 	if err := writeFiles(app.rel, files, out); err != nil {
 		return err
 	}

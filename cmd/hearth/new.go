@@ -42,7 +42,6 @@ const (
 // versions used when this binary's build information lacks them.
 var appDeps = []templates.Require{
 	{Path: "github.com/go-chi/chi/v5", Version: "v5.5.0"},
-	{Path: "github.com/gobwas/ws", Version: "v1.5.0"},
 }
 
 type newConfig struct {

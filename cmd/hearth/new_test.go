@@ -580,27 +580,6 @@ func TestGenErrors(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
-
-	t.Run("restores the test client", func(t *testing.T) {
-		client := filepath.Join(app, "internal", "channeltest", "channeltest.go")
-		want, err := os.ReadFile(client)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Remove(client); err != nil {
-			t.Fatal(err)
-		}
-		var out bytes.Buffer
-		if err := runGen([]string{"channel", "--dir", app, "quiz"}, &out); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := os.ReadFile(client); err != nil || !bytes.Equal(got, want) {
-			t.Errorf("the test client was not restored as hearth new wrote it (%v)", err)
-		}
-		if !strings.Contains(out.String(), "* creating "+client) {
-			t.Errorf("gen did not report creating %s:\n%s", client, out.String())
-		}
-	})
 }
 
 func TestGenOutsideAnApp(t *testing.T) {

@@ -1,14 +1,28 @@
-// Package channeltest tests channels over real WebSocket connections: a
-// Hearth server on a loopback httptest server, and a small client speaking
-// the Phoenix V2 protocol, as the JavaScript client does.
+// Package channeltest tests channels the way clients use them: a Hearth
+// server on a loopback port, and a small client speaking the Phoenix V2
+// protocol over a real WebSocket connection, as the JavaScript clients do.
+// It is Hearth's counterpart of Phoenix.ChannelTest, with no mocks between
+// the test and the channel.
 //
-//	srv := channeltest.NewServer(t, hearth.Options{Connect: Connect}, func(n *hearth.Node) { Register(n, Deps{}) })
-//	ada := channeltest.Dial(t, srv.URL, url.Values{"name": {"ada"}})
-//	if r := ada.Join("room:lobby", nil); r.Status != "ok" { ... }
+//	srv := channeltest.NewServer(t, channels.Options{Connect: connect}, register)
+//	ada := channeltest.Dial(t, srv.URL, url.Values{"token": {"ada"}})
+//	if r := ada.Join("room:lobby", nil); r.Status != "ok" {
+//		t.Fatalf("join: %s %s", r.Status, r.Response)
+//	}
 //	ada.Push("room:lobby", "new_msg", map[string]string{"body": "hi"})
-//	msg := ada.Expect("room:lobby", "new_msg")
+//	var msg struct{ Body string }
+//	ada.Expect("room:lobby", "new_msg").Decode(t, &msg)
+//	ada.Refute("room:lobby", "new_msg", 100*time.Millisecond)
 //
-// Every call that waits gives up after [Timeout] and fails the test.
+// Every call that waits gives up after [Timeout] and fails the test. An
+// app that serves its own router (with the socket mounted on
+// "/socket/websocket") can start it with net/http/httptest and [Dial]
+// [SocketURL] of its address instead of using [NewServer].
+//
+// A [Client] reads the connection on a goroutine of its own, so messages
+// that arrive while the test does something else wait in order for the
+// next [Client.Expect] or [Client.Next]. Its methods must be called from
+// the test's goroutine.
 package channeltest
 
 import (
@@ -23,12 +37,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	hearth "github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/channels"
 	"github.com/hearth-rt/hearth/server"
 )
 
@@ -39,16 +54,20 @@ var Timeout = 10 * time.Second
 type Server struct {
 	// URL is the socket's endpoint, "ws://127.0.0.1:port/socket/websocket".
 	URL  string
-	Node *hearth.Node
+	Node *channels.Node
 	WS   *server.Server
 }
 
 // NewServer serves a node made with opts, whose channels register
-// installs, until the test ends.
-func NewServer(t testing.TB, opts hearth.Options, register func(*hearth.Node)) *Server {
+// installs, on "/socket/websocket" of a loopback port until the test ends.
+// The node's broker is the in-process default unless opts.Broker sets one;
+// either way it is closed at the end.
+func NewServer(t testing.TB, opts channels.Options, register func(*channels.Node)) *Server {
 	t.Helper()
-	node := hearth.New(opts)
-	register(node)
+	node := channels.New(opts)
+	if register != nil {
+		register(node)
+	}
 	wsrv := server.New(node, server.Options{})
 	mux := http.NewServeMux()
 	mux.Handle("/socket/websocket", wsrv)
@@ -65,8 +84,9 @@ func NewServer(t testing.TB, opts hearth.Options, register func(*hearth.Node)) *
 	return &Server{URL: SocketURL(hs.URL), Node: node, WS: wsrv}
 }
 
-// SocketURL turns the URL of an HTTP server serving the app
-// ("http://127.0.0.1:port") into its socket's endpoint.
+// SocketURL turns the URL of an HTTP server serving an app
+// ("http://127.0.0.1:port") into its socket's endpoint
+// ("ws://127.0.0.1:port/socket/websocket").
 func SocketURL(httpURL string) string {
 	return "ws" + strings.TrimPrefix(httpURL, "http") + "/socket/websocket"
 }
@@ -90,7 +110,7 @@ func (m Message) Decode(t testing.TB, v any) {
 	}
 }
 
-// Reply is the server's answer to a join or a push.
+// Reply is the server's answer to a join, a leave or a push.
 type Reply struct {
 	// Status is "ok" or "error".
 	Status string
@@ -107,16 +127,21 @@ func (r Reply) Reason() string {
 	return v.Reason
 }
 
-// Client is one WebSocket connection. Its methods must be called from the
-// test's goroutine.
+// Client is one WebSocket connection speaking Phoenix V2.
 type Client struct {
 	t        testing.TB
 	conn     net.Conn
-	rw       io.ReadWriter
 	ref      int
 	joinRefs map[string]string
-	queue    []Message // read while waiting for something else
-	closed   *closeInfo
+
+	wmu sync.Mutex // the test's frames and the reader's pongs and close echo
+
+	mu      sync.Mutex
+	inbox   []Message     // received, not yet taken
+	wake    chan struct{} // a message arrived or the reader ended (cap 1)
+	done    chan struct{} // closed when the reader ends
+	readErr error         // why the reader ended
+	closed  *closeInfo    // the server's close frame, if it sent one
 }
 
 // closeInfo is the close frame the server sent.
@@ -140,19 +165,18 @@ func Dial(t testing.TB, endpoint string, params url.Values) *Client {
 	if err != nil {
 		t.Fatalf("channeltest: dial %s: %v", endpoint, err)
 	}
-	var r io.Reader = conn
+	var src io.Reader = conn
 	if br != nil { // the server wrote right after the handshake
-		r = br
+		src = br
 	}
 	c := &Client{
 		t:        t,
 		conn:     conn,
-		rw:       struct {
-			io.Reader
-			io.Writer
-		}{r, conn},
 		joinRefs: make(map[string]string),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
+	go c.read(src)
 	t.Cleanup(c.Close)
 	return c
 }
@@ -180,58 +204,101 @@ func (c *Client) Push(topic, event string, payload any) Reply {
 	return c.reply(topic, ref)
 }
 
-// Expect returns the first message with topic and event, read or already
-// received; the other messages stay for later calls.
+// PushBinary sends event with raw bytes on a joined topic as a Phoenix V2
+// binary push and returns the reply. Topic, event and references must be
+// at most 255 bytes each.
+func (c *Client) PushBinary(topic, event string, data []byte) Reply {
+	c.t.Helper()
+	joinRef := c.joinRefs[topic]
+	c.ref++
+	ref := strconv.Itoa(c.ref)
+	for _, f := range []string{joinRef, topic, event} {
+		if len(f) > 255 {
+			c.t.Fatalf("channeltest: binary push: %q is longer than 255 bytes", f)
+		}
+	}
+	b := make([]byte, 0, 5+len(joinRef)+len(ref)+len(topic)+len(event)+len(data))
+	b = append(b, 0, byte(len(joinRef)), byte(len(ref)), byte(len(topic)), byte(len(event)))
+	b = append(append(append(append(append(b, joinRef...), ref...), topic...), event...), data...)
+	if err := c.write(ws.NewBinaryFrame(b)); err != nil {
+		c.t.Fatalf("channeltest: send %s on %s: %v", event, topic, err)
+	}
+	return c.reply(topic, ref)
+}
+
+// Expect returns the first message with topic and event, already received
+// or the next to arrive; the other messages stay for later calls.
 func (c *Client) Expect(topic, event string) Message {
 	c.t.Helper()
-	m, err := c.await(func(m Message) bool { return m.Topic == topic && m.Event == event })
+	m, err := c.await(Timeout, func(m Message) bool { return m.Topic == topic && m.Event == event })
 	if err != nil {
 		c.t.Fatalf("channeltest: waiting for %s on %s: %v", event, topic, err)
 	}
 	return m
 }
 
+// Refute fails the test if a message with topic and event was received
+// and not taken, or arrives within d. The other messages stay for later
+// calls.
+func (c *Client) Refute(topic, event string, d time.Duration) {
+	c.t.Helper()
+	m, err := c.await(d, func(m Message) bool { return m.Topic == topic && m.Event == event })
+	switch {
+	case err == nil:
+		c.t.Fatalf("channeltest: got %s on %s, want none within %v: %s", event, topic, d, m.Payload)
+	case !errors.Is(err, errTimeout):
+		c.t.Fatalf("channeltest: refuting %s on %s: %v", event, topic, err)
+	}
+}
+
 // Next returns the next message that no call has taken yet: the oldest
-// one queued by earlier calls, else the next to arrive.
+// one received, else the next to arrive.
 func (c *Client) Next() Message {
 	c.t.Helper()
-	m, err := c.await(func(Message) bool { return true })
+	m, err := c.await(Timeout, func(Message) bool { return true })
 	if err != nil {
 		c.t.Fatalf("channeltest: waiting for a message: %v", err)
 	}
 	return m
 }
 
-// ExpectClose reads until the server closes the connection and returns
-// the close code and reason.
+// ExpectClose waits until the server closes the connection and returns
+// the close code and reason. Messages sent before the close stay for later
+// calls.
 func (c *Client) ExpectClose() (code int, reason string) {
 	c.t.Helper()
-	_, err := c.await(func(Message) bool { return false })
+	select {
+	case <-c.done:
+	case <-time.After(Timeout):
+		c.t.Fatalf("channeltest: the server did not close the connection within %v", Timeout)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed == nil {
-		c.t.Fatalf("channeltest: waiting for the server to close: %v", err)
+		c.t.Fatalf("channeltest: the connection ended without a close frame: %v", c.readErr)
 	}
 	return c.closed.code, c.closed.reason
 }
 
-// Close closes the connection with 1000.
+// Close closes the connection with 1000 (unless the server closed it) and
+// waits for the reader to end. Dial arranges for it at the end of the test.
 func (c *Client) Close() {
-	if c.conn == nil {
-		return
-	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	if c.closed == nil {
+	c.mu.Lock()
+	serverClosed := c.closed != nil
+	c.mu.Unlock()
+	if !serverClosed {
 		body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "")
-		_ = ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body)))
+		_ = c.write(ws.NewCloseFrame(body))
 	}
 	_ = c.conn.Close()
-	c.conn = nil
+	<-c.done
 }
+
+// errTimeout is what await returns when nothing matched in time.
+var errTimeout = errors.New("timed out")
 
 func (c *Client) send(joinRef, topic, event string, payload any) string {
 	c.t.Helper()
-	if c.conn == nil {
-		c.t.Fatalf("channeltest: %s on %s: connection closed", event, topic)
-	}
 	if payload == nil {
 		payload = struct{}{}
 	}
@@ -248,16 +315,23 @@ func (c *Client) send(joinRef, topic, event string, payload any) string {
 	if err != nil {
 		c.t.Fatalf("channeltest: encode %s: %v", event, err)
 	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(Timeout))
-	if err := wsutil.WriteClientText(c.conn, frame); err != nil {
+	if err := c.write(ws.NewTextFrame(frame)); err != nil {
 		c.t.Fatalf("channeltest: send %s on %s: %v", event, topic, err)
 	}
 	return ref
 }
 
+// write masks and writes one frame, whoever calls it.
+func (c *Client) write(f ws.Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(Timeout))
+	return ws.WriteFrame(c.conn, ws.MaskFrameInPlace(f))
+}
+
 func (c *Client) reply(topic, ref string) Reply {
 	c.t.Helper()
-	m, err := c.await(func(m Message) bool { return m.Event == "phx_reply" && m.Topic == topic && m.Ref == ref })
+	m, err := c.await(Timeout, func(m Message) bool { return m.Event == "phx_reply" && m.Topic == topic && m.Ref == ref })
 	if err != nil {
 		c.t.Fatalf("channeltest: waiting for the reply to ref %s on %s: %v", ref, topic, err)
 	}
@@ -272,53 +346,81 @@ func (c *Client) reply(topic, ref string) Reply {
 	return Reply{Status: r.Status, Response: r.Response}
 }
 
-// await returns the first queued or incoming message for which match is
-// true, queueing the others.
-func (c *Client) await(match func(Message) bool) (Message, error) {
-	for i, m := range c.queue {
-		if match(m) {
-			c.queue = append(c.queue[:i], c.queue[i+1:]...)
-			return m, nil
-		}
-	}
-	if c.conn == nil {
-		return Message{}, errors.New("connection closed")
-	}
-	deadline := time.Now().Add(Timeout)
+// await takes the first received message for which match is true, waiting
+// up to d for it to arrive.
+func (c *Client) await(d time.Duration, match func(Message) bool) (Message, error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	seen := 0 // messages of the inbox already looked at
 	for {
-		_ = c.conn.SetReadDeadline(deadline)
-		data, op, err := c.readMessage()
+		c.mu.Lock()
+		for i := seen; i < len(c.inbox); i++ {
+			if m := c.inbox[i]; match(m) {
+				c.inbox = append(c.inbox[:i], c.inbox[i+1:]...)
+				c.mu.Unlock()
+				return m, nil
+			}
+		}
+		seen = len(c.inbox)
+		err := c.readErr
+		c.mu.Unlock()
 		if err != nil {
 			return Message{}, err
 		}
-		m, err := decode(data, op == ws.OpBinary)
-		if err != nil {
-			return Message{}, err
+		select {
+		case <-c.wake:
+		case <-timer.C:
+			return Message{}, errTimeout
 		}
-		if match(m) {
-			return m, nil
-		}
-		c.queue = append(c.queue, m)
 	}
 }
 
-// readMessage reads the next data message, answering pings and the
-// server's close frame.
-func (c *Client) readMessage() ([]byte, ws.OpCode, error) {
-	rd := &wsutil.Reader{Source: c.rw, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: c.control}
-	for {
-		hdr, err := rd.NextFrame()
-		if err != nil {
-			return nil, 0, err
-		}
-		if hdr.OpCode.IsControl() {
-			if err := c.control(hdr, rd); err != nil {
-				return nil, 0, err
+// read runs on its own goroutine until the connection ends: it queues the
+// server's messages, answers pings and echoes the server's close frame.
+func (c *Client) read(src io.Reader) {
+	defer close(c.done)
+	rd := &wsutil.Reader{Source: src, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: c.control}
+	err := func() error {
+		for {
+			hdr, err := rd.NextFrame()
+			if err != nil {
+				return err
 			}
-			continue
+			if hdr.OpCode.IsControl() {
+				if err := c.control(hdr, rd); err != nil {
+					return err
+				}
+				continue
+			}
+			data, err := io.ReadAll(rd)
+			if err != nil {
+				return err
+			}
+			m, err := decode(data, hdr.OpCode == ws.OpBinary)
+			if err != nil {
+				return err
+			}
+			c.mu.Lock()
+			c.inbox = append(c.inbox, m)
+			c.mu.Unlock()
+			c.signal()
 		}
-		data, err := io.ReadAll(rd)
-		return data, hdr.OpCode, err
+	}()
+	c.mu.Lock()
+	if c.closed != nil {
+		err = fmt.Errorf("closed by the server: %d %q", c.closed.code, c.closed.reason)
+	} else if errors.Is(err, net.ErrClosed) {
+		err = errors.New("connection closed")
+	}
+	c.readErr = err
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *Client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -332,17 +434,20 @@ func (c *Client) control(h ws.Header, r io.Reader) error {
 	}
 	switch h.OpCode {
 	case ws.OpPing:
-		return ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewPongFrame(p)))
+		return c.write(ws.NewPongFrame(p))
 	case ws.OpClose:
-		c.closed = &closeInfo{code: 1005} // no status received
+		info := &closeInfo{code: 1005} // no status received
 		var echo []byte
 		if len(p) >= 2 {
 			code, reason := ws.ParseCloseFrameData(p)
-			c.closed.code, c.closed.reason = int(code), reason
+			info.code, info.reason = int(code), reason
 			echo = p[:2]
 		}
-		_ = ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewCloseFrame(echo)))
-		return fmt.Errorf("closed by the server: %d %q", c.closed.code, c.closed.reason)
+		c.mu.Lock()
+		c.closed = info
+		c.mu.Unlock()
+		_ = c.write(ws.NewCloseFrame(echo))
+		return io.EOF
 	}
 	return nil
 }
