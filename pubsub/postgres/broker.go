@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hearth-rt/hearth/pubsub"
@@ -62,6 +64,7 @@ type Broker struct {
 	lmu        sync.Mutex
 	waitCancel context.CancelFunc       // interrupts the listener's wait
 	repairs    map[*topicState]struct{} // topics to catch up from the table
+	early      []*pgconn.Notification   // received during the probe, for serve (listener goroutine only)
 
 	st stats
 }
@@ -96,7 +99,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		if b.ownPool {
 			b.pool.Close()
 		}
-		return nil, err
+		return nil, poolerHint(err)
 	}
 	if b.names.channel, err = migrate(ctx, b.pool, opts.Schema, opts.Channel); err != nil {
 		return fail(err)
@@ -213,3 +216,14 @@ func randomID() string {
 }
 
 var _ pubsub.Broker = (*Broker)(nil)
+
+// poolerHint adds a hint to the errors pgx's statement cache meets behind a
+// transaction pooler: prepared statements live in server sessions, which
+// the pooler hands from client to client.
+func poolerHint(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P05" || pe.Code == "26000") {
+		return fmt.Errorf("%w (through PgBouncer or another pooler in transaction mode? add default_query_exec_mode=exec to the URL)", err)
+	}
+	return err
+}

@@ -40,7 +40,9 @@
 //
 // Each node has one dedicated listener connection (never through a
 // transaction pooler such as PgBouncer in transaction mode: LISTEN needs a
-// session). It delivers the messages of the topics the node subscribed to,
+// session; the listener proves at every connect that a notification sent
+// from another session reaches it, and New fails with [ErrNotListening]
+// otherwise). It delivers the messages of the topics the node subscribed to,
 // checking offsets: duplicates are dropped, a message ahead of the next
 // expected offset makes the node read the missing range from the table
 // first. When the connection fails (a dead connection is noticed by pinging

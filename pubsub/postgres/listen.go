@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hearth-rt/hearth/pubsub"
 )
@@ -21,19 +22,61 @@ import (
 // the table, whatever commits after it arrives as a notification, and
 // offsets drop what arrives twice.
 
-// connectListener opens the listener connection and LISTENs.
+// connectListener opens the listener connection, LISTENs, and proves that
+// notifications reach it.
 func (b *Broker) connectListener(ctx context.Context) (*pgx.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout*2)
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout*3)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, b.lconf)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: listener: %w", err)
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.names.channel}.Sanitize()); err != nil {
-		conn.Close(context.Background())
-		return nil, fmt.Errorf("postgres: listener: %w", err)
+	if _, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.names.channel}.Sanitize()); err == nil {
+		err = b.probe(ctx, conn)
+	}
+	if err != nil {
+		closeConn(conn)
+		if !errors.Is(err, ErrNotListening) {
+			err = fmt.Errorf("postgres: listener: %w", err)
+		}
+		return nil, err
 	}
 	return conn, nil
+}
+
+// ErrNotListening is returned by [New] (and logged by a node reconnecting
+// its listener) when a notification sent to the cluster's channel does not
+// reach the listener connection: typically because that connection goes
+// through a transaction pooler, where LISTEN holds no session. Point
+// Options.ListenURL at the server or a session pooler.
+var ErrNotListening = errors.New("postgres: notifications do not reach the listener connection " +
+	"(through PgBouncer or another pooler in transaction mode? set Options.ListenURL to a direct or session-mode URL)")
+
+// probe notifies the channel from the pool, a session other than the
+// listener's, and waits for that notification on conn. A node whose
+// listener hears nothing would still publish, but never deliver what its
+// peers publish: better a clear error at start. Other notifications that
+// arrive meanwhile are kept for serve, in order.
+func (b *Broker) probe(ctx context.Context, conn *pgx.Conn) error {
+	note := probeNote(b.opts.Name, rand.Uint64())
+	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.names.channel, note); err != nil {
+		return fmt.Errorf("probe: %w", poolerHint(err))
+	}
+	wctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+	defer cancel()
+	for {
+		n, err := conn.WaitForNotification(wctx)
+		switch {
+		case err == nil && n.Payload == note:
+			return nil
+		case err == nil:
+			b.early = append(b.early, n)
+		case wctx.Err() != nil && ctx.Err() == nil:
+			return ErrNotListening
+		default:
+			return err
+		}
+	}
 }
 
 // listen is the listener goroutine.
@@ -117,6 +160,11 @@ func (b *Broker) sleep(d time.Duration) bool {
 // closes.
 func (b *Broker) serve(conn *pgx.Conn) error {
 	v := &noteHandler{b: b}
+	// What arrived while the connection was being probed comes first.
+	for _, n := range b.early {
+		b.handleNote(v, n)
+	}
+	b.early = b.early[:0]
 	for {
 		b.lmu.Lock()
 		repair := len(b.repairs) > 0
@@ -141,12 +189,7 @@ func (b *Broker) serve(conn *pgx.Conn) error {
 		cancel()
 
 		if n != nil {
-			b.st.received.Add(1)
-			if rerr := readNote(n.Payload, v); rerr != nil {
-				b.st.badNotes.Add(1)
-				b.log.Warn("postgres: malformed notification ignored", "pid", n.PID, "len", len(n.Payload))
-			}
-			v.release()
+			b.handleNote(v, n)
 		}
 		switch {
 		case err == nil:
@@ -166,6 +209,16 @@ func (b *Broker) serve(conn *pgx.Conn) error {
 			return err
 		}
 	}
+}
+
+// handleNote applies one notification.
+func (b *Broker) handleNote(v *noteHandler, n *pgconn.Notification) {
+	b.st.received.Add(1)
+	if err := readNote(n.Payload, v); err != nil {
+		b.st.badNotes.Add(1)
+		b.log.Warn("postgres: malformed notification ignored", "pid", n.PID, "len", len(n.Payload))
+	}
+	v.release()
 }
 
 // noteHandler applies the records of one notification. It holds the mu of

@@ -39,6 +39,16 @@ const (
 
 var errBadNote = errors.New("postgres: malformed notification")
 
+// probeNote is the notification a node sends itself to prove that its
+// listener hears the channel: a topic record that no node subscribes to
+// (nodes skip it), named after the node and a random nonce.
+func probeNote(node string, nonce uint64) string {
+	b := append([]byte(noteVersion), 'T')
+	b = appendStr(b, "$probe:"+node+":"+strconv.FormatUint(nonce, 16))
+	b = appendStr(b, "-")
+	return string(b)
+}
+
 // appendStr appends a length-prefixed string.
 func appendStr(b []byte, s string) []byte {
 	b = strconv.AppendInt(b, int64(len(s)), 10)

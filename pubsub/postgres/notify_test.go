@@ -221,3 +221,19 @@ func FuzzReadNote(f *testing.F) {
 		_ = readNote(s, visitor{&collect{}}) // must not panic
 	})
 }
+
+// TestProbeNote checks that a listener probe is a well-formed notification
+// that carries nothing for any node, and is unique per probe.
+func TestProbeNote(t *testing.T) {
+	a, b := probeNote("node-1", 1), probeNote("node-1", 2)
+	if a == b || len(a) >= 8000 {
+		t.Fatalf("probes %q and %q", a, b)
+	}
+	c := &collect{skip: map[string]bool{}}
+	if err := readNote(a, visitor{c}); err != nil {
+		t.Fatalf("readNote(%q): %v", a, err)
+	}
+	if !strings.HasPrefix(c.topic, "$probe:node-1:") || len(c.records) != 0 {
+		t.Fatalf("probe %q read as topic %q with records %q", a, c.topic, c.records)
+	}
+}

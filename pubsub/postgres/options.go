@@ -25,7 +25,9 @@ type Options struct {
 	Pool *pgxpool.Pool
 	// ListenURL, when set, is where the listener connection goes instead:
 	// a direct URL to the server, when URL or Pool go through a
-	// transaction pooler.
+	// transaction pooler. Such a URL or Pool also needs
+	// default_query_exec_mode=exec (pgx's statement cache prepares
+	// statements in sessions the pooler hands from client to client).
 	ListenURL string
 
 	// Schema holds Hearth's tables and functions. Zero means "public". All

@@ -229,7 +229,7 @@ func (b *Broker) commit(p *batcher, batch []*pubReq) {
 	}
 	if err != nil {
 		b.st.publishErrors.Add(1)
-		err = fmt.Errorf("postgres: publishing: %w", err)
+		err = fmt.Errorf("postgres: publishing: %w", poolerHint(err))
 		if b.pubCtx.Err() != nil {
 			err = pubsub.ErrClosed
 		}
