@@ -33,14 +33,15 @@ func init() {
 }
 
 type serveConfig struct {
-	addr     string
-	logLevel string
-	tokenTTL time.Duration
-	window   [2]float64
-	dbURL    string
-	nodeName string
-	secret   string
-	ws       server.Options // admission control and drain (--drain-window, --conn-rate, ...)
+	addr      string
+	logLevel  string
+	tokenTTL  time.Duration
+	window    [2]float64
+	dbURL     string
+	listenURL string
+	nodeName  string
+	secret    string
+	ws        server.Options // admission control and drain (--drain-window, --conn-rate, ...)
 }
 
 func runServe(args []string) error {
@@ -50,6 +51,7 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the tokens GET /token and the channel refresh mint")
 	fs.StringVar(&cfg.dbURL, "database-url", "", "PostgreSQL URL: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub)")
+	fs.StringVar(&cfg.listenURL, "listen-url", "", "direct PostgreSQL URL for the cluster listener, when --database-url goes through a transaction pooler such as PgBouncer (default $DATABASE_LISTEN_URL)")
 	fs.StringVar(&cfg.secret, "secret", "", "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
@@ -70,6 +72,9 @@ func runServe(args []string) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["database-url"] {
 		cfg.dbURL = os.Getenv("DATABASE_URL")
+	}
+	if !set["listen-url"] {
+		cfg.listenURL = os.Getenv("DATABASE_LISTEN_URL")
 	}
 	if !set["secret"] {
 		cfg.secret = os.Getenv("HEARTH_SECRET")
@@ -108,15 +113,15 @@ func runServe(args []string) error {
 
 	var broker pubsub.Broker
 	if cfg.dbURL != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		pg, err := postgres.New(ctx, postgres.Options{URL: cfg.dbURL, Name: cfg.nodeName, Logger: log})
-		cancel()
+		pg, err := openBroker(cfg, log)
 		if err != nil {
-			return fmt.Errorf("cluster mode: %w", err)
+			return err
 		}
 		defer pg.Close()
 		broker = pg
 		log.Info("cluster mode: pub/sub through PostgreSQL", "node", cfg.nodeName)
+	} else if cfg.listenURL != "" {
+		return errors.New("--listen-url (or $DATABASE_LISTEN_URL) needs --database-url (or $DATABASE_URL)")
 	}
 	app, err := newDemo(log, cfg, broker)
 	if err != nil {
@@ -277,4 +282,16 @@ func (d *demo) handleIn(ctx context.Context, c *channels.Channel, ev channels.In
 		return channels.OK(json.RawMessage(ev.Payload)), nil
 	}
 	return channels.ErrorReply(map[string]string{"reason": "unknown event " + ev.Event}), nil
+}
+
+// openBroker starts the cluster broker of --database-url, its listener on
+// --listen-url when set.
+func openBroker(cfg serveConfig, log *slog.Logger) (*postgres.Broker, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pg, err := postgres.New(ctx, postgres.Options{URL: cfg.dbURL, ListenURL: cfg.listenURL, Name: cfg.nodeName, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cluster mode: %w", err)
+	}
+	return pg, nil
 }
