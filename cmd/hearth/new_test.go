@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hearth-rt/hearth/channels/channeltest"
+	"github.com/hearth-rt/hearth/internal/pgtest"
 )
 
 // repoRoot returns the root of the Hearth checkout the test runs in.
@@ -147,6 +151,7 @@ func TestNewAndGen(t *testing.T) {
 		return
 	}
 	t.Run("run", func(t *testing.T) { runApp(t, root, app) })
+	t.Run("cluster", func(t *testing.T) { clusterApp(t, app) })
 
 	// gen channel from a subdirectory of the app, and with --dir.
 	out.Reset()
@@ -227,10 +232,11 @@ type appProcess struct {
 	base  string // http://127.0.0.1:port/
 }
 
-// startApp runs the app's binary on addr and waits until it listens.
-func startApp(t *testing.T, bin, addr string) *appProcess {
+// startApp runs the app's binary on addr, with more flags, and waits until
+// it listens.
+func startApp(t *testing.T, bin, addr string, flags ...string) *appProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "-addr", addr)
+	cmd := exec.Command(bin, append([]string{"-addr", addr}, flags...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -290,6 +296,56 @@ func (p *appProcess) stop(t *testing.T) {
 	}
 	if err := p.cmd.Wait(); err != nil {
 		t.Errorf("the app exited with %v after SIGTERM:\n%s", err, strings.Join(p.log, "\n"))
+	}
+}
+
+// clusterApp runs two processes of the app on one PostgreSQL database
+// (-database-url): both are ready with a healthy listener, and a message
+// pushed on one node reaches the sockets of both.
+func clusterApp(t *testing.T, app string) {
+	db := pgtest.Database(t)
+	bin := filepath.Join(t.TempDir(), "myapp")
+	goTool(t, app, "build", "-o", bin, ".")
+	nodes := []*appProcess{
+		startApp(t, bin, "127.0.0.1:0", "-database-url", db),
+		startApp(t, bin, "127.0.0.1:0", "-database-url", db),
+	}
+	for _, n := range nodes {
+		for path, want := range map[string]string{"readyz": "ready", "metrics": `hearth_pubsub_listener_state{state="healthy"} 1`} {
+			res, err := http.Get(n.base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+				t.Errorf("GET %s%s: %s, want 200 with %q:\n%.2000s", n.base, path, res.Status, want, body)
+			}
+		}
+	}
+	ada := channeltest.Dial(t, channeltest.SocketURL(strings.TrimSuffix(nodes[0].base, "/")), url.Values{"name": {"ada"}})
+	bob := channeltest.Dial(t, channeltest.SocketURL(strings.TrimSuffix(nodes[1].base, "/")), url.Values{"name": {"bob"}})
+	for _, c := range []*channeltest.Client{ada, bob} {
+		if r := c.Join("room:lobby", nil); r.Status != "ok" {
+			t.Fatalf("join: %s %s", r.Status, r.Response)
+		}
+	}
+	for i, body := range []string{"from node 1", "and again"} {
+		if r := ada.Push("room:lobby", "new_msg", map[string]string{"body": body}); r.Status != "ok" {
+			t.Fatalf("new_msg: %s %s", r.Status, r.Response)
+		}
+		for name, c := range map[string]*channeltest.Client{"ada (node 1)": ada, "bob (node 2)": bob} {
+			var m struct{ User, Body string }
+			c.Expect("room:lobby", "new_msg").Decode(t, &m)
+			if m.User != "ada" || m.Body != body {
+				t.Errorf("%s received %+v as message %d, want ada's %q", name, m, i, body)
+			}
+		}
+	}
+	ada.Close()
+	bob.Close()
+	for _, n := range nodes {
+		n.stop(t)
 	}
 }
 

@@ -3,19 +3,25 @@
 //
 // The core packages keep plain atomic counters ([channels.Node.Stats],
 // [server.Server.Stats]); this package reads them at scrape time, so the
-// hot path pays nothing for metrics. Register the collector and serve the
-// registry:
+// hot path pays nothing for metrics. [Handler] serves them with the
+// broker's and the Go runtime's:
 //
-//	reg := prometheus.NewRegistry()
+//	r.Handle("/metrics", metrics.Handler(node, srv))
+//
+// or register the collector in a registry of your own:
+//
 //	reg.MustRegister(metrics.New(node, srv))
 //	reg.MustRegister(postgresBroker.Collector()) // cluster mode
-//	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
-// All metric names start with "hearth_".
+// Hearth's metric names start with "hearth_".
 package metrics
 
 import (
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hearth-rt/hearth/channels"
 	"github.com/hearth-rt/hearth/server"
@@ -30,6 +36,23 @@ type Collector struct {
 // New returns a collector for node and srv; either may be nil.
 func New(node *channels.Node, srv *server.Server) *Collector {
 	return &Collector{node: node, srv: srv}
+}
+
+// Handler serves, in the Prometheus text format, the metrics of node and
+// srv ([New]), those of the node's broker when it has a Collector method (the
+// Postgres broker does: hearth_pubsub_*), and the Go runtime's and the
+// process's.
+func Handler(node *channels.Node, srv *server.Server) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(New(node, srv),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if node != nil {
+		if b, ok := node.Broker().(interface{ Collector() prometheus.Collector }); ok {
+			reg.MustRegister(b.Collector())
+		}
+	}
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
 type metric struct {
