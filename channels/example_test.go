@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/hearth-rt/hearth/channels"
 )
@@ -57,4 +58,25 @@ func ExampleNode_Handle() {
 	})
 	// Broadcast from anywhere, e.g. an HTTP handler or a job.
 	_ = n.Broadcast(context.Background(), "room:lobby", "announcement", json.RawMessage(`{"text":"deploy at 5pm"}`))
+}
+
+func ExampleNode_BroadcastAsync() {
+	n := channels.New(channels.Options{})
+	defer n.Broker().Close()
+	// A feed: each tick is queued without waiting for the broker to store
+	// the previous one, and subscribers receive them in this order.
+	var failed atomic.Int64
+	for i := range 3 {
+		err := n.BroadcastAsync(context.Background(), "ticker:ACME", "tick", map[string]int{"seq": i}, func(err error) {
+			if err != nil {
+				failed.Add(1) // not stored: log it, or resend from the source
+			}
+		})
+		if err != nil {
+			fmt.Println("not queued:", err) // bad input, a closed broker, or ctx ended while the queue was full
+			return
+		}
+	}
+	fmt.Println("queued, failed:", failed.Load())
+	// Output: queued, failed: 0
 }

@@ -164,15 +164,65 @@ func (n *Node) Broadcast(ctx context.Context, topic, event string, payload any) 
 	return n.publish(ctx, topic, event, payload, "")
 }
 
-func (n *Node) publish(ctx context.Context, topic, event string, payload any, exclude string) error {
-	if event == "" || len(event) > 255 {
-		return errors.New("channels: event must be 1 to 255 bytes")
-	}
-	data, binary, err := encodePayload(payload)
+// BroadcastAsync is Broadcast without waiting for the broker to store the
+// message: it returns once the message is queued, blocking only while the
+// broker's publishing queue is full (until ctx ends; ctx has no say over a
+// queued message). done, when not nil, is called once with the outcome, on
+// a goroutine of the broker: it must not block. The broadcasts made with
+// BroadcastAsync to a topic are delivered in the order of the calls, so a
+// loop that forwards a feed keeps its order and is not held to one
+// database round trip per message. With a broker that does not implement
+// pubsub.AsyncBroker it publishes before returning. An error means nothing
+// was queued, and done is not called.
+func (n *Node) BroadcastAsync(ctx context.Context, topic, event string, payload any, done func(error)) error {
+	m, err := message(topic, event, payload, "")
 	if err != nil {
 		return err
 	}
-	pos, err := n.broker.Publish(ctx, pubsub.Message{Topic: topic, Event: event, Payload: data, Binary: binary, Exclude: exclude})
+	var cb func(pubsub.Position, error)
+	if done != nil {
+		cb = func(_ pubsub.Position, err error) {
+			if err != nil {
+				err = errors.Join(errors.New("channels: broadcast to "+topic), err)
+			}
+			done(err)
+		}
+	}
+	ab, ok := n.broker.(pubsub.AsyncBroker)
+	if !ok {
+		pos, err := n.broker.Publish(ctx, m)
+		if err != nil {
+			return errors.Join(errors.New("channels: broadcast to "+topic), err)
+		}
+		if cb != nil {
+			cb(pos, nil)
+		}
+		return nil
+	}
+	if err := ab.PublishAsync(ctx, m, cb); err != nil {
+		return errors.Join(errors.New("channels: broadcast to "+topic), err)
+	}
+	return nil
+}
+
+// message validates and encodes a broadcast.
+func message(topic, event string, payload any, exclude string) (pubsub.Message, error) {
+	if event == "" || len(event) > 255 {
+		return pubsub.Message{}, errors.New("channels: event must be 1 to 255 bytes")
+	}
+	data, binary, err := encodePayload(payload)
+	if err != nil {
+		return pubsub.Message{}, err
+	}
+	return pubsub.Message{Topic: topic, Event: event, Payload: data, Binary: binary, Exclude: exclude}, nil
+}
+
+func (n *Node) publish(ctx context.Context, topic, event string, payload any, exclude string) error {
+	m, err := message(topic, event, payload, exclude)
+	if err != nil {
+		return err
+	}
+	pos, err := n.broker.Publish(ctx, m)
 	if err != nil {
 		return errors.Join(errors.New("channels: broadcast to "+topic), err)
 	}

@@ -134,6 +134,19 @@ func (m *Memory) Publish(_ context.Context, msg Message) (Position, error) {
 	return msg.Position(), nil
 }
 
+// PublishAsync implements AsyncBroker. The in-process broker has no queue:
+// it publishes m before returning, and calls done then.
+func (m *Memory) PublishAsync(ctx context.Context, msg Message, done func(Position, error)) error {
+	pos, err := m.Publish(ctx, msg)
+	if err != nil {
+		return err
+	}
+	if done != nil {
+		done(pos, nil)
+	}
+	return nil
+}
+
 // PublishControl implements Broker.
 func (m *Memory) PublishControl(_ context.Context, data []byte) error {
 	m.mu.RLock()
@@ -238,4 +251,4 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-var _ Broker = (*Memory)(nil)
+var _ AsyncBroker = (*Memory)(nil)

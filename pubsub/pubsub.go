@@ -109,6 +109,20 @@ type Broker interface {
 	Close() error
 }
 
+// AsyncBroker is a Broker that can also publish without waiting for each
+// message to be stored. Both brokers of this module implement it; package
+// channels falls back to Publish for a broker that does not.
+type AsyncBroker interface {
+	Broker
+	// PublishAsync queues m and returns without waiting for it. done, when
+	// not nil, is called once with the outcome of the queued message, on a
+	// goroutine of the broker: it must not block. The messages queued for
+	// one topic are published in the order of the calls that queued them.
+	// PublishAsync blocks only while the broker's queue is full, until ctx
+	// ends. An error means m was not queued, and done is not called.
+	PublishAsync(ctx context.Context, m Message, done func(Position, error)) error
+}
+
 // History is the answer of Broker.History.
 type History struct {
 	// Messages are the messages after the requested position, oldest first.

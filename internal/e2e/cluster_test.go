@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,4 +88,47 @@ func TestForceDisconnectAcrossNodes(t *testing.T) {
 	if ref, event, _ := other.next(); event != "phx_reply" || ref != jr {
 		t.Fatalf("other socket: %s %s", event, ref)
 	}
+}
+
+// TestBroadcastAsyncFeed forwards a feed with BroadcastAsync on one node,
+// without waiting for each commit, while WebSocket subscribers on the other
+// nodes receive every message once and in order.
+func TestBroadcastAsyncFeed(t *testing.T) {
+	nodes := cluster(t, 3)
+	b, c := dial(t, nodes[1], "b"), dial(t, nodes[2], "c")
+	_, ib := b.join("room:feed", nil)
+	c.join("room:feed", nil)
+
+	const n = 3000
+	var mu sync.Mutex
+	var failed []error
+	var calls int
+	all := make(chan struct{})
+	for i := 1; i <= n; i++ {
+		err := nodes[0].node.BroadcastAsync(context.Background(), "room:feed", "m", map[string]int{"i": i}, func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, err)
+			}
+			if calls++; calls == n {
+				close(all)
+			}
+		})
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%d of %d callbacks", calls, n)
+	}
+	if len(failed) > 0 {
+		t.Fatalf("%d failed: %v", len(failed), failed[0])
+	}
+	b.expectSeq(1, n, ib.Offset+1)
+	c.expectSeq(1, n, ib.Offset+1)
+	st := nodes[0].broker.Stats()
+	t.Logf("node 1: %d messages in %d transactions (largest %d)", st.Published, st.Batches, st.MaxBatch)
 }

@@ -134,17 +134,16 @@ func (r *countRecorder) HandleControl([]byte) {}
 // BenchmarkCrossNodeThroughput measures the sustained rate of 100-byte
 // messages published on node A (by `writers` goroutines, each waiting for
 // its Publish to return before the next, over 16 topics) and delivered on
-// node B. "batched" is the Broker. "naive" is one transaction and one
+// node B. "batched" is the Broker. "async" is the Broker's PublishAsync
+// from one goroutine that does not wait (a feed). "naive" is one transaction and one
 // NOTIFY per message, with the history row (the Emitter, through a pool of
 // 16 connections). "notify-only" is what a plain LISTEN/NOTIFY adapter
 // does: one pg_notify per message, no history, no offsets, counted on a
 // bare listener connection.
 func BenchmarkCrossNodeThroughput(b *testing.B) {
-	for _, mode := range []string{"batched", "naive", "notify-only"} {
-		for _, writers := range []int{64, 1024} {
-			if mode != "batched" && writers > 64 {
-				continue
-			}
+	writerCounts := map[string][]int{"batched": {1, 64, 1024}, "async": {1}, "naive": {64}, "notify-only": {64}}
+	for _, mode := range []string{"batched", "async", "naive", "notify-only"} {
+		for _, writers := range writerCounts[mode] {
 			b.Run(fmt.Sprintf("%s/writers=%d", mode, writers), func(b *testing.B) {
 				benchThroughput(b, mode, writers)
 			})
@@ -167,14 +166,17 @@ func benchThroughput(b *testing.B, mode string, writers int) {
 		subscribe(b, nb, fmt.Sprint("tp:", i))
 	}
 	payload := []byte(`"` + strings.Repeat("x", 98) + `"`)
-	publish := a.Publish
+	publish := func(ctx context.Context, m pubsub.Message) error { _, err := a.Publish(ctx, m); return err }
+	if mode == "async" {
+		publish = func(ctx context.Context, m pubsub.Message) error { return a.PublishAsync(ctx, m, nil) }
+	}
 	if mode == "naive" {
 		e, err := NewEmitter(context.Background(), Options{URL: withURLParams(u, "pool_max_conns=16"), Schema: schema})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer e.Close()
-		publish = e.Publish
+		publish = func(ctx context.Context, m pubsub.Message) error { _, err := e.Publish(ctx, m); return err }
 	}
 	var next atomic.Int64
 	b.ResetTimer()
@@ -189,7 +191,7 @@ func benchThroughput(b *testing.B, mode string, writers int) {
 				if i > int64(b.N) {
 					return
 				}
-				if _, err := publish(context.Background(), pubsub.Message{Topic: fmt.Sprint("tp:", i%topics), Event: "e", Payload: payload}); err != nil {
+				if err := publish(context.Background(), pubsub.Message{Topic: fmt.Sprint("tp:", i%topics), Event: "e", Payload: payload}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -205,7 +207,7 @@ func benchThroughput(b *testing.B, mode string, writers int) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-	if mode == "batched" {
+	if mode == "batched" || mode == "async" {
 		st := a.Stats()
 		b.ReportMetric(float64(st.Published)/float64(max(st.Batches, 1)), "msgs/batch")
 		b.ReportMetric(float64(st.MaxBatch), "max-batch")

@@ -51,8 +51,10 @@ type Broker struct {
 
 	// Publishing queue.
 	qmu    sync.Mutex
-	qcond  *sync.Cond
+	qcond  *sync.Cond // requests queued, or claims released
+	qroom  *sync.Cond // room in the queue for PublishAsync
 	queue  []*pubReq
+	claims map[string]*batcher // topics whose PublishAsync requests a batch in flight holds
 	closed bool
 
 	// Subscriptions.
@@ -89,6 +91,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	b.log = b.log.With("node", opts.Name)
 	b.qcond = sync.NewCond(&b.qmu)
+	b.qroom = sync.NewCond(&b.qmu)
 
 	var err error
 	b.pool, b.ownPool, err = openPool(ctx, opts)
@@ -186,6 +189,7 @@ func (b *Broker) Close() error {
 		b.qmu.Lock()
 		b.closed = true
 		b.qcond.Broadcast()
+		b.qroom.Broadcast()
 		b.qmu.Unlock()
 
 		done := make(chan struct{})
@@ -215,7 +219,7 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-var _ pubsub.Broker = (*Broker)(nil)
+var _ pubsub.AsyncBroker = (*Broker)(nil)
 
 // poolerHint adds a hint to the errors pgx's statement cache meets behind a
 // transaction pooler: prepared statements live in server sessions, which

@@ -68,6 +68,9 @@ type Options struct {
 	// Publishers is how many transactions may be in flight at once. Zero
 	// means 2.
 	Publishers int
+	// MaxQueue is how many messages may wait for a transaction before
+	// PublishAsync blocks. Zero means 16 × MaxBatch.
+	MaxQueue int
 
 	// PingInterval is how long the listener may stay silent before it pings
 	// the server to detect a dead connection. Zero means 5 seconds.
@@ -116,6 +119,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 1000
+	}
+	if o.MaxQueue <= 0 {
+		o.MaxQueue = 16 * o.MaxBatch
 	}
 	if o.Publishers <= 0 {
 		o.Publishers = 2

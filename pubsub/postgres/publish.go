@@ -30,6 +30,13 @@ import (
 // arrives while a commit is in flight waits for the next one: that is the
 // batching, with no timer. The topics are locked in byte order so that
 // concurrent batches cannot deadlock each other.
+//
+// PublishAsync requests claim their topic for the batch that takes them:
+// until that batch's transaction ends, no other batch takes a request of
+// the topic, so that the topic's asynchronous messages commit in queue
+// order (two batches in flight could otherwise take the row lock in either
+// order). Publish requests wait for such claims but make none: their
+// callers wait for each message, which orders them already.
 
 // maxBatchBytes caps the payload bytes of one transaction.
 const maxBatchBytes = 8 << 20
@@ -45,11 +52,26 @@ type pubReq struct {
 	done    chan struct{}
 	pos     pubsub.Position
 	err     error
+	// async: queued by PublishAsync, which claims the topic and is told
+	// the outcome through cb (if any) instead of done.
+	async bool
+	cb    func(pubsub.Position, error)
 }
 
 var reqPool = sync.Pool{New: func() any { return &pubReq{done: make(chan struct{}, 1)} }}
 
+// finish hands the outcome to the request's caller. An asynchronous
+// request goes back to the pool first: nobody else holds it.
 func (r *pubReq) finish(pos pubsub.Position, err error) {
+	if r.async {
+		cb := r.cb
+		*r = pubReq{done: r.done}
+		reqPool.Put(r)
+		if cb != nil {
+			cb(pos, err)
+		}
+		return
+	}
 	r.pos, r.err = pos, err
 	r.done <- struct{}{}
 }
@@ -69,6 +91,48 @@ func (b *Broker) Publish(ctx context.Context, m pubsub.Message) (pubsub.Position
 	r := reqPool.Get().(*pubReq)
 	r.ctx, r.msg, r.control = ctx, m, nil
 	return b.submit(ctx, r)
+}
+
+// PublishAsync implements pubsub.AsyncBroker: it queues m and returns. done,
+// when not nil, is called once the transaction holding m committed or
+// failed, on a publishing goroutine: it must not block (nor call
+// PublishAsync, which may block). The messages PublishAsync queues for a
+// topic commit in the order they were queued, also across transactions in
+// flight at once. PublishAsync blocks while Options.MaxQueue messages wait,
+// until ctx ends; ctx has no say over a message once it is queued. An error
+// means m was not queued, and done is not called.
+func (b *Broker) PublishAsync(ctx context.Context, m pubsub.Message, done func(pubsub.Position, error)) error {
+	if err := checkMessage(&m, b.opts.MaxPayload); err != nil {
+		return err
+	}
+	m.Epoch, m.Offset = "", 0
+	b.qmu.Lock()
+	if len(b.queue) >= b.opts.MaxQueue && !b.closed {
+		// Wait for room; an ended ctx wakes the wait.
+		stop := context.AfterFunc(ctx, func() {
+			b.qmu.Lock()
+			b.qroom.Broadcast()
+			b.qmu.Unlock()
+		})
+		for len(b.queue) >= b.opts.MaxQueue && !b.closed && ctx.Err() == nil {
+			b.qroom.Wait()
+		}
+		stop()
+	}
+	if b.closed {
+		b.qmu.Unlock()
+		return pubsub.ErrClosed
+	}
+	if len(b.queue) >= b.opts.MaxQueue {
+		b.qmu.Unlock()
+		return ctx.Err()
+	}
+	r := reqPool.Get().(*pubReq)
+	r.ctx, r.msg, r.async, r.cb = context.Background(), m, true, done
+	b.queue = append(b.queue, r)
+	b.qcond.Signal()
+	b.qmu.Unlock()
+	return nil
 }
 
 // ErrNotText is returned for a topic, event or exclude that is not UTF-8
@@ -134,34 +198,88 @@ func (b *Broker) submit(ctx context.Context, r *pubReq) (pubsub.Position, error)
 }
 
 // take waits for queued requests and moves up to MaxBatch of them (and at
-// most maxBatchBytes, but at least one) into batch. It returns false once
-// the broker is closed, after failing what is still queued.
-func (b *Broker) take(batch []*pubReq) ([]*pubReq, bool) {
+// most maxBatchBytes, but at least one) into batch, in queue order, passing
+// over those whose topic another batch claimed. It returns false once the
+// broker is closed, after failing what is still queued.
+func (b *Broker) take(p *batcher, batch []*pubReq) ([]*pubReq, bool) {
 	b.qmu.Lock()
-	defer b.qmu.Unlock()
-	for len(b.queue) == 0 && !b.closed {
+	for {
+		for len(b.queue) == 0 && !b.closed {
+			b.qcond.Wait()
+		}
+		if b.closed {
+			dead := b.queue
+			b.queue = nil
+			b.qroom.Broadcast()
+			b.qmu.Unlock()
+			for _, r := range dead { // outside qmu: callbacks may publish
+				r.finish(pubsub.Position{}, pubsub.ErrClosed)
+			}
+			return batch, false
+		}
+		before := len(b.queue)
+		batch = b.takeLocked(p, batch)
+		if len(batch) > 0 {
+			if len(b.queue) > 0 {
+				b.qcond.Signal() // another publisher may take the rest
+			}
+			if before >= b.opts.MaxQueue && len(b.queue) < b.opts.MaxQueue {
+				b.qroom.Broadcast()
+			}
+			b.qmu.Unlock()
+			return batch, true
+		}
+		// Everything queued waits for topics that batches in flight
+		// claimed: their release wakes us.
 		b.qcond.Wait()
 	}
-	if b.closed {
-		for _, r := range b.queue {
-			r.finish(pubsub.Position{}, pubsub.ErrClosed)
+}
+
+// takeLocked moves requests from the queue into batch; see take. qmu is
+// held.
+func (b *Broker) takeLocked(p *batcher, batch []*pubReq) []*pubReq {
+	kept, size := 0, 0 // b.queue[:kept] stays queued, in order
+	for i, r := range b.queue {
+		if len(batch) > 0 && (len(batch) >= b.opts.MaxBatch || size+r.size() > maxBatchBytes) {
+			kept += copy(b.queue[kept:], b.queue[i:]) // full: the rest waits
+			break
 		}
-		b.queue = nil
-		return batch, false
+		if r.control == nil {
+			if owner := b.claims[r.msg.Topic]; owner != nil && owner != p {
+				b.queue[kept] = r // its topic's earlier messages are in flight
+				kept++
+				continue
+			}
+			if r.async && b.claims[r.msg.Topic] == nil {
+				if b.claims == nil {
+					b.claims = make(map[string]*batcher)
+				}
+				b.claims[r.msg.Topic] = p
+				p.claimed = append(p.claimed, r.msg.Topic)
+			}
+		}
+		batch = append(batch, r)
+		size += r.size()
 	}
-	n, size := 0, 0
-	for n < len(b.queue) && n < b.opts.MaxBatch && (n == 0 || size+b.queue[n].size() <= maxBatchBytes) {
-		size += b.queue[n].size()
-		n++
+	clear(b.queue[kept:])
+	b.queue = b.queue[:kept]
+	return batch
+}
+
+// release gives up the topics p's batch claimed, once its transaction
+// ended, and wakes the publishers whose requests waited for them.
+func (b *Broker) release(p *batcher) {
+	if len(p.claimed) == 0 {
+		return
 	}
-	batch = append(batch, b.queue[:n]...)
-	rest := copy(b.queue, b.queue[n:])
-	clear(b.queue[rest:])
-	b.queue = b.queue[:rest]
-	if rest > 0 {
-		b.qcond.Signal() // another publisher may take the rest
+	b.qmu.Lock()
+	for _, t := range p.claimed {
+		delete(b.claims, t)
 	}
-	return batch, true
+	b.qcond.Broadcast()
+	b.qmu.Unlock()
+	clear(p.claimed)
+	p.claimed = p.claimed[:0]
 }
 
 // publisher is one publishing goroutine.
@@ -171,7 +289,7 @@ func (b *Broker) publisher() {
 	var batch []*pubReq
 	for {
 		var ok bool
-		batch, ok = b.take(batch[:0])
+		batch, ok = b.take(&p, batch[:0])
 		if !ok {
 			return
 		}
@@ -182,6 +300,7 @@ func (b *Broker) publisher() {
 
 // batcher holds one publisher's scratch space, reused across batches.
 type batcher struct {
+	claimed []string // topics this batch claimed (see take)
 	live    []*pubReq
 	groups  map[string]*topicGroup
 	order   []*topicGroup
@@ -218,6 +337,7 @@ func (b *Broker) commit(p *batcher, batch []*pubReq) {
 		p.live = append(p.live, r)
 	}
 	if len(p.live) == 0 {
+		b.release(p)
 		return
 	}
 	p.group()
@@ -227,6 +347,9 @@ func (b *Broker) commit(p *batcher, batch []*pubReq) {
 			break
 		}
 	}
+	// The offsets are taken (or nothing was): the next batch of the claimed
+	// topics may go.
+	b.release(p)
 	if err != nil {
 		b.st.publishErrors.Add(1)
 		err = fmt.Errorf("postgres: publishing: %w", poolerHint(err))
