@@ -2,14 +2,11 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/hearth-rt/hearth/internal/pgtest"
 	"github.com/hearth-rt/hearth/pubsub"
@@ -120,19 +117,7 @@ func TestPublishAsyncOrder(t *testing.T) {
 	per := (writers*each + syncWriters*syncEach) / 2
 	for _, topic := range topics {
 		eventually(t, 30*time.Second, "node b to receive "+topic, func() bool { return len(recB.topic(topic)) == per })
-		next := map[int]int{}
-		for i, m := range recB.topic(topic) {
-			if m.Offset != uint64(i+1) {
-				t.Fatalf("%s: message %d has offset %d", topic, i, m.Offset)
-			}
-			var wi [2]int
-			if err := json.Unmarshal(m.Payload, &wi); err != nil {
-				t.Fatal(err)
-			}
-			if wi[1] != next[wi[0]] {
-				t.Fatalf("%s: writer %d's message %d arrived when %d was expected", topic, wi[0], wi[1], next[wi[0]])
-			}
-			next[wi[0]]++
+		for wi, m := range checkWriters(t, topic, recB.topic(topic)) {
 			if wi[0] < writers && out.pos[wi] != m.Position() {
 				t.Fatalf("writer %d message %d: callback said %v, delivered at %v", wi[0], wi[1], out.pos[wi], m.Position())
 			}
@@ -153,19 +138,7 @@ func TestPublishAsyncBackpressure(t *testing.T) {
 	publish(t, a, "slow", "e", `0`) // the topic's row exists
 
 	ctx := ctxT(t)
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, "SELECT 1 FROM "+a.names.topics+" WHERE topic = 'slow' FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	tx := lockTopic(t, a, u, "slow")
 
 	// The first message's batch stalls on the lock, holding the topic's
 	// claim; the next MaxQueue wait in the queue.
@@ -186,7 +159,7 @@ func TestPublishAsyncBackpressure(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = a.PublishAsync(short, pubsub.Message{Topic: "slow", Event: "e", Payload: []byte(`99`)}, out.done([2]int{1, 0}))
+	err := a.PublishAsync(short, pubsub.Message{Topic: "slow", Event: "e", Payload: []byte(`99`)}, out.done([2]int{1, 0}))
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 150*time.Millisecond {
 		t.Fatalf("PublishAsync on a full queue: %v after %v, want to block until the deadline", err, time.Since(start))
 	}
@@ -214,18 +187,7 @@ func TestPublishAsyncClose(t *testing.T) {
 	a, _ := node(t, u, schema, func(o *Options) { o.MaxBatch = 1; o.Publishers = 1 })
 	publish(t, a, "closing", "e", `0`)
 	ctx := ctxT(t)
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "SELECT 1 FROM "+a.names.topics+" WHERE topic = 'closing' FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	tx := lockTopic(t, a, u, "closing")
 	out := newOutcomes(3)
 	for i := range 3 {
 		if err := a.PublishAsync(ctx, pubsub.Message{Topic: "closing", Event: "e", Payload: []byte(`1`)}, out.done([2]int{0, i})); err != nil {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/hearth-rt/hearth/internal/pgtest"
@@ -143,4 +145,50 @@ func publish(t testing.TB, b *Broker, topic, event, payload string) pubsub.Posit
 		t.Fatalf("Publish: %v", err)
 	}
 	return pos
+}
+
+// checkWriters checks what a node delivered of a topic whose payloads are
+// [writer, i]: offsets 1, 2, ... with no gap, and each writer's messages
+// in the order it sent them. It returns the delivered messages by [writer, i].
+func checkWriters(t testing.TB, what string, msgs []pubsub.Message) map[[2]int]pubsub.Message {
+	t.Helper()
+	next := map[int]int{}
+	byKey := make(map[[2]int]pubsub.Message, len(msgs))
+	for i, m := range msgs {
+		if m.Offset != uint64(i+1) {
+			t.Fatalf("%s: message %d has offset %d", what, i, m.Offset)
+		}
+		var wi [2]int
+		if err := json.Unmarshal(m.Payload, &wi); err != nil {
+			t.Fatalf("%s: payload %s: %v", what, m.Payload, err)
+		}
+		if wi[1] != next[wi[0]] {
+			t.Fatalf("%s: writer %d's message %d arrived when %d was expected", what, wi[0], wi[1], next[wi[0]])
+		}
+		next[wi[0]]++
+		byKey[wi] = m
+	}
+	return byKey
+}
+
+// lockTopic holds topic's row lock in a transaction of its own until the
+// returned transaction ends (rolled back at the end of the test), so that
+// the broker's publishing stalls on it.
+func lockTopic(t testing.TB, b *Broker, u, topic string) pgx.Tx {
+	t.Helper()
+	ctx := ctxT(t)
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM "+b.names.topics+" WHERE topic = $1 FOR UPDATE", topic); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }

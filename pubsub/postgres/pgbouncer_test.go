@@ -4,7 +4,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -128,20 +127,7 @@ func TestPgBouncer(t *testing.T) {
 		for name, rec := range map[string]*recorder{"pooled node": recA, "direct node": recB} {
 			for _, topic := range topics {
 				eventually(t, 20*time.Second, name+" to receive "+topic, func() bool { return len(rec.topic(topic)) == per })
-				next := make(map[int]int)
-				for i, m := range rec.topic(topic) {
-					if m.Offset != uint64(i+1) {
-						t.Fatalf("%s: %s message %d has offset %d", name, topic, i, m.Offset)
-					}
-					var wi [2]int
-					if err := json.Unmarshal(m.Payload, &wi); err != nil {
-						t.Fatal(err)
-					}
-					if wi[1] != next[wi[0]] {
-						t.Fatalf("%s: writer %d's message %d arrived when %d was expected", name, wi[0], wi[1], next[wi[0]])
-					}
-					next[wi[0]]++
-				}
+				checkWriters(t, name+": "+topic, rec.topic(topic))
 			}
 			eventually(t, 10*time.Second, name+" to receive the control message", func() bool { return rec.controlCount() == 1 })
 		}
