@@ -471,9 +471,12 @@ func (s *Socket) leave(m *wire.Message) {
 		s.node.log.Debug("stale leave dropped", "conn", s.connID, "topic", m.Topic)
 		return
 	}
+	// Unsubscribed before the reply: once the client has it, no broadcast
+	// that started after it reaches the client for this channel.
+	ended := c != nil && s.closeChannel(c)
 	s.reply(m.JoinRef, m.Ref, m.Topic, "ok", nil)
-	if c != nil {
-		s.endChannel(c, ErrLeft, "")
+	if ended {
+		s.terminate(c, ErrLeft)
 	}
 }
 
@@ -550,16 +553,26 @@ func (s *Socket) unsubscribe(c *Channel) {
 // endChannel removes a channel, tells the client with event ("" for
 // nothing) and runs Terminate. The handler lock must be held.
 func (s *Socket) endChannel(c *Channel, reason error, event string) {
-	s.dropChannel(c)
-	if c.state.Swap(stateClosed) == stateClosed {
+	if !s.closeChannel(c) {
 		return
 	}
-	s.node.stats.channels.Add(-1)
-	s.unsubscribe(c)
 	if event != "" {
 		s.control(c, event)
 	}
 	s.terminate(c, reason)
+}
+
+// closeChannel removes a channel from the socket and unsubscribes it. It
+// returns false if the channel was closed already. The handler lock must
+// be held.
+func (s *Socket) closeChannel(c *Channel) bool {
+	s.dropChannel(c)
+	if c.state.Swap(stateClosed) == stateClosed {
+		return false
+	}
+	s.node.stats.channels.Add(-1)
+	s.unsubscribe(c)
+	return true
 }
 
 func (s *Socket) terminate(c *Channel, reason error) {
