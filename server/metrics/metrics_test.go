@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,7 +56,14 @@ func TestHandler(t *testing.T) {
 	}
 	ada.Expect("room:1", "e")
 
-	body := scrape(t, metrics.Handler(srv.Node, srv.WS))
+	// The node counts a delivery after queueing the frame, so the client
+	// may hold it a moment before the counter moves: scrape until it has.
+	h := metrics.Handler(srv.Node, srv.WS)
+	body := scrape(t, h)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(body, "hearth_deliveries_total 1\n") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		body = scrape(t, h)
+	}
 	for _, want := range []string{
 		"hearth_sockets 1\n",
 		"hearth_channels 1\n",
