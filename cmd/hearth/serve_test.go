@@ -166,6 +166,15 @@ func TestClusterMetricsAndReadiness(t *testing.T) {
 	if v := scrape(t, hs, "hearth_pubsub_batch_size_count"); v < 1 {
 		t.Fatalf("batch size histogram count %v", v)
 	}
+	if v := scrape(t, hs, "hearth_pubsub_publish_seconds_count"); v < 1 {
+		t.Fatalf("publish latency histogram count %v", v)
+	}
+	if v := scrape(t, hs, `hearth_pubsub_publish_seconds_bucket{le="+Inf"}`); v < 1 {
+		t.Fatalf("publish latency +Inf bucket %v", v)
+	}
+	if v := scrape(t, hs, "hearth_pubsub_queue_length"); v != 0 {
+		t.Fatalf("queue length %v with nothing to publish", v)
+	}
 }
 
 // TestDemoSessionFlow: sign in, fetch a token, connect with it, join a

@@ -156,6 +156,9 @@ func TestPublishAsyncBackpressure(t *testing.T) {
 			})
 		}
 	}
+	if st := a.Stats(); st.Queued != queued-1 {
+		t.Fatalf("Stats.Queued = %d while the topic is locked, want %d", st.Queued, queued-1)
+	}
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -167,6 +170,18 @@ func TestPublishAsyncBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.wait(t, 20*time.Second)
+	// The stalled messages waited at least the 200 ms above: the latency
+	// figures count the queue and the lock wait, not just the commit.
+	st := a.Stats()
+	slow := uint64(0)
+	for i := range LatencyBuckets {
+		if LatencyBucketBound(i) > 200*time.Millisecond {
+			slow += st.PublishLatency[i]
+		}
+	}
+	if slow < queued || st.PublishSeconds < queued*0.2 || st.Queued != 0 {
+		t.Fatalf("after the stall: %d messages over 200 ms (want %d), %.2f s in all, %d queued; %v", slow, queued, st.PublishSeconds, st.Queued, st.PublishLatency)
+	}
 	for i := range queued {
 		if p := out.pos[[2]int{0, i}]; p.Offset != uint64(i+2) {
 			t.Fatalf("message %d at %v (error %v), want offset %d", i, p, out.errs[[2]int{0, i}], i+2)

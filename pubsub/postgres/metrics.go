@@ -16,6 +16,8 @@ var (
 	dState      = desc("listener_state", "1 for the listener's current state (healthy, catching_up, down).", "state")
 	dPublished  = desc("published_total", "Messages this node committed.")
 	dBatches    = desc("batch_size", "Messages per publishing transaction.")
+	dLatency    = desc("publish_seconds", "Time from Publish to the end of the message's transaction (queue wait and commit), committed messages.")
+	dQueued     = desc("queue_length", "Messages waiting for a publishing transaction.")
 	dNotes      = desc("notifications_total", "NOTIFY payloads this node sent.")
 	dPubErrors  = desc("publish_errors_total", "Failed publishing transactions.")
 	dReceived   = desc("notifications_received_total", "Notifications the listener received.")
@@ -29,7 +31,7 @@ var (
 	dTrimmed    = desc("trimmed_total", "History rows this node deleted.")
 )
 
-var all = []*prometheus.Desc{dState, dPublished, dBatches, dNotes, dPubErrors, dReceived, dDelivered, dFetched, dDuplicates, dMissed, dGaps, dReconnects, dCatchUps, dTrimmed}
+var all = []*prometheus.Desc{dState, dPublished, dBatches, dLatency, dQueued, dNotes, dPubErrors, dReceived, dDelivered, dFetched, dDuplicates, dMissed, dGaps, dReconnects, dCatchUps, dTrimmed}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range all {
@@ -71,4 +73,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		buckets[float64(uint64(1)<<(2*i+1)-1)] = cum
 	}
 	ch <- prometheus.MustNewConstHistogram(dBatches, st.Batches, float64(st.Published), buckets)
+	lat := make(map[float64]uint64, LatencyBuckets-1)
+	var committed uint64
+	for i := 0; i < LatencyBuckets-1; i++ {
+		committed += st.PublishLatency[i]
+		lat[LatencyBucketBound(i).Seconds()] = committed
+	}
+	committed += st.PublishLatency[LatencyBuckets-1]
+	ch <- prometheus.MustNewConstHistogram(dLatency, committed, st.PublishSeconds, lat)
+	ch <- prometheus.MustNewConstMetric(dQueued, prometheus.GaugeValue, float64(st.Queued))
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hearth-rt/hearth/pubsub"
 )
@@ -235,5 +236,31 @@ func TestProbeNote(t *testing.T) {
 	}
 	if !strings.HasPrefix(c.topic, "$probe:node-1:") || len(c.records) != 0 {
 		t.Fatalf("probe %q read as topic %q with records %q", a, c.topic, c.records)
+	}
+}
+
+func TestLatencyBuckets(t *testing.T) {
+	for _, tc := range []struct {
+		d      time.Duration
+		bucket int
+	}{
+		{0, 0}, {250 * time.Microsecond, 0}, {251 * time.Microsecond, 1}, {500 * time.Microsecond, 1},
+		{time.Millisecond, 2}, {time.Millisecond + 1, 3}, {LatencyBucketBound(14), 14}, {LatencyBucketBound(14) + 1, 15}, {time.Minute, 15},
+	} {
+		var s stats
+		s.committed(tc.d)
+		for i := range s.latency {
+			if want := uint64(0); i == tc.bucket {
+				want = 1
+				if s.latency[i].Load() != want {
+					t.Errorf("%v: not in bucket %d", tc.d, tc.bucket)
+				}
+			} else if s.latency[i].Load() != want {
+				t.Errorf("%v: counted in bucket %d, want %d", tc.d, i, tc.bucket)
+			}
+		}
+		if tc.bucket < LatencyBuckets-1 && tc.d > LatencyBucketBound(tc.bucket) {
+			t.Errorf("%v is above bucket %d's bound %v", tc.d, tc.bucket, LatencyBucketBound(tc.bucket))
+		}
 	}
 }

@@ -56,6 +56,8 @@ type pubReq struct {
 	// the outcome through cb (if any) instead of done.
 	async bool
 	cb    func(pubsub.Position, error)
+	// queued is when the request was queued (for Stats.PublishLatency).
+	queued time.Time
 }
 
 var reqPool = sync.Pool{New: func() any { return &pubReq{done: make(chan struct{}, 1)} }}
@@ -128,7 +130,7 @@ func (b *Broker) PublishAsync(ctx context.Context, m pubsub.Message, done func(p
 		return ctx.Err()
 	}
 	r := reqPool.Get().(*pubReq)
-	r.ctx, r.msg, r.async, r.cb = context.Background(), m, true, done
+	r.ctx, r.msg, r.async, r.cb, r.queued = context.Background(), m, true, done, time.Now()
 	b.queue = append(b.queue, r)
 	b.qcond.Signal()
 	b.qmu.Unlock()
@@ -173,6 +175,7 @@ func (b *Broker) PublishControl(ctx context.Context, data []byte) error {
 }
 
 func (b *Broker) submit(ctx context.Context, r *pubReq) (pubsub.Position, error) {
+	r.queued = time.Now()
 	b.qmu.Lock()
 	if b.closed {
 		b.qmu.Unlock()
@@ -362,6 +365,12 @@ func (b *Broker) commit(p *batcher, batch []*pubReq) {
 		return
 	}
 	b.st.batch(len(p.mRel), len(p.notes.notes))
+	now := time.Now()
+	for _, r := range p.live {
+		if r.control == nil {
+			b.st.committed(now.Sub(r.queued))
+		}
+	}
 	// Positions first: a finished request belongs to its caller again.
 	for _, g := range p.order {
 		for i, r := range g.reqs {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"math/bits"
 	"sync/atomic"
+	"time"
 )
 
 // State is the health of a node's listener connection.
@@ -46,6 +47,16 @@ func (b *Broker) setState(s State) {
 // BatchBuckets is the number of batch size buckets in Stats.BatchSizes.
 const BatchBuckets = 8
 
+// LatencyBuckets is the number of buckets in Stats.PublishLatency: bucket
+// i (i < LatencyBuckets-1) counts the messages committed within
+// LatencyBucketBound(i), more than the previous bound; the last bucket
+// counts the rest.
+const LatencyBuckets = 16
+
+// LatencyBucketBound is the upper bound of bucket i of
+// Stats.PublishLatency: 250 µs × 2^i, from 250 µs to about 4 s.
+func LatencyBucketBound(i int) time.Duration { return 250 * time.Microsecond << i }
+
 // Stats are a node's counters since New. All counts are cumulative.
 type Stats struct {
 	// State is the listener's state now.
@@ -66,6 +77,14 @@ type Stats struct {
 	Notifications uint64
 	// PublishErrors is the number of failed publishing transactions.
 	PublishErrors uint64
+	// PublishLatency counts committed messages by the time from Publish or
+	// PublishAsync to the end of their transaction (queue wait and
+	// commit), in the buckets of LatencyBucketBound; PublishSeconds is the
+	// sum of those times.
+	PublishLatency [LatencyBuckets]uint64
+	PublishSeconds float64
+	// Queued is the number of messages waiting for a transaction now.
+	Queued int
 
 	// Received is the number of notifications the listener received.
 	Received uint64
@@ -99,6 +118,8 @@ type Stats struct {
 type stats struct {
 	published, batches, maxBatch, notifications, publishErrors atomic.Uint64
 	batchSizes                                                 [BatchBuckets]atomic.Uint64
+	latency                                                    [LatencyBuckets]atomic.Uint64
+	latencyNanos                                               atomic.Uint64
 	received, delivered, fetched, duplicates, missed, gaps     atomic.Uint64
 	badNotes, reconnects, catchUps, trimmed                    atomic.Uint64
 }
@@ -112,6 +133,16 @@ func batchBucket(n int) int {
 		i = BatchBuckets - 1
 	}
 	return i
+}
+
+// committed counts a message committed d after it was queued.
+func (s *stats) committed(d time.Duration) {
+	i := 0
+	if d > 0 {
+		i = bits.Len64(uint64((d - 1) / (250 * time.Microsecond))) // 0: ≤ 250 µs, 1: ≤ 500 µs, ...
+	}
+	s.latency[min(i, LatencyBuckets-1)].Add(1)
+	s.latencyNanos.Add(uint64(d))
 }
 
 func (s *stats) batch(n, notes int) {
@@ -154,5 +185,12 @@ func (b *Broker) Stats() Stats {
 	for i := range out.BatchSizes {
 		out.BatchSizes[i] = s.batchSizes[i].Load()
 	}
+	for i := range out.PublishLatency {
+		out.PublishLatency[i] = s.latency[i].Load()
+	}
+	out.PublishSeconds = float64(s.latencyNanos.Load()) / 1e9
+	b.qmu.Lock()
+	out.Queued = len(b.queue)
+	b.qmu.Unlock()
 	return out
 }
