@@ -69,7 +69,7 @@ func parseBrokerNodeFlags(args []string) (*brokerNodeFlags, error) {
 	fs.Float64Var(&f.rate, "rate", 1000, "messages per second (pub)")
 	fs.Float64Var(&f.seconds, "seconds", 10, "publishing time (pub)")
 	fs.IntVar(&f.size, "size", 64, "payload bytes")
-	fs.IntVar(&f.pubs, "publishers", 2048, "concurrent publishers (pub): the sockets of a node publishing at once")
+	fs.IntVar(&f.pubs, "publishers", 2048, "concurrent publishers (pub): the sockets of a node publishing at once; -1: none, the ticker queues with PublishAsync")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -79,8 +79,8 @@ func parseBrokerNodeFlags(args []string) (*brokerNodeFlags, error) {
 	if f.url == "" {
 		return nil, errors.New("broker-node: --database-url is required")
 	}
-	if f.topics < 1 || f.pubs < 1 {
-		return nil, errors.New("broker-node: --topics and --publishers must be at least 1")
+	if f.topics < 1 || f.pubs < 1 && f.pubs != -1 {
+		return nil, errors.New("broker-node: --topics must be at least 1, --publishers at least 1 or -1 (PublishAsync)")
 	}
 	return f, nil
 }
@@ -222,6 +222,9 @@ func brokerPub(ctx context.Context, b *postgres.Broker, f *brokerNodeFlags, cmds
 	if err := cmds.Err(); err != nil {
 		return err
 	}
+	if f.pubs == -1 {
+		return brokerPubAsync(ctx, b, f, cmds, emit)
+	}
 	// Open loop: a ticker hands out the slots due; publisher goroutines
 	// (the sockets of a node) take them. A slot no publisher could take
 	// within a second of backlog is skipped: the offered rate was not
@@ -267,6 +270,57 @@ func brokerPub(ctx context.Context, b *postgres.Broker, f *brokerNodeFlags, cmds
 	tk.Stop()
 	close(slots)
 	wg.Wait()
+	emit(brokerNodeResult{Published: published.Load(), Failed: failed.Load(), Skipped: skipped.Load()})
+	for cmds.Scan() {
+	}
+	return nil
+}
+
+// brokerPubAsync is brokerPub with no publisher goroutines: the ticker
+// queues every message due with PublishAsync, which waits only while the
+// broker's queue is full, as Socket.IO's emit does not wait at all. When
+// the loop falls more than a second behind, what is due beyond that second
+// is skipped: the offered rate was not sustained.
+func brokerPubAsync(ctx context.Context, b *postgres.Broker, f *brokerNodeFlags, cmds *bufio.Scanner, emit func(brokerNodeResult)) error {
+	var published, failed, skipped atomic.Int64
+	var pending sync.WaitGroup
+	done := func(_ pubsub.Position, err error) {
+		if err != nil {
+			failed.Add(1)
+		} else {
+			published.Add(1)
+		}
+		pending.Done()
+	}
+	start := time.Now()
+	end := start.Add(time.Duration(f.seconds * float64(time.Second)))
+	tk := time.NewTicker(5 * time.Millisecond)
+	issued := 0
+	for now := range tk.C {
+		if now.After(end) {
+			now = end
+		}
+		due := int(now.Sub(start).Seconds()*f.rate) - issued
+		if late := due - max(int(f.rate), 1); late > 0 {
+			skipped.Add(int64(late))
+			issued += late
+			due -= late
+		}
+		for ; due > 0; due-- {
+			m := pubsub.Message{Topic: brokerTopic(issued % f.topics), Event: "new_msg", Payload: brokerPayload(f.run, f.size)}
+			pending.Add(1)
+			if err := b.PublishAsync(ctx, m, done); err != nil {
+				pending.Done()
+				failed.Add(1)
+			}
+			issued++
+		}
+		if !now.Before(end) {
+			break
+		}
+	}
+	tk.Stop()
+	pending.Wait()
 	emit(brokerNodeResult{Published: published.Load(), Failed: failed.Load(), Skipped: skipped.Load()})
 	for cmds.Scan() {
 	}

@@ -50,7 +50,8 @@ type brokerRun struct {
 // default 1k to 150k), Topics (default 100), Publishers (Hearth: callers
 // of Publish in flight on the pub node, default 2,048: Publish returns once
 // the message is committed, so a node needs about rate × commit time of
-// them; Socket.IO's emit does not wait at all),
+// them; Socket.IO's emit does not wait at all; -1: none, the node queues
+// every message with PublishAsync, which does not wait either),
 // Size, Duration (default 10 s). Each target's sweep stops after the first
 // rate it did not sustain.
 func runBroker(ctx context.Context, env *Env) (*Report, error) {

@@ -314,6 +314,23 @@ func TestSmokeBroker(t *testing.T) {
 	}
 }
 
+// TestSmokeBrokerAsync runs Hearth's broker node with --publishers -1: no
+// publisher goroutines, every message queued with PublishAsync.
+func TestSmokeBrokerAsync(t *testing.T) {
+	t.Parallel()
+	opts := smokeOptions(t, TargetHearth)
+	opts.DatabaseURL = testDatabaseURL
+	opts.Publishers = -1
+	rep := runSmoke(t, "broker", opts)
+	runs := rep.Results.([]*brokerRun)
+	if len(runs) != 1 {
+		t.Fatalf("%d runs, want 1", len(runs))
+	}
+	if r := runs[0]; r.Published == 0 || r.Received != r.Published || r.Lost != 0 || r.Failed != 0 || r.Skipped != 0 {
+		t.Errorf("published %d received %d lost %d failed %d skipped %d", r.Published, r.Received, r.Lost, r.Failed, r.Skipped)
+	}
+}
+
 func TestBrokerNeedsDatabase(t *testing.T) {
 	_, err := Run(context.Background(), "broker", smokeOptions(t, TargetHearth))
 	if err == nil || !strings.Contains(err.Error(), "--database-url") {
