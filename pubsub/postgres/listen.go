@@ -58,6 +58,8 @@ var ErrNotListening = errors.New("postgres: notifications do not reach the liste
 // peers publish: better a clear error at start. Other notifications that
 // arrive meanwhile are kept for serve, in order.
 func (b *Broker) probe(ctx context.Context, conn *pgx.Conn) error {
+	clear(b.early) // from an earlier attempt whose connection failed: caught up anyway
+	b.early = b.early[:0]
 	note := probeNote(b.opts.Name, rand.Uint64())
 	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.names.channel, note); err != nil {
 		return fmt.Errorf("probe: %w", poolerHint(err))
