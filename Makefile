@@ -11,6 +11,8 @@ lint:
 	$(GO) vet ./...
 
 test-go: node_modules
+	@command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || \
+		echo "note: pgbouncer is not installed, so the PgBouncer tests will be skipped (apt-get install pgbouncer; CI installs it and requires them)"
 	$(GO) test -race -count=1 -timeout 15m ./...
 	# The server again with the goroutine-per-connection reader (the
 	# fallback for TLS and non-Linux systems) instead of epoll.
