@@ -246,28 +246,13 @@ func brokerPub(ctx context.Context, b *postgres.Broker, f *brokerNodeFlags, cmds
 			}
 		}()
 	}
-	start := time.Now()
-	end := start.Add(time.Duration(f.seconds * float64(time.Second)))
-	tk := time.NewTicker(5 * time.Millisecond)
-	issued := 0
-	for now := range tk.C {
-		if now.After(end) {
-			now = end
+	openLoop(f, func(slot int) {
+		select {
+		case slots <- slot:
+		default:
+			skipped.Add(1)
 		}
-		due := int(now.Sub(start).Seconds()*f.rate) - issued
-		for ; due > 0; due-- {
-			select {
-			case slots <- issued:
-			default:
-				skipped.Add(1)
-			}
-			issued++
-		}
-		if !now.Before(end) {
-			break
-		}
-	}
-	tk.Stop()
+	}, nil)
 	close(slots)
 	wg.Wait()
 	emit(brokerNodeResult{Published: published.Load(), Failed: failed.Load(), Skipped: skipped.Load()})
@@ -292,39 +277,48 @@ func brokerPubAsync(ctx context.Context, b *postgres.Broker, f *brokerNodeFlags,
 		}
 		pending.Done()
 	}
+	openLoop(f, func(slot int) {
+		m := pubsub.Message{Topic: brokerTopic(slot % f.topics), Event: "new_msg", Payload: brokerPayload(f.run, f.size)}
+		pending.Add(1)
+		if err := b.PublishAsync(ctx, m, done); err != nil {
+			pending.Done()
+			failed.Add(1)
+		}
+	}, &skipped)
+	pending.Wait()
+	emit(brokerNodeResult{Published: published.Load(), Failed: failed.Load(), Skipped: skipped.Load()})
+	for cmds.Scan() {
+	}
+	return nil
+}
+
+// openLoop calls send for every slot due at f.rate over f.seconds, from a
+// 5 ms ticker, in slot order. With late set, slots more than a second
+// behind are counted there instead of sent.
+func openLoop(f *brokerNodeFlags, send func(slot int), late *atomic.Int64) {
 	start := time.Now()
 	end := start.Add(time.Duration(f.seconds * float64(time.Second)))
 	tk := time.NewTicker(5 * time.Millisecond)
+	defer tk.Stop()
 	issued := 0
 	for now := range tk.C {
 		if now.After(end) {
 			now = end
 		}
 		due := int(now.Sub(start).Seconds()*f.rate) - issued
-		if late := due - max(int(f.rate), 1); late > 0 {
-			skipped.Add(int64(late))
-			issued += late
-			due -= late
+		if behind := due - max(int(f.rate), 1); late != nil && behind > 0 {
+			late.Add(int64(behind))
+			issued += behind
+			due -= behind
 		}
 		for ; due > 0; due-- {
-			m := pubsub.Message{Topic: brokerTopic(issued % f.topics), Event: "new_msg", Payload: brokerPayload(f.run, f.size)}
-			pending.Add(1)
-			if err := b.PublishAsync(ctx, m, done); err != nil {
-				pending.Done()
-				failed.Add(1)
-			}
+			send(issued)
 			issued++
 		}
 		if !now.Before(end) {
-			break
+			return
 		}
 	}
-	tk.Stop()
-	pending.Wait()
-	emit(brokerNodeResult{Published: published.Load(), Failed: failed.Load(), Skipped: skipped.Load()})
-	for cmds.Scan() {
-	}
-	return nil
 }
 
 // brokerNodeArgs are a node's arguments.
