@@ -237,6 +237,13 @@ type appProcess struct {
 func startApp(t *testing.T, bin, addr string, flags ...string) *appProcess {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"-addr", addr}, flags...)...)
+	// The app reads its database from the environment too: only the flags
+	// given here count.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "DATABASE_LISTEN_URL=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
