@@ -1,7 +1,7 @@
 # Hearth's build and test entry points. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test test-go test-js fuzz bench build client lint demo
+.PHONY: test test-go test-js fuzz bench build client lint demo staticcheck
 
 ## test: everything: Go (race detector, leak checks), the JS client in Node and Chromium.
 test: lint test-go test-js
@@ -26,6 +26,10 @@ node_modules: package.json package-lock.json
 # private one, exactly as the Go tests do.
 test-js: node_modules
 	$(GO) run ./internal/pgtest/withpg npm test
+
+## staticcheck: static analysis beyond go vet (CI runs it too).
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 ## fuzz: a short fuzz run of the wire decoder.
 fuzz:

@@ -72,17 +72,6 @@ func (h *hub) remove(c *Channel) {
 	sh.mu.Unlock()
 }
 
-// subscribers returns how many local channels are joined to topic.
-func (h *hub) subscribers(topic string) int {
-	sh := h.shard(topic)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	if ts := sh.topics[topic]; ts != nil {
-		return len(ts.chans)
-	}
-	return 0
-}
-
 // fanout delivers one broker message to the local subscribers of its topic.
 // This is the fastlane: the frame is encoded once (per wire variant) and
 // the same bytes are queued on every connection; nothing is allocated per

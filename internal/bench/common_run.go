@@ -51,22 +51,21 @@ type pubsubRun struct {
 
 // pubsubSetup describes the groups of a pubsub run.
 type pubsubSetup struct {
-	kind        string
-	subAddrs    []string // where subscribers connect (spread over all)
-	pubAddrs    []string // where publishers connect
-	topics      []string
-	subs        int
-	tpc         int
-	pubs        int
-	rate        float64
-	size        int
-	warmup      time.Duration
-	dur         time.Duration
-	perMessage  bool
-	servers     []*Server
-	label       string
-	proto       string
-	workersHint int
+	kind       string
+	subAddrs   []string // where subscribers connect (spread over all)
+	pubAddrs   []string // where publishers connect
+	topics     []string
+	subs       int
+	tpc        int
+	pubs       int
+	rate       float64
+	size       int
+	warmup     time.Duration
+	dur        time.Duration
+	perMessage bool
+	servers    []*Server
+	label      string
+	proto      string
 }
 
 // runPubsub connects the subscribers, then the publishers, publishes for
