@@ -69,11 +69,7 @@ type bouncer struct {
 }
 
 func startBouncer(bin string, upstream *url.URL) (*bouncer, error) {
-	prefix, uid, gid, err := owner()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "hearth-pgbouncer-")
+	dir, prefix, err := privateDir("hearth-pgbouncer-")
 	if err != nil {
 		return nil, err
 	}
@@ -116,13 +112,6 @@ func startBouncer(bin string, upstream *url.URL) (*bouncer, error) {
 	for name, data := range map[string]string{"pgbouncer.ini": conf, "users.txt": users} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			return fail(err)
-		}
-	}
-	if uid >= 0 {
-		for _, p := range []string{dir, filepath.Join(dir, "pgbouncer.ini"), filepath.Join(dir, "users.txt")} {
-			if err := os.Chown(p, uid, gid); err != nil {
-				return fail(err)
-			}
 		}
 	}
 	args := append(append([]string(nil), prefix...), bin, filepath.Join(dir, "pgbouncer.ini"))

@@ -305,6 +305,25 @@ func owner() (prefix []string, uid, gid int, err error) {
 	return nil, 0, 0, errors.New("running as root, and no unprivileged user (postgres, nobody) to run PostgreSQL as")
 }
 
+// privateDir makes a temporary directory owned by the user that owner
+// runs commands as, and returns it with owner's command prefix.
+func privateDir(pattern string) (dir string, asUser []string, err error) {
+	prefix, uid, gid, err := owner()
+	if err != nil {
+		return "", nil, err
+	}
+	if dir, err = os.MkdirTemp("", pattern); err != nil {
+		return "", nil, err
+	}
+	if uid >= 0 {
+		if err := os.Chown(dir, uid, gid); err != nil {
+			os.RemoveAll(dir)
+			return "", nil, err
+		}
+	}
+	return dir, prefix, nil
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -319,19 +338,9 @@ func startCluster() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	prefix, uid, gid, err := owner()
+	dir, prefix, err := privateDir("hearth-pg-")
 	if err != nil {
 		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "hearth-pg-")
-	if err != nil {
-		return nil, err
-	}
-	if uid >= 0 {
-		if err := os.Chown(dir, uid, gid); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
 	}
 	port, err := freePort()
 	if err != nil {
