@@ -2,11 +2,14 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hearth-rt/hearth/internal/pgtest"
 	"github.com/hearth-rt/hearth/pubsub"
@@ -236,5 +239,89 @@ func TestPublishAsyncClose(t *testing.T) {
 	}
 	if err := a.PublishAsync(ctx, pubsub.Message{Topic: ""}, nil); !errors.Is(err, pubsub.ErrInvalidTopic) {
 		t.Fatalf("PublishAsync of an invalid topic: %v", err)
+	}
+}
+
+// TestPublishAsyncConnectionsKilled terminates the publishing node's pool
+// connections while one goroutine streams with PublishAsync: messages whose
+// transaction failed get an error, and what is delivered is still in call
+// order, each message once, with every acknowledged message among it.
+func TestPublishAsyncConnectionsKilled(t *testing.T) {
+	u, schema := pgtest.Schema(t)
+	a, _ := node(t, u, schema, func(o *Options) { o.MaxBatch = 50; o.HistorySize = 100000 })
+	b, recB := node(t, u, schema)
+	subscribe(t, b, "killed")
+
+	const n = 6000
+	out := newOutcomes(n)
+	killed := make(chan error, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		conn, err := pgx.Connect(context.Background(), u)
+		if err != nil {
+			killed <- err
+			return
+		}
+		defer conn.Close(context.Background())
+		var k int
+		err = conn.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`,
+			"hearth "+a.Name()).Scan(&k)
+		if err == nil && k == 0 {
+			err = errors.New("no publishing backend to kill")
+		}
+		killed <- err
+	}()
+	for i := range n {
+		m := pubsub.Message{Topic: "killed", Event: "e", Payload: []byte(fmt.Sprintf(`[0,%d]`, i))}
+		if err := a.PublishAsync(context.Background(), m, out.done([2]int{0, i})); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if i%500 == 499 {
+			time.Sleep(5 * time.Millisecond) // spread the stream over the kill
+		}
+	}
+	if err := <-killed; err != nil {
+		t.Fatal(err)
+	}
+	out.wait(t, 30*time.Second)
+	acked := len(out.pos)
+	t.Logf("%d acknowledged, %d failed", acked, len(out.errs))
+	if acked == 0 {
+		t.Fatal("nothing was published")
+	}
+	// Acknowledged positions increase with the call order.
+	var last pubsub.Position
+	for i := range n {
+		if p, ok := out.pos[[2]int{0, i}]; ok {
+			if last.Offset != 0 && (p.Epoch != last.Epoch || p.Offset <= last.Offset) {
+				t.Fatalf("message %d at %v after %v", i, p, last)
+			}
+			last = p
+		}
+	}
+	// Delivered: the acknowledged messages (and possibly some whose commit
+	// reply was lost), in call order, once each, with no offset gap.
+	eventually(t, 20*time.Second, "the acknowledged messages on node b", func() bool { return len(recB.topic("killed")) >= acked })
+	time.Sleep(200 * time.Millisecond) // let anything else arrive
+	prev := -1
+	seen := map[int]bool{}
+	for i, m := range recB.topic("killed") {
+		if m.Offset != uint64(i+1) {
+			t.Fatalf("delivery %d has offset %d", i, m.Offset)
+		}
+		var wi [2]int
+		if err := json.Unmarshal(m.Payload, &wi); err != nil {
+			t.Fatal(err)
+		}
+		if wi[1] <= prev {
+			t.Fatalf("message %d delivered after message %d", wi[1], prev)
+		}
+		prev = wi[1]
+		seen[wi[1]] = true
+	}
+	for key := range out.pos {
+		if !seen[key[1]] {
+			t.Fatalf("acknowledged message %d was not delivered", key[1])
+		}
 	}
 }
