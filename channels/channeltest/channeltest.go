@@ -27,6 +27,7 @@ package channeltest
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,13 +156,39 @@ type closeInfo struct {
 // the connection is refused. The connection is closed when the test ends.
 func Dial(t testing.TB, endpoint string, params url.Values) *Client {
 	t.Helper()
+	return DialWith(t, endpoint, DialOptions{Params: params})
+}
+
+// DialOptions is what a client sends when it connects.
+type DialOptions struct {
+	// Params are the connect params, in the URL ("vsn" is added).
+	Params url.Values
+	// Token, when set, is sent as the Phoenix 1.8 client sends its
+	// authToken: in Sec-WebSocket-Protocol, never in the URL. The server
+	// hands it to Options.Connect as ConnectEvent.Token (package
+	// channels/token reads it there).
+	Token string
+	// Header holds more request headers: cookies, Origin.
+	Header http.Header
+}
+
+// DialWith is [Dial] with a token or headers.
+func DialWith(t testing.TB, endpoint string, opts DialOptions) *Client {
+	t.Helper()
 	q := url.Values{"vsn": {"2.0.0"}}
-	for k, v := range params {
+	for k, v := range opts.Params {
 		q[k] = v
+	}
+	d := ws.Dialer{}
+	if opts.Token != "" {
+		d.Protocols = []string{server.Subprotocol, "base64url.bearer.phx." + base64.RawURLEncoding.EncodeToString([]byte(opts.Token))}
+	}
+	if len(opts.Header) > 0 {
+		d.Header = ws.HandshakeHeaderHTTP(opts.Header)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	conn, br, _, err := ws.Dialer{}.Dial(ctx, endpoint+"?"+q.Encode())
+	conn, br, _, err := d.Dial(ctx, endpoint+"?"+q.Encode())
 	if err != nil {
 		t.Fatalf("channeltest: dial %s: %v", endpoint, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"runtime"
 	"slices"
@@ -255,5 +256,39 @@ func TestFailures(t *testing.T) {
 				t.Errorf("failures %q, want one containing %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDialWith sends a bearer token (the Phoenix 1.8 way, outside the URL)
+// and a cookie; the connect hook sees both.
+func TestDialWith(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := channeltest.NewServer(t, channels.Options{
+		Connect: func(_ context.Context, ev channels.ConnectEvent) (channels.ConnectReply, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			c := ev.Cookie("session")
+			if ev.Token == "" || c == nil {
+				return channels.ConnectReply{}, channels.Refuse("unauthorized")
+			}
+			seen = append(seen, ev.Token+" "+c.Value+" "+ev.Params.Get("v"))
+			return channels.ConnectReply{}, nil
+		},
+	}, room)
+	c := channeltest.DialWith(t, srv.URL, channeltest.DialOptions{
+		Params: url.Values{"v": {"1"}},
+		Token:  "tok.en/+=",
+		Header: http.Header{"Cookie": {"session=abc"}},
+	})
+	c.Close()
+	mu.Lock()
+	got := seen
+	mu.Unlock()
+	if len(got) != 1 || got[0] != "tok.en/+= abc 1" {
+		t.Fatalf("connect saw %q", got)
+	}
+	if got := run(func(ft *fakeT) { channeltest.Dial(ft, srv.URL, nil) }); len(got) != 1 || !strings.Contains(got[0], "dial") {
+		t.Fatalf("dial without the token: %q", got)
 	}
 }
