@@ -183,7 +183,7 @@ func (n *Node) BroadcastAsync(ctx context.Context, topic, event string, payload 
 	if done != nil {
 		cb = func(_ pubsub.Position, err error) {
 			if err != nil {
-				err = errors.Join(errors.New("channels: broadcast to "+topic), err)
+				err = broadcastErr(topic, err)
 			}
 			done(err)
 		}
@@ -192,7 +192,7 @@ func (n *Node) BroadcastAsync(ctx context.Context, topic, event string, payload 
 	if !ok {
 		pos, err := n.broker.Publish(ctx, m)
 		if err != nil {
-			return errors.Join(errors.New("channels: broadcast to "+topic), err)
+			return broadcastErr(topic, err)
 		}
 		if cb != nil {
 			cb(pos, nil)
@@ -200,9 +200,14 @@ func (n *Node) BroadcastAsync(ctx context.Context, topic, event string, payload 
 		return nil
 	}
 	if err := ab.PublishAsync(ctx, m, cb); err != nil {
-		return errors.Join(errors.New("channels: broadcast to "+topic), err)
+		return broadcastErr(topic, err)
 	}
 	return nil
+}
+
+// broadcastErr says which broadcast a broker error is about.
+func broadcastErr(topic string, err error) error {
+	return errors.Join(errors.New("channels: broadcast to "+topic), err)
 }
 
 // message validates and encodes a broadcast.
@@ -224,7 +229,7 @@ func (n *Node) publish(ctx context.Context, topic, event string, payload any, ex
 	}
 	pos, err := n.broker.Publish(ctx, m)
 	if err != nil {
-		return errors.Join(errors.New("channels: broadcast to "+topic), err)
+		return broadcastErr(topic, err)
 	}
 	if n.log.Enabled(ctx, slog.LevelDebug) {
 		// topic@offset identifies the broadcast on every node.

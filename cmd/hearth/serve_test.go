@@ -99,6 +99,21 @@ func scrape(t *testing.T, hs *httptest.Server, series string) float64 {
 	return 0
 }
 
+// joinAndSay connects as ada, joins room:lobby and pushes one new_msg
+// (ref "2"); the connection closes when the test ends.
+func joinAndSay(t *testing.T, hs *httptest.Server) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "user=ada"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.WriteJSON([]any{"1", "1", "room:lobby", "phx_join", map[string]any{}})
+	readUntil(t, c, "phx_reply")
+	_ = c.WriteJSON([]any{"1", "2", "room:lobby", "new_msg", map[string]string{"user": "ada", "body": "hi"}})
+	return c
+}
+
 func TestMetricsMove(t *testing.T) {
 	hs := startDemo(t, time.Minute)
 	series := []string{`hearth_sockets`, `hearth_connections`, `hearth_connections_accepted_total`, `hearth_joins_total{result="ok"}`, `hearth_messages_in_total`, `hearth_broadcasts_total`, `hearth_deliveries_total`}
@@ -106,14 +121,7 @@ func TestMetricsMove(t *testing.T) {
 	for _, s := range series {
 		before[s] = scrape(t, hs, s)
 	}
-	c, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "user=ada"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.WriteJSON([]any{"1", "1", "room:lobby", "phx_join", map[string]any{}})
-	readUntil(t, c, "phx_reply")
-	_ = c.WriteJSON([]any{"1", "2", "room:lobby", "new_msg", map[string]string{"user": "ada", "body": "hi"}})
+	c := joinAndSay(t, hs)
 	readUntil(t, c, "new_msg")
 	for _, s := range series {
 		if after := scrape(t, hs, s); after <= before[s] {
@@ -144,14 +152,7 @@ func TestClusterMetricsAndReadiness(t *testing.T) {
 		t.Fatalf("listener state healthy = %v", v)
 	}
 	before := scrape(t, hs, "hearth_pubsub_published_total")
-	c, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "user=ada"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.WriteJSON([]any{"1", "1", "room:lobby", "phx_join", map[string]any{}})
-	readUntil(t, c, "phx_reply")
-	_ = c.WriteJSON([]any{"1", "2", "room:lobby", "new_msg", map[string]string{"user": "ada", "body": "hi"}})
+	c := joinAndSay(t, hs)
 	// Both the broadcast, through Postgres and back, and the push's reply:
 	// the listener can deliver the message before the publisher, back from
 	// its commit, has counted it; the reply comes after.
