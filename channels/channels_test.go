@@ -331,18 +331,26 @@ func TestDisconnectByID(t *testing.T) {
 // hearthPos extracts the "$hearth" part of a join response.
 func hearthPos(t *testing.T, resp json.RawMessage) (pos pubsub.Position, recovered *bool, replayed int) {
 	t.Helper()
+	pos, recovered, replayed, _ = hearthReply(t, resp)
+	return pos, recovered, replayed
+}
+
+// hearthReply is hearthPos with the reason of an incomplete recovery.
+func hearthReply(t *testing.T, resp json.RawMessage) (pos pubsub.Position, recovered *bool, replayed int, reason string) {
+	t.Helper()
 	var r struct {
 		H struct {
 			Epoch     string `json:"epoch"`
 			Offset    uint64 `json:"offset"`
 			Recovered *bool  `json:"recovered"`
 			Replayed  int    `json:"replayed"`
+			Reason    string `json:"reason"`
 		} `json:"$hearth"`
 	}
 	if err := json.Unmarshal(resp, &r); err != nil {
 		t.Fatal(err)
 	}
-	return pubsub.Position{Epoch: r.H.Epoch, Offset: r.H.Offset}, r.H.Recovered, r.H.Replayed
+	return pubsub.Position{Epoch: r.H.Epoch, Offset: r.H.Offset}, r.H.Recovered, r.H.Replayed, r.H.Reason
 }
 
 func TestRecovery(t *testing.T) {
@@ -407,23 +415,49 @@ func TestRecoveryIncomplete(t *testing.T) {
 	_, resp := c.join("room:1", map[string]any{"$hearth": map[string]any{}}, "ok")
 	top, _, _ := hearthPos(t, resp)
 
-	for name, since := range map[string]pubsub.Position{
-		"trimmed":        {Epoch: top.Epoch, Offset: 1},
-		"epoch changed":  {Epoch: "another", Offset: 5},
-		"ahead of top":   {Epoch: top.Epoch, Offset: 9},
-		"complete (top)": {Epoch: top.Epoch, Offset: 5},
+	for name, tc := range map[string]struct {
+		since  pubsub.Position
+		reason string
+	}{
+		"trimmed":        {pubsub.Position{Epoch: top.Epoch, Offset: 1}, channels.RecoveryTrimmed},
+		"epoch changed":  {pubsub.Position{Epoch: "another", Offset: 5}, channels.RecoveryNewEpoch},
+		"ahead of top":   {pubsub.Position{Epoch: top.Epoch, Offset: 9}, channels.RecoveryAhead},
+		"complete (top)": {pubsub.Position{Epoch: top.Epoch, Offset: 5}, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
+			since := tc.since
 			c := connect(t, n, nil)
 			_, resp := c.join("room:1", map[string]any{"$hearth": map[string]any{"since": since}}, "ok")
-			pos, rec, replayed := hearthPos(t, resp)
+			pos, rec, replayed, reason := hearthReply(t, resp)
 			want := name == "complete (top)"
-			if rec == nil || *rec != want || replayed != 0 || pos.Offset != 5 {
-				t.Fatalf("since %+v: recovered %v replayed %d top %+v", since, rec, replayed, pos)
+			if rec == nil || *rec != want || replayed != 0 || pos.Offset != 5 || reason != tc.reason {
+				t.Fatalf("since %+v: recovered %v replayed %d top %+v reason %q, want reason %q", since, rec, replayed, pos, reason, tc.reason)
 			}
 			c.noFrame()
 		})
 	}
+}
+
+// TestRecoveryOverLimit: a client that missed more than one recovery
+// replays is told so, with the reason "limit".
+func TestRecoveryOverLimit(t *testing.T) {
+	ctx := context.Background()
+	n := chatNode(t, channels.Options{HistoryLimit: 2})
+	c := connect(t, n, nil)
+	_, resp := c.join("room:1", map[string]any{"$hearth": map[string]any{}}, "ok")
+	top, _, _ := hearthPos(t, resp)
+	for i := 0; i < 5; i++ {
+		if err := n.Broadcast(ctx, "room:1", "m", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c2 := connect(t, n, nil)
+	_, resp = c2.join("room:1", map[string]any{"$hearth": map[string]any{"since": top}}, "ok")
+	pos, rec, replayed, reason := hearthReply(t, resp)
+	if rec == nil || *rec || replayed != 0 || pos.Offset != 5 || reason != channels.RecoveryLimit {
+		t.Fatalf("recovered %v replayed %d top %+v reason %q, want an incomplete recovery for reason %q", rec, replayed, pos, reason, channels.RecoveryLimit)
+	}
+	c2.noFrame()
 }
 
 // TestRecoveryUnderLoad joins with recovery while another goroutine keeps

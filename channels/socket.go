@@ -268,7 +268,29 @@ type hearthReply struct {
 	Offset    uint64 `json:"offset"`
 	Recovered *bool  `json:"recovered,omitempty"`
 	Replayed  int    `json:"replayed,omitempty"`
+	// Reason says why recovery is incomplete (Recovered false): one of
+	// the Recovery* constants.
+	Reason string `json:"reason,omitempty"`
 }
+
+// Why a recovery is incomplete: the reason in the "$hearth" join reply
+// when "recovered" is false (see docs/protocol.md).
+const (
+	// RecoveryNewEpoch: the client's position belongs to another epoch of
+	// the topic's history (the history was reset, or another broker).
+	RecoveryNewEpoch = "new_epoch"
+	// RecoveryAhead: the client's position is past the topic's latest
+	// offset in the same epoch (history lost, e.g. after a failover).
+	RecoveryAhead = "ahead"
+	// RecoveryTrimmed: messages after the client's position are no longer
+	// retained (size or age limit of the history).
+	RecoveryTrimmed = "trimmed"
+	// RecoveryLimit: the client missed more messages than one recovery
+	// replays (Options.HistoryLimit or the broker's maximum).
+	RecoveryLimit = "limit"
+	// RecoveryUnavailable: the history could not be read.
+	RecoveryUnavailable = "unavailable"
+)
 
 // HearthKey is the reserved key Hearth adds to join params and join replies
 // (see docs/protocol.md). Applications should not use it.
@@ -419,7 +441,7 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 			st.recoveriesIncomplete.Add(1)
 		}
 		f := false
-		return nil, hearthReply{Recovered: &f}
+		return nil, hearthReply{Recovered: &f, Reason: RecoveryUnavailable}
 	}
 	info := hearthReply{Epoch: h.Top.Epoch, Offset: h.Top.Offset}
 	if h.Top.Offset > 0 {
@@ -434,6 +456,7 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	info.Recovered = &ok
 	if !ok {
 		st.recoveriesIncomplete.Add(1)
+		info.Reason = incompleteReason(since, h)
 		return nil, info
 	}
 	var replay []pubsub.Message
@@ -445,6 +468,21 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	info.Replayed = len(replay)
 	st.replayed.Add(uint64(len(replay)))
 	return replay, info
+}
+
+// incompleteReason tells why h, read after since, is not complete.
+func incompleteReason(since pubsub.Position, h pubsub.History) string {
+	switch {
+	case since.Epoch != h.Top.Epoch:
+		return RecoveryNewEpoch
+	case since.Offset > h.Top.Offset:
+		return RecoveryAhead
+	case len(h.Messages) > 0 && h.Messages[0].Offset == since.Offset+1:
+		// Nothing missing at the start: the replay stopped at the limit.
+		return RecoveryLimit
+	default:
+		return RecoveryTrimmed
+	}
 }
 
 // mergeHearth adds Hearth's reserved key to a JSON object response. A
