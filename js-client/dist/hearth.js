@@ -32,6 +32,7 @@ var Hearth = (() => {
     Push: () => Push,
     RetryTimer: () => RetryTimer,
     Serializer: () => Serializer,
+    SignedOut: () => SignedOut,
     Socket: () => Socket,
     VSN: () => VSN,
     backoff: () => backoff,
@@ -39,6 +40,8 @@ var Hearth = (() => {
     browserEnvironment: () => browserEnvironment,
     isTerminal: () => isTerminal,
     listPresences: () => listPresences,
+    phoenixReconnectAfterMs: () => phoenixReconnectAfterMs,
+    phoenixRejoinAfterMs: () => phoenixRejoinAfterMs,
     retryHint: () => retryHint,
     syncDiff: () => syncDiff,
     syncState: () => syncState
@@ -65,6 +68,8 @@ var Hearth = (() => {
     abnormal: 1006,
     serviceRestart: 1012,
     tryAgainLater: 1013,
+    /** Unauthorized: the token is missing or invalid (also used when `authToken` throws SignedOut). */
+    unauthorized: 4501,
     /** Session revoked: terminal whatever token was used. */
     revoked: 4503,
     /** First terminal code: 4500-4999 mean "do not reconnect". */
@@ -92,16 +97,20 @@ var Hearth = (() => {
 
   // js-client/src/push.ts
   var Push = class {
-    /** Pushes are made by Channel.push, join and leave; there is no need to construct one. */
+    /**
+     * Pushes are made by Channel.push, join and leave; there is no need to
+     * construct one. The payload is a value, or a function returning it (read
+     * on every send).
+     */
     constructor(channel, event, payload, timeout) {
       this.channel = channel;
       this.event = event;
-      this.payload = payload;
       /** The push's ref while it waits for a reply, else null. */
       this.ref = null;
       this.hooks = [];
       this.received = null;
       this.wasSent = false;
+      this.payload = typeof payload === "function" ? payload : () => payload ?? {};
       this.timeout = timeout;
     }
     /** Registers a callback for an outcome and returns the push, for chaining. */
@@ -114,13 +123,13 @@ var Hearth = (() => {
     get sent() {
       return this.wasSent;
     }
-    /** @internal Sends the push with a fresh ref and starts waiting for its reply. */
+    /** Sends the push with a fresh ref and starts waiting for its reply (made by Channel.push; there is no need to call it). */
     send() {
       if (this.received && this.received.status === "timeout") return;
       this.startTimeout();
       this.wasSent = true;
       try {
-        this.channel.socket.push({
+        this.channel.socket.send({
           topic: this.channel.topic,
           event: this.event,
           payload: this.payload(),
@@ -131,7 +140,7 @@ var Hearth = (() => {
         this.trigger("error", { reason: "cannot encode: " + (err instanceof Error ? err.message : String(err)) });
       }
     }
-    /** @internal Forgets the previous attempt and sends again. */
+    /** Forgets the previous attempt and sends again with a new timeout. */
     resend(timeout) {
       this.timeout = timeout;
       this.reset();
@@ -183,6 +192,12 @@ var Hearth = (() => {
     if (!m) return null;
     return Math.min(Number(m[1]), DEFAULTS.maxHintMs);
   }
+  function phoenixReconnectAfterMs(tries) {
+    return [10, 50, 100, 150, 200, 250, 500, 1e3, 2e3][tries - 1] ?? 5e3;
+  }
+  function phoenixRejoinAfterMs(tries) {
+    return [1e3, 2e3, 5e3][tries - 1] ?? 1e4;
+  }
   function isTerminal(code) {
     return code >= CLOSE.terminalMin && code <= CLOSE.terminalMax;
   }
@@ -233,6 +248,7 @@ var Hearth = (() => {
   };
 
   // js-client/src/channel.ts
+  var REASONS = ["new_epoch", "ahead", "trimmed", "limit", "unavailable"];
   var Channel = class {
     /** Channels are made with socket.channel(topic, params). */
     constructor(topic, params, socket) {
@@ -246,12 +262,16 @@ var Hearth = (() => {
       this.buffer = [];
       this.replies = /* @__PURE__ */ new Map();
       this.recoverHooks = [];
+      this.caughtUpHooks = [];
+      this.caughtUp = null;
+      this.terminated = false;
       this.pos = null;
       this.since = null;
       this.replayLeft = 0;
       this.replayTop = 0;
       this.pendingRecover = null;
       this.hadJoined = false;
+      this.closeReason = "channel closed";
       this.params = typeof params === "function" ? params : () => params ?? {};
       this.timeout = socket.timeout;
       this.rejoinTimer = new RetryTimer(() => {
@@ -316,7 +336,8 @@ var Hearth = (() => {
      * ArrayBuffer (or typed array) sent as a binary frame. While the channel
      * cannot send (not joined, or disconnected) pushes wait in a bounded
      * buffer; when it is full the push fails at once with
-     * receive("error", {reason: "buffer full"}).
+     * receive("error", {reason: "buffer full"}). On a closed channel (left, or
+     * the socket closed for good) the push fails at once with the reason.
      */
     push(event, payload = {}, timeout = this.timeout) {
       if (!this.joinedOnce) {
@@ -326,7 +347,7 @@ var Hearth = (() => {
       if (this.canPush()) {
         p.send();
       } else if (this.state === "closed" || this.state === "leaving") {
-        p.trigger("error", { reason: "channel closed" });
+        p.trigger("error", { reason: this.closeReason });
       } else if (this.buffer.length >= this.socket.pushBufferSize) {
         this.socket.log("channel", `push buffer full: ${this.topic} ${event}`);
         p.trigger("error", { reason: "buffer full" });
@@ -365,6 +386,46 @@ var Hearth = (() => {
         this.recoverHooks = this.recoverHooks.filter((h) => h !== callback);
       };
     }
+    /**
+     * Runs callback once the messages replayed by a rejoin have all reached
+     * the channel's `on` callbacks (right after `onRecover` when nothing was
+     * replayed, or recovery was incomplete): from then on messages are live.
+     * Returns a function that unsubscribes.
+     */
+    onCaughtUp(callback) {
+      this.caughtUpHooks.push(callback);
+      return () => {
+        this.caughtUpHooks = this.caughtUpHooks.filter((h) => h !== callback);
+      };
+    }
+    /**
+     * A hook every incoming event passes through before the `on` callbacks
+     * (as phoenix.js's): it returns the payload they receive. Override it on
+     * an instance to transform payloads; the default returns the payload.
+     */
+    onMessage(_event, payload, _ref, _joinRef) {
+      return payload;
+    }
+    /** Reports whether the channel is closed. */
+    isClosed() {
+      return this.state === "closed";
+    }
+    /** Reports whether the channel errored (it rejoins by itself). */
+    isErrored() {
+      return this.state === "errored";
+    }
+    /** Reports whether the channel is joined. */
+    isJoined() {
+      return this.state === "joined";
+    }
+    /** Reports whether the channel is joining. */
+    isJoining() {
+      return this.state === "joining";
+    }
+    /** Reports whether the channel is leaving. */
+    isLeaving() {
+      return this.state === "leaving";
+    }
     /** The channel's position in its topic's stream, or null when unknown. */
     position() {
       return this.pos ? { ...this.pos } : null;
@@ -392,7 +453,33 @@ var Hearth = (() => {
     /** @internal The socket opened: join if waiting for it, rejoin if the connection loss errored the channel. */
     socketOpened() {
       this.rejoinTimer.reset();
+      if (this.terminated) {
+        this.terminated = false;
+        this.closeReason = "channel closed";
+        this.state = "errored";
+      }
       if (this.state === "errored" || this.state === "joining" && !this.joinPush.sent) this.rejoin(this.joinPush.timeout);
+    }
+    /**
+     * @internal The socket closed for good (a terminal close code, or the app
+     * signed out): the channel is closed, its waiting pushes fail at once
+     * with the reason. It rejoins if the app calls `socket.connect()` again.
+     */
+    socketTerminated(reason) {
+      if (this.state === "closed" || this.state === "leaving") return;
+      this.rejoinTimer.reset();
+      const joining = this.state === "joining" && this.joinPush.sent;
+      this.state = "closed";
+      this.terminated = true;
+      this.closeReason = reason;
+      const failed = /* @__PURE__ */ new Set([...this.buffer, ...this.replies.values()]);
+      failed.delete(this.joinPush);
+      this.buffer = [];
+      if (joining) this.joinPush.trigger("error", { reason });
+      else this.joinPush.cancelTimeout();
+      for (const p of failed) p.trigger("error", { reason });
+      this.state = "closed";
+      this.dispatch(EVENTS.close, { reason }, null, null);
     }
     /** @internal The socket lost its connection. */
     socketClosed(reason) {
@@ -424,13 +511,11 @@ var Hearth = (() => {
           if (this.state === "leaving" || this.state === "closed") return;
           this.fail(payload);
           return;
-        case TOKEN_EVENT:
-          this.socket.storeToken(payload);
-          break;
         default:
           if (ref !== null && joinRef === null && !this.advance(ref)) return;
       }
       this.dispatch(event, payload, ref, joinRef);
+      if (this.caughtUp && this.replayLeft === 0) this.fireCaughtUp();
     }
     /** @internal Registers the push waiting for a reply with this ref. */
     expectReply(ref, push) {
@@ -445,9 +530,15 @@ var Hearth = (() => {
       this.buffer = this.buffer.filter((p) => p !== push);
     }
     dispatch(event, payload, ref, joinRef) {
+      const handled = this.onMessage(event, payload, ref, joinRef);
       for (const b of this.bindings.slice()) {
-        if (b.event === event) b.callback(payload, ref, joinRef);
+        if (b.event === event) b.callback(handled, ref, joinRef);
       }
+    }
+    fireCaughtUp() {
+      const info = this.caughtUp;
+      this.caughtUp = null;
+      if (info) for (const h of this.caughtUpHooks.slice()) h(info);
     }
     fail(payload) {
       this.state = "errored";
@@ -459,6 +550,7 @@ var Hearth = (() => {
       this.rejoinTimer.reset();
       this.joinPush.cancelTimeout();
       this.state = "closed";
+      this.terminated = false;
       const buffered = this.buffer;
       this.buffer = [];
       for (const p of buffered) p.trigger("error", { reason: "channel closed" });
@@ -481,7 +573,11 @@ var Hearth = (() => {
       push.trigger(status, response);
       const recover = this.pendingRecover;
       this.pendingRecover = null;
-      if (recover) for (const h of this.recoverHooks.slice()) h(recover);
+      if (recover) {
+        this.caughtUp = recover;
+        for (const h of this.recoverHooks.slice()) h(recover);
+        if (this.replayLeft === 0) this.fireCaughtUp();
+      }
     }
     /** The join payload: the app's params and Hearth's key, with the position to resume from on a rejoin. */
     joinPayload() {
@@ -502,10 +598,12 @@ var Hearth = (() => {
       const rejoin = this.hadJoined;
       this.hadJoined = true;
       this.replayLeft = 0;
+      this.caughtUp = null;
       const known = info !== null && typeof info.epoch === "string" && info.epoch !== "" && typeof info.offset === "number";
       if (!known) {
         this.pos = null;
-        if (rejoin) this.pendingRecover = { recovered: false, replayed: 0, position: null };
+        const reason = info !== null && typeof info.reason === "string" && REASONS.includes(info.reason) ? info.reason : "untracked";
+        if (rejoin) this.pendingRecover = { recovered: false, replayed: 0, reason, position: null };
         return;
       }
       const top = { epoch: info.epoch, offset: info.offset };
@@ -518,7 +616,15 @@ var Hearth = (() => {
       } else {
         this.pos = top;
       }
-      if (rejoin) this.pendingRecover = { recovered, replayed, position: { ...top } };
+      if (!rejoin) return;
+      this.pendingRecover = { recovered, replayed, position: { ...top } };
+      if (!recovered) {
+        let reason = "unknown";
+        if (since === null) reason = "untracked";
+        else if (typeof info.reason === "string" && REASONS.includes(info.reason)) reason = info.reason;
+        else if (since.epoch !== top.epoch) reason = "new_epoch";
+        this.pendingRecover.reason = reason;
+      }
     }
     /**
      * Takes the position of a broadcast ("@<offset>" in its ref). It returns
@@ -662,8 +768,13 @@ var Hearth = (() => {
       this.suspended = false;
       this.unlisten = null;
       this.pendingHeartbeatRef = null;
+      this.sendBuffer = [];
+      this.pings = /* @__PURE__ */ new Map();
       this.refreshed = null;
       this.usedRefreshed = false;
+      this.refused = false;
+      this.preOpenFailures = 0;
+      this.established = 0;
       this.reconnectDueAt = 0;
       this.reconnectHinted = false;
       this.endPoint = endPoint;
@@ -674,6 +785,13 @@ var Hearth = (() => {
       this.random = opts.random ?? Math.random;
       this.env = opts.environment === void 0 ? browserEnvironment() : opts.environment;
       this.reconnectTimer = new RetryTimer(() => this.reconnectNow(), (tries) => this.reconnectAfterMs(tries));
+      this.transport = opts.transport;
+      this.binaryType = opts.binaryType ?? "arraybuffer";
+      this.encode = opts.encode ?? ((msg, cb) => cb(this.serializer.encode(msg)));
+      this.decode = opts.decode ?? ((frame, cb) => cb(this.serializer.decode(frame)));
+      this.logger = opts.logger ?? (opts.debug ? (kind, msg, data) => console.log(`${kind}: ${msg}`, data) : null);
+      const store = opts.sessionStorage ?? globalThis.sessionStorage;
+      this.sessionStore = store && typeof store.getItem === "function" ? store : null;
     }
     /** The delay before reconnect attempt `tries` (1, 2, ...). */
     reconnectAfterMs(tries) {
@@ -688,10 +806,12 @@ var Hearth = (() => {
     /**
      * Connects, and keeps reconnecting after losses until `disconnect()` or a
      * terminal close. Calling it while connected or connecting does nothing;
-     * while a reconnect is scheduled it connects at once.
+     * while a reconnect is scheduled it connects at once. Params given here
+     * replace the `params` option (deprecated in phoenix.js; kept for it).
      */
-    connect() {
-      if (!this.opts.transport && typeof globalThis.WebSocket !== "function") {
+    connect(params) {
+      if (params) this.paramsOverride = params;
+      if (!this.transport && typeof globalThis.WebSocket !== "function") {
         throw new Error("hearth: no WebSocket constructor: pass {transport: WebSocket} (in Node, from the ws package)");
       }
       if (this.wanted && (this.conn || this.opening)) return;
@@ -721,6 +841,45 @@ var Hearth = (() => {
       this.unlisten = null;
       this.closeConn(code, reason ?? "", callback);
     }
+    /**
+     * Closes the connection (the channels rejoin over the next one) and makes
+     * `transport` the transport class of later connections. Call `connect()`
+     * to connect with it, as with phoenix.js.
+     */
+    replaceTransport(transport) {
+      this.transport = transport;
+      if (this.wanted || this.conn || this.opening) this.disconnect();
+    }
+    /** "wss" on an https page, else "ws". */
+    protocol() {
+      const loc = globalThis.location;
+      return loc && /^https/.test(loc.protocol) ? "wss" : "ws";
+    }
+    /** Reports whether a logger is set. */
+    hasLogger() {
+      return this.logger !== null;
+    }
+    /**
+     * Sends a heartbeat and calls back with the round trip in milliseconds.
+     * Returns false (and does not call back) when not connected.
+     */
+    ping(callback) {
+      if (!this.isConnected()) return false;
+      const ref = this.makeRef();
+      const start = Date.now();
+      this.pings.set(ref, () => callback(Date.now() - start));
+      this.send({ join_ref: null, ref, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} });
+      return true;
+    }
+    /**
+     * Sends a raw message (as phoenix.js's `socket.push`): at once when
+     * connected, else when the next connection opens.
+     */
+    push(data) {
+      const msg = { join_ref: data.join_ref ?? null, ref: data.ref ?? null, topic: data.topic, event: data.event, payload: data.payload ?? {} };
+      if (this.isConnected()) this.send(msg);
+      else this.sendBuffer.push(msg);
+    }
     /** Makes a channel for a topic. Join it with `channel.join()`. */
     channel(topic, params) {
       const ch = new Channel(topic, params, this);
@@ -739,7 +898,11 @@ var Hearth = (() => {
     onClose(callback) {
       return this.hook("close", callback);
     }
-    /** Runs callback on a transport error or an undecodable frame. Returns a ref for `off`. */
+    /**
+     * Runs callback on a transport error, a failed connect or an undecodable
+     * frame, with the transport class in use and the number of connections
+     * that opened so far (as phoenix.js). Returns a ref for `off`.
+     */
     onError(callback) {
       return this.hook("error", callback);
     }
@@ -792,8 +955,8 @@ var Hearth = (() => {
           return "closed";
       }
     }
-    /** The socket URL for the given connect params. */
-    endPointURL(params = {}) {
+    /** The socket URL for the given connect params (default: the `params` option, when not a promise). */
+    endPointURL(params = this.syncParams()) {
       const q = new URLSearchParams();
       for (const [k, v] of Object.entries(params)) {
         if (v === void 0 || v === null) continue;
@@ -829,11 +992,13 @@ var Hearth = (() => {
       return String(this.ref);
     }
     /** @internal Sends a message now; it is dropped when the socket is not connected. Throws if it cannot be encoded. */
-    push(msg) {
-      if (!this.isConnected() || !this.conn) return;
-      const frame = this.serializer.encode(msg);
+    send(msg) {
+      const conn = this.conn;
+      if (!this.isConnected() || !conn) return;
       this.log("push", `${msg.topic} ${msg.event} (${msg.join_ref}, ${msg.ref})`);
-      this.conn.send(frame);
+      this.encode(msg, (frame) => {
+        if (this.conn === conn && this.isConnected()) conn.send(frame);
+      });
     }
     /** @internal Leaves any other joined or joining channel of the topic. */
     leaveOpenTopic(topic, except) {
@@ -852,9 +1017,22 @@ var Hearth = (() => {
       this.log("auth", "token refreshed");
       this.emit("token", { ...this.refreshed });
     }
-    /** @internal */
+    /** Logs through the logger, if any. */
     log(kind, msg, data) {
-      if (this.opts.logger) this.opts.logger(kind, msg, data);
+      if (this.logger) this.logger(kind, msg, data);
+    }
+    /** The number of connections that opened so far. */
+    get establishedConnections() {
+      return this.established;
+    }
+    /** The connect params when they are at hand without waiting. */
+    syncParams() {
+      const p = this.paramsOverride ?? this.opts.params;
+      const v = typeof p === "function" ? p() : p;
+      return v && !isThenable(v) ? v : {};
+    }
+    transportClass() {
+      return this.transport ?? globalThis.WebSocket;
     }
     hook(kind, callback) {
       const ref = this.makeRef();
@@ -883,7 +1061,7 @@ var Hearth = (() => {
       let params;
       let token;
       try {
-        const p = this.opts.params;
+        const p = this.paramsOverride ?? this.opts.params;
         params = typeof p === "function" ? p() : p ?? {};
         token = this.currentToken();
       } catch (err) {
@@ -904,34 +1082,46 @@ var Hearth = (() => {
     openFailed(gen, err) {
       if (gen !== this.gen) return;
       this.opening = false;
+      if (isSignedOut(err)) {
+        this.log("auth", "signed out: not connecting");
+        this.terminate(CLOSE.unauthorized, err.message || "signed out");
+        return;
+      }
       this.log("transport", "cannot connect: " + String(err));
-      this.emit("error", err);
+      this.emit("error", err, this.transportClass(), this.established);
       if (this.wanted && !this.conn && !this.opening) this.scheduleReconnect(CLOSE.abnormal, "connect failed");
     }
     dial(gen, params, token) {
       const query = { ...params };
+      const key = this.opts.tokenParam ?? "token";
+      if (this.usedRefreshed && token && key in query) {
+        query[key] = token;
+      }
       let protocols;
       if (token) {
         if (this.opts.tokenParam) query[this.opts.tokenParam] = token;
         else protocols = ["phoenix", TOKEN_PROTOCOL_PREFIX + base64url(token)];
       }
-      const Transport = this.opts.transport ?? globalThis.WebSocket;
+      const Transport = this.transportClass();
+      const Ctor = Transport;
       let ws;
       try {
         const url = this.endPointURL(query);
-        ws = protocols ? new Transport(url, protocols) : new Transport(url);
+        ws = protocols ? new Ctor(url, protocols) : new Ctor(url);
       } catch (err) {
         this.openFailed(gen, err);
         return;
       }
       this.opening = false;
       this.conn = ws;
-      ws.binaryType = "arraybuffer";
+      ws.binaryType = this.binaryType;
       ws.onopen = () => {
         if (gen === this.gen) this.onConnOpen();
       };
       ws.onerror = (ev) => {
-        if (gen === this.gen) this.emit("error", ev);
+        if (gen !== this.gen) return;
+        if (!this.opened && refusedUpgrade(ev)) this.refused = true;
+        this.emit("error", ev, Transport, this.established);
       };
       ws.onmessage = (ev) => {
         if (gen === this.gen) this.onConnMessage(ev.data);
@@ -944,26 +1134,39 @@ var Hearth = (() => {
     onConnOpen() {
       clearTimeout(this.openTimer);
       this.opened = true;
+      this.established++;
+      this.preOpenFailures = 0;
       this.log("transport", "connected");
       this.stableTimer = setTimeout(() => {
         this.reconnectTimer.tries = 0;
       }, this.opts.stableAfterMs ?? DEFAULTS.stableAfterMs);
       this.resetHeartbeat();
       for (const ch of this.channels.slice()) ch.socketOpened();
+      const buffered = this.sendBuffer;
+      this.sendBuffer = [];
+      for (const m of buffered) this.send(m);
       this.emit("open");
     }
     onConnMessage(data) {
-      let msg;
+      const gen = this.gen;
       try {
-        msg = this.serializer.decode(data);
+        this.decode(data, (msg) => {
+          if (gen === this.gen) this.route(msg);
+        });
       } catch (err) {
         this.log("transport", "dropping undecodable frame: " + String(err));
-        this.emit("error", err);
-        return;
+        this.emit("error", err, this.transportClass(), this.established);
       }
+    }
+    route(msg) {
       if (msg.topic === SOCKET_TOPIC) {
         if (msg.ref !== null && msg.ref === this.pendingHeartbeatRef) this.resetHeartbeat();
-        if (msg.event === TOKEN_EVENT) this.storeToken(msg.payload);
+        const ping = msg.ref !== null ? this.pings.get(msg.ref) : void 0;
+        if (ping && msg.ref !== null) {
+          this.pings.delete(msg.ref);
+          ping();
+        }
+        if (msg.event === TOKEN_EVENT && this.hearth) this.storeToken(msg.payload);
       } else {
         for (const ch of this.channels.slice()) {
           if (ch.isMember(msg)) ch.trigger(msg);
@@ -972,28 +1175,41 @@ var Hearth = (() => {
       this.emit("message", msg);
     }
     onConnClose(code, reason, wasClean) {
+      const opened = this.opened;
+      const refused = this.refused;
+      this.refused = false;
       this.clearConn();
       this.log("transport", `closed ${code} ${reason}`);
       for (const ch of this.channels.slice()) ch.socketClosed("connection closed");
       this.emit("close", { code, reason, wasClean });
       if (!this.wanted || this.conn || this.opening) return;
-      if (isTerminal(code) && code !== CLOSE.revoked && this.usedRefreshed) {
+      if (this.usedRefreshed && !opened && !isTerminal(code)) this.preOpenFailures++;
+      const refusedRefreshed = this.usedRefreshed && (isTerminal(code) && code !== CLOSE.revoked || refused || this.refreshed !== null && this.refreshed.expiresAt === null && this.preOpenFailures >= REFRESHED_MAX_FAILURES);
+      if (refusedRefreshed) {
         this.log("transport", `refreshed token refused (${code}): retrying with the app's token`);
         this.refreshed = null;
         this.usedRefreshed = false;
+        this.preOpenFailures = 0;
         this.scheduleReconnect(code, reason);
         return;
       }
       if (isTerminal(code)) {
-        this.wanted = false;
-        this.refreshed = null;
-        if (this.unlisten) this.unlisten();
-        this.unlisten = null;
-        this.log("transport", `terminal close ${code}: not reconnecting`);
-        this.emit("terminal", code, reason);
+        this.terminate(code, reason);
         return;
       }
       this.scheduleReconnect(code, reason);
+    }
+    /** Stops for good after a terminal close: no reconnect, channels closed, pushes failed. */
+    terminate(code, reason) {
+      this.wanted = false;
+      this.refreshed = null;
+      this.usedRefreshed = false;
+      this.reconnectTimer.reset();
+      if (this.unlisten) this.unlisten();
+      this.unlisten = null;
+      this.log("transport", `terminal close ${code}: not reconnecting`);
+      for (const ch of this.channels.slice()) ch.socketTerminated(reason || `closed ${code}`);
+      this.emit("terminal", code, reason);
     }
     scheduleReconnect(code, reason) {
       const hint = retryHint(code, reason);
@@ -1036,7 +1252,7 @@ var Hearth = (() => {
           break;
         }
         case "pagehide":
-          if (this.wanted) {
+          if (this.wanted && this.opts.closeOnPageHide !== false) {
             this.wanted = false;
             this.waiting = false;
             this.suspended = true;
@@ -1098,6 +1314,7 @@ var Hearth = (() => {
       clearTimeout(this.heartbeatTimer);
       clearTimeout(this.heartbeatTimeoutTimer);
       this.pendingHeartbeatRef = null;
+      this.pings.clear();
       this.conn = null;
       this.opened = false;
       this.opening = false;
@@ -1111,7 +1328,7 @@ var Hearth = (() => {
     sendHeartbeat() {
       if (!this.isConnected()) return;
       this.pendingHeartbeatRef = this.makeRef();
-      this.push({ join_ref: null, ref: this.pendingHeartbeatRef, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} });
+      this.send({ join_ref: null, ref: this.pendingHeartbeatRef, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} });
       this.heartbeatTimeoutTimer = setTimeout(() => this.abort("heartbeat timeout"), this.opts.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs);
     }
   };
@@ -1120,6 +1337,21 @@ var Hearth = (() => {
     ws.onerror = () => {
     };
   }
+  var SignedOut = class extends Error {
+    constructor(message = "signed out") {
+      super(message);
+      this.name = "SignedOut";
+    }
+  };
+  function isSignedOut(err) {
+    return err instanceof SignedOut || err instanceof Error && err.name === "SignedOut";
+  }
+  function refusedUpgrade(ev) {
+    const e = ev;
+    const msg = String((e && (e.message ?? (e.error && e.error.message))) ?? "");
+    return /Unexpected server response: 4\d\d/.test(msg);
+  }
+  var REFRESHED_MAX_FAILURES = 3;
   var TOKEN_MARGIN_MS = 1e3;
   function isThenable(v) {
     return v !== null && typeof v === "object" && typeof v.then === "function";
@@ -1257,6 +1489,18 @@ var Hearth = (() => {
     /** Lists the keys present, each turned into a value by `by` (default: the entry). */
     list(by) {
       return listPresences(this.state, by);
+    }
+    /** Merges a full state into state (as phoenix.js's `Presence.syncState`); see the function syncState. */
+    static syncState(state, newState, onJoin, onLeave) {
+      return syncState(state, newState, onJoin, onLeave);
+    }
+    /** Applies a diff to state (as phoenix.js's `Presence.syncDiff`); see the function syncDiff. */
+    static syncDiff(state, diff, onJoin, onLeave) {
+      return syncDiff(state, diff, onJoin, onLeave);
+    }
+    /** Lists a state's keys (as phoenix.js's `Presence.list`); see listPresences. */
+    static list(presences, chooser) {
+      return listPresences(presences, chooser);
     }
     /** Stops following the channel. */
     destroy() {

@@ -3,7 +3,7 @@
  * @module
  */
 
-import { EVENTS, HEARTH_KEY, TOKEN_EVENT } from "./constants"
+import { EVENTS, HEARTH_KEY } from "./constants"
 import { Push } from "./push"
 import type { Message } from "./serializer"
 import type { Socket } from "./socket"
@@ -13,7 +13,7 @@ import { RetryTimer } from "./timer"
 export type ChannelState = "closed" | "errored" | "joined" | "joining" | "leaving"
 
 /** Join params: a JSON object, or a function returning one, read on every join. */
-export type ChannelParams = Record<string, unknown> | (() => Record<string, unknown>)
+export type ChannelParams = object | (() => object)
 
 /** A point in a topic's stream: the history's epoch and the offset of the last message received. */
 export interface Position {
@@ -22,15 +22,26 @@ export interface Position {
 }
 
 /**
+ * Why a recovery is incomplete: the server's reason (`"new_epoch"`,
+ * `"ahead"`, `"trimmed"`, `"limit"`, `"unavailable"`, see docs/protocol.md),
+ * `"untracked"` when the server reports no positions (a plain Phoenix
+ * server, or `hearth: false`), or `"unknown"` when an older server did not
+ * say.
+ */
+export type RecoverReason = "new_epoch" | "ahead" | "trimmed" | "limit" | "unavailable" | "untracked" | "unknown"
+
+/**
  * What a rejoin recovered. `recovered` is true when every message broadcast
  * while the channel was away is being replayed (`replayed` of them, delivered
- * to the channel's `on` callbacks right after the join reply); false when
- * messages may have been missed, and the application should refetch its
- * state.
+ * to the channel's `on` callbacks right after the join reply, then
+ * `onCaughtUp` runs); false when messages may have been missed, and the
+ * application should refetch its state.
  */
 export interface RecoverInfo {
   recovered: boolean
   replayed: number
+  /** Why recovery is incomplete; absent when `recovered` is true. */
+  reason?: RecoverReason
   /** The position the channel now stands at, or null if the server does not track one. */
   position: Position | null
 }
@@ -49,7 +60,10 @@ interface HearthInfo {
   offset?: unknown
   recovered?: unknown
   replayed?: unknown
+  reason?: unknown
 }
+
+const REASONS: readonly string[] = ["new_epoch", "ahead", "trimmed", "limit", "unavailable"]
 
 /**
  * A channel joins one topic over its socket, and rejoins it by itself after
@@ -75,12 +89,16 @@ export class Channel {
   private readonly replies = new Map<string, Push>()
   private readonly rejoinTimer: RetryTimer
   private recoverHooks: Array<(info: RecoverInfo) => void> = []
+  private caughtUpHooks: Array<(info: RecoverInfo) => void> = []
+  private caughtUp: RecoverInfo | null = null
+  private terminated = false
   private pos: Position | null = null
   private since: Position | null = null
   private replayLeft = 0
   private replayTop = 0
   private pendingRecover: RecoverInfo | null = null
   private hadJoined = false
+  private closeReason = "channel closed"
 
   /** Channels are made with socket.channel(topic, params). */
   constructor(
@@ -88,7 +106,7 @@ export class Channel {
     params: ChannelParams | undefined,
     readonly socket: Socket,
   ) {
-    this.params = typeof params === "function" ? params : () => params ?? {}
+    this.params = typeof params === "function" ? (params as () => Record<string, unknown>) : () => (params ?? {}) as Record<string, unknown>
     this.timeout = socket.timeout
     this.rejoinTimer = new RetryTimer(() => {
       if (this.socket.isConnected()) this.rejoin()
@@ -157,7 +175,8 @@ export class Channel {
    * ArrayBuffer (or typed array) sent as a binary frame. While the channel
    * cannot send (not joined, or disconnected) pushes wait in a bounded
    * buffer; when it is full the push fails at once with
-   * receive("error", {reason: "buffer full"}).
+   * receive("error", {reason: "buffer full"}). On a closed channel (left, or
+   * the socket closed for good) the push fails at once with the reason.
    */
   push(event: string, payload: unknown = {}, timeout: number = this.timeout): Push {
     if (!this.joinedOnce) {
@@ -167,7 +186,7 @@ export class Channel {
     if (this.canPush()) {
       p.send()
     } else if (this.state === "closed" || this.state === "leaving") {
-      p.trigger("error", { reason: "channel closed" })
+      p.trigger("error", { reason: this.closeReason })
     } else if (this.buffer.length >= this.socket.pushBufferSize) {
       this.socket.log("channel", `push buffer full: ${this.topic} ${event}`)
       p.trigger("error", { reason: "buffer full" })
@@ -212,6 +231,53 @@ export class Channel {
     }
   }
 
+  /**
+   * Runs callback once the messages replayed by a rejoin have all reached
+   * the channel's `on` callbacks (right after `onRecover` when nothing was
+   * replayed, or recovery was incomplete): from then on messages are live.
+   * Returns a function that unsubscribes.
+   */
+  onCaughtUp(callback: (info: RecoverInfo) => void): () => void {
+    this.caughtUpHooks.push(callback)
+    return () => {
+      this.caughtUpHooks = this.caughtUpHooks.filter((h) => h !== callback)
+    }
+  }
+
+  /**
+   * A hook every incoming event passes through before the `on` callbacks
+   * (as phoenix.js's): it returns the payload they receive. Override it on
+   * an instance to transform payloads; the default returns the payload.
+   */
+  onMessage(_event: string, payload: any, _ref?: string | null, _joinRef?: string | null): any {
+    return payload
+  }
+
+  /** Reports whether the channel is closed. */
+  isClosed(): boolean {
+    return this.state === "closed"
+  }
+
+  /** Reports whether the channel errored (it rejoins by itself). */
+  isErrored(): boolean {
+    return this.state === "errored"
+  }
+
+  /** Reports whether the channel is joined. */
+  isJoined(): boolean {
+    return this.state === "joined"
+  }
+
+  /** Reports whether the channel is joining. */
+  isJoining(): boolean {
+    return this.state === "joining"
+  }
+
+  /** Reports whether the channel is leaving. */
+  isLeaving(): boolean {
+    return this.state === "leaving"
+  }
+
   /** The channel's position in its topic's stream, or null when unknown. */
   position(): Position | null {
     return this.pos ? { ...this.pos } : null
@@ -244,7 +310,35 @@ export class Channel {
   /** @internal The socket opened: join if waiting for it, rejoin if the connection loss errored the channel. */
   socketOpened(): void {
     this.rejoinTimer.reset()
+    if (this.terminated) {
+      // Closed by a terminal close: the app connected again (signed in).
+      this.terminated = false
+      this.closeReason = "channel closed"
+      this.state = "errored"
+    }
     if (this.state === "errored" || (this.state === "joining" && !this.joinPush.sent)) this.rejoin(this.joinPush.timeout)
+  }
+
+  /**
+   * @internal The socket closed for good (a terminal close code, or the app
+   * signed out): the channel is closed, its waiting pushes fail at once
+   * with the reason. It rejoins if the app calls `socket.connect()` again.
+   */
+  socketTerminated(reason: string): void {
+    if (this.state === "closed" || this.state === "leaving") return
+    this.rejoinTimer.reset()
+    const joining = this.state === "joining" && this.joinPush.sent
+    this.state = "closed"
+    this.terminated = true
+    this.closeReason = reason
+    const failed = new Set([...this.buffer, ...this.replies.values()])
+    failed.delete(this.joinPush)
+    this.buffer = []
+    if (joining) this.joinPush.trigger("error", { reason })
+    else this.joinPush.cancelTimeout()
+    for (const p of failed) p.trigger("error", { reason })
+    this.state = "closed"
+    this.dispatch(EVENTS.close, { reason }, null, null)
   }
 
   /** @internal The socket lost its connection. */
@@ -279,13 +373,11 @@ export class Channel {
         if (this.state === "leaving" || this.state === "closed") return
         this.fail(payload)
         return
-      case TOKEN_EVENT:
-        this.socket.storeToken(payload)
-        break
       default:
         if (ref !== null && joinRef === null && !this.advance(ref)) return
     }
     this.dispatch(event, payload, ref, joinRef)
+    if (this.caughtUp && this.replayLeft === 0) this.fireCaughtUp()
   }
 
   /** @internal Registers the push waiting for a reply with this ref. */
@@ -304,9 +396,16 @@ export class Channel {
   }
 
   private dispatch(event: string, payload: unknown, ref: string | null, joinRef: string | null): void {
+    const handled = this.onMessage(event, payload, ref, joinRef)
     for (const b of this.bindings.slice()) {
-      if (b.event === event) b.callback(payload, ref, joinRef)
+      if (b.event === event) b.callback(handled, ref, joinRef)
     }
+  }
+
+  private fireCaughtUp(): void {
+    const info = this.caughtUp
+    this.caughtUp = null
+    if (info) for (const h of this.caughtUpHooks.slice()) h(info)
   }
 
   private fail(payload: unknown): void {
@@ -320,6 +419,7 @@ export class Channel {
     this.rejoinTimer.reset()
     this.joinPush.cancelTimeout()
     this.state = "closed"
+    this.terminated = false
     const buffered = this.buffer
     this.buffer = []
     for (const p of buffered) p.trigger("error", { reason: "channel closed" })
@@ -343,7 +443,11 @@ export class Channel {
     push.trigger(status, response)
     const recover = this.pendingRecover
     this.pendingRecover = null
-    if (recover) for (const h of this.recoverHooks.slice()) h(recover)
+    if (recover) {
+      this.caughtUp = recover
+      for (const h of this.recoverHooks.slice()) h(recover)
+      if (this.replayLeft === 0) this.fireCaughtUp()
+    }
   }
 
   /** The join payload: the app's params and Hearth's key, with the position to resume from on a rejoin. */
@@ -366,11 +470,13 @@ export class Channel {
     const rejoin = this.hadJoined
     this.hadJoined = true
     this.replayLeft = 0
+    this.caughtUp = null
     const known = info !== null && typeof info.epoch === "string" && info.epoch !== "" && typeof info.offset === "number"
     if (!known) {
       // No position: a plain Phoenix server, or history unavailable.
       this.pos = null
-      if (rejoin) this.pendingRecover = { recovered: false, replayed: 0, position: null }
+      const reason = info !== null && typeof info.reason === "string" && REASONS.includes(info.reason) ? (info.reason as RecoverReason) : "untracked"
+      if (rejoin) this.pendingRecover = { recovered: false, replayed: 0, reason, position: null }
       return
     }
     const top: Position = { epoch: info.epoch as string, offset: info.offset as number }
@@ -385,7 +491,15 @@ export class Channel {
     } else {
       this.pos = top
     }
-    if (rejoin) this.pendingRecover = { recovered, replayed, position: { ...top } }
+    if (!rejoin) return
+    this.pendingRecover = { recovered, replayed, position: { ...top } }
+    if (!recovered) {
+      let reason: RecoverReason = "unknown"
+      if (since === null) reason = "untracked"
+      else if (typeof info.reason === "string" && REASONS.includes(info.reason)) reason = info.reason as RecoverReason
+      else if (since.epoch !== top.epoch) reason = "new_epoch"
+      this.pendingRecover.reason = reason
+    }
   }
 
   /**

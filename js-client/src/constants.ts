@@ -40,6 +40,8 @@ export const CLOSE = {
   abnormal: 1006,
   serviceRestart: 1012,
   tryAgainLater: 1013,
+  /** Unauthorized: the token is missing or invalid (also used when `authToken` throws SignedOut). */
+  unauthorized: 4501,
   /** Session revoked: terminal whatever token was used. */
   revoked: 4503,
   /** First terminal code: 4500-4999 mean "do not reconnect". */

@@ -204,13 +204,28 @@ export class Presence {
   }
 
   /** Runs callback after every state or diff was applied. */
-  onSync(callback: () => void): void {
+  onSync(callback: () => unknown): void {
     this.syncCb = callback
   }
 
   /** Lists the keys present, each turned into a value by `by` (default: the entry). */
   list<T = PresenceEntry>(by?: (key: string, presence: PresenceEntry) => T): T[] {
     return listPresences(this.state, by)
+  }
+
+  /** Merges a full state into state (as phoenix.js's `Presence.syncState`); see the function syncState. */
+  static syncState(state: object, newState: object, onJoin?: JoinCallback, onLeave?: LeaveCallback): PresenceState {
+    return syncState(state as PresenceState, newState as PresenceState, onJoin, onLeave)
+  }
+
+  /** Applies a diff to state (as phoenix.js's `Presence.syncDiff`); see the function syncDiff. */
+  static syncDiff(state: object, diff: { joins: object; leaves: object }, onJoin?: JoinCallback, onLeave?: LeaveCallback): PresenceState {
+    return syncDiff(state as PresenceState, diff as PresenceDiff, onJoin, onLeave)
+  }
+
+  /** Lists a state's keys (as phoenix.js's `Presence.list`); see listPresences. */
+  static list<T = PresenceEntry>(presences: object, chooser?: (key: string, presence: PresenceEntry) => T): T[] {
+    return listPresences(presences as PresenceState, chooser)
   }
 
   /** Stops following the channel. */

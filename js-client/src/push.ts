@@ -37,18 +37,25 @@ export class Push {
   private timer: ReturnType<typeof setTimeout> | undefined
   private wasSent = false
 
-  /** Pushes are made by Channel.push, join and leave; there is no need to construct one. */
+  private readonly payload: () => unknown
+
+  /**
+   * Pushes are made by Channel.push, join and leave; there is no need to
+   * construct one. The payload is a value, or a function returning it (read
+   * on every send).
+   */
   constructor(
     readonly channel: Channel,
     readonly event: string,
-    private readonly payload: () => unknown,
+    payload: unknown,
     timeout: number,
   ) {
+    this.payload = typeof payload === "function" ? (payload as () => unknown) : () => payload ?? {}
     this.timeout = timeout
   }
 
   /** Registers a callback for an outcome and returns the push, for chaining. */
-  receive(status: PushStatus, callback: ReplyCallback): this {
+  receive(status: PushStatus, callback: (response?: any) => any): this {
     if (this.received && this.received.status === status) callback(this.received.response)
     this.hooks.push({ status, callback })
     return this
@@ -59,13 +66,13 @@ export class Push {
     return this.wasSent
   }
 
-  /** @internal Sends the push with a fresh ref and starts waiting for its reply. */
+  /** Sends the push with a fresh ref and starts waiting for its reply (made by Channel.push; there is no need to call it). */
   send(): void {
     if (this.received && this.received.status === "timeout") return
     this.startTimeout()
     this.wasSent = true
     try {
-      this.channel.socket.push({
+      this.channel.socket.send({
         topic: this.channel.topic,
         event: this.event,
         payload: this.payload(),
@@ -77,7 +84,7 @@ export class Push {
     }
   }
 
-  /** @internal Forgets the previous attempt and sends again. */
+  /** Forgets the previous attempt and sends again with a new timeout. */
   resend(timeout: number): void {
     this.timeout = timeout
     this.reset()

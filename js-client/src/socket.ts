@@ -27,6 +27,31 @@ export interface WebSocketLike {
 /** A WebSocket constructor: the browser's `WebSocket`, or `WebSocket` from the `ws` package in Node. */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
 
+/**
+ * A transport class: a WebSocket constructor, or another class with the
+ * WebSocket API (such as a long-poll transport), as phoenix.js accepts.
+ */
+export type TransportConstructor = WebSocketConstructor | (new (endPoint: string, protocols?: string | string[]) => object)
+
+/** Encodes a message and hands the frame to callback (phoenix.js's `encode` option). */
+export type Encode = (msg: Message, callback: (frame: any) => void) => void
+
+/** Decodes a frame and hands the message to callback (phoenix.js's `decode` option). */
+export type Decode = (frame: any, callback: (msg: Message) => void) => void
+
+/** The part of the Web Storage API the socket uses (phoenix.js's `sessionStorage` option). */
+export interface SessionStore {
+  getItem(key: string): string | null
+  setItem(key: string, value: string): void
+  removeItem?(key: string): void
+}
+
+/** A callback whose parameter is checked bivariantly, so that `(e: CloseEvent) => ...` fits. */
+type Bivariant<T> = { bivarianceHack(arg: T): unknown }["bivarianceHack"]
+
+/** A callback of `onError`: the error, the transport in use, and how many connections opened so far. */
+export type SocketErrorCallback = (error: any, transport: TransportConstructor, establishedConnections: number) => unknown
+
 /** Connect params: sent as query parameters of the socket URL. */
 export type Params = Record<string, unknown>
 
@@ -89,8 +114,11 @@ export interface SocketOptions {
   authToken?: string | null | (() => MaybePromise<string | null | undefined>)
   /** Send the token as this query parameter instead of in Sec-WebSocket-Protocol. */
   tokenParam?: string
-  /** The WebSocket constructor. Defaults to the global WebSocket (in Node 20, pass `WebSocket` from `ws`). */
-  transport?: WebSocketConstructor
+  /**
+   * The transport class: the global WebSocket by default (in Node 20, pass
+   * `WebSocket` from the `ws` package), or any class with its API.
+   */
+  transport?: TransportConstructor
   /** Default timeout of pushes and joins, and of opening a connection (ms). Default 10 s. */
   timeout?: number
   /** Interval between heartbeats (ms). Default 30 s. */
@@ -125,7 +153,23 @@ export interface SocketOptions {
   /** The Phoenix serializer version. Default "2.0.0". */
   vsn?: string
   /** Receives debug logs (never tokens or payloads). */
-  logger?: (kind: string, msg: string, data?: unknown) => void
+  logger?: (kind: string, msg: string, data?: any) => void
+  /** Logs to the console when no logger is given (phoenix.js's `debug`). */
+  debug?: boolean
+  /** Replaces the serializer's encoding (phoenix.js's `encode`). */
+  encode?: Encode
+  /** Replaces the serializer's decoding (phoenix.js's `decode`). */
+  decode?: Decode
+  /** The transport's `binaryType`. Default "arraybuffer". */
+  binaryType?: "arraybuffer" | "blob"
+  /** Where the socket may keep per-tab state; default the browser's `sessionStorage` when there is one. */
+  sessionStorage?: SessionStore | object
+  /**
+   * Close the connection on `pagehide` (so the page can enter the
+   * back-forward cache) and connect again on `pageshow`. Default true, as
+   * phoenix.js 1.8 does.
+   */
+  closeOnPageHide?: boolean
   /** The random source of all jitter. Default Math.random. */
   random?: Random
   /** The page's visibility and connectivity; null for none. Default: the browser's, when there is one. */
@@ -133,10 +177,10 @@ export interface SocketOptions {
 }
 
 interface Hooks {
-  open: () => void
-  close: (info: CloseInfo) => void
-  error: (error: unknown) => void
-  message: (msg: Message) => void
+  open: () => unknown
+  close: Bivariant<CloseInfo>
+  error: SocketErrorCallback
+  message: (msg: Message) => unknown
   terminal: (code: number, reason: string) => void
   token: (token: TokenInfo) => void
   reconnect: (info: ReconnectInfo) => void
@@ -174,6 +218,18 @@ export class Socket {
   channels: Channel[] = []
   /** The current WebSocket, or null. */
   conn: WebSocketLike | null = null
+  /** The transport class of the next connection (see `replaceTransport`). */
+  transport: TransportConstructor | undefined
+  /** The transport's `binaryType`. */
+  binaryType: "arraybuffer" | "blob"
+  /** Encodes messages for the transport. */
+  encode: Encode
+  /** Decodes the transport's frames. */
+  decode: Decode
+  /** The logger, or null. */
+  logger: ((kind: string, msg: string, data?: any) => void) | null
+  /** The per-tab storage, or null. */
+  sessionStore: SessionStore | null
 
   private readonly opts: SocketOptions
   private readonly random: Random
@@ -194,8 +250,14 @@ export class Socket {
   private heartbeatTimeoutTimer: ReturnType<typeof setTimeout> | undefined
   private openTimer: ReturnType<typeof setTimeout> | undefined
   private stableTimer: ReturnType<typeof setTimeout> | undefined
+  private paramsOverride: SocketOptions["params"] | undefined
+  private sendBuffer: Message[] = []
+  private pings = new Map<string, () => void>()
   private refreshed: TokenInfo | null = null
   private usedRefreshed = false
+  private refused = false
+  private preOpenFailures = 0
+  private established = 0
   private reconnectDueAt = 0
   private reconnectHinted = false
 
@@ -212,6 +274,13 @@ export class Socket {
     this.random = opts.random ?? Math.random
     this.env = opts.environment === undefined ? browserEnvironment() : opts.environment
     this.reconnectTimer = new RetryTimer(() => this.reconnectNow(), (tries) => this.reconnectAfterMs(tries))
+    this.transport = opts.transport
+    this.binaryType = opts.binaryType ?? "arraybuffer"
+    this.encode = opts.encode ?? ((msg, cb) => cb(this.serializer.encode(msg)))
+    this.decode = opts.decode ?? ((frame, cb) => cb(this.serializer.decode(frame)))
+    this.logger = opts.logger ?? (opts.debug ? (kind, msg, data) => console.log(`${kind}: ${msg}`, data) : null)
+    const store = opts.sessionStorage ?? (globalThis as { sessionStorage?: SessionStore }).sessionStorage
+    this.sessionStore = store && typeof (store as SessionStore).getItem === "function" ? (store as SessionStore) : null
   }
 
   /** The delay before reconnect attempt `tries` (1, 2, ...). */
@@ -229,10 +298,12 @@ export class Socket {
   /**
    * Connects, and keeps reconnecting after losses until `disconnect()` or a
    * terminal close. Calling it while connected or connecting does nothing;
-   * while a reconnect is scheduled it connects at once.
+   * while a reconnect is scheduled it connects at once. Params given here
+   * replace the `params` option (deprecated in phoenix.js; kept for it).
    */
-  connect(): void {
-    if (!this.opts.transport && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function") {
+  connect(params?: SocketOptions["params"]): void {
+    if (params) this.paramsOverride = params
+    if (!this.transport && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function") {
       throw new Error("hearth: no WebSocket constructor: pass {transport: WebSocket} (in Node, from the ws package)")
     }
     if (this.wanted && (this.conn || this.opening)) return
@@ -264,6 +335,50 @@ export class Socket {
     this.closeConn(code, reason ?? "", callback)
   }
 
+  /**
+   * Closes the connection (the channels rejoin over the next one) and makes
+   * `transport` the transport class of later connections. Call `connect()`
+   * to connect with it, as with phoenix.js.
+   */
+  replaceTransport(transport: TransportConstructor): void {
+    this.transport = transport
+    if (this.wanted || this.conn || this.opening) this.disconnect()
+  }
+
+  /** "wss" on an https page, else "ws". */
+  protocol(): "ws" | "wss" {
+    const loc = (globalThis as { location?: { protocol: string } }).location
+    return loc && /^https/.test(loc.protocol) ? "wss" : "ws"
+  }
+
+  /** Reports whether a logger is set. */
+  hasLogger(): boolean {
+    return this.logger !== null
+  }
+
+  /**
+   * Sends a heartbeat and calls back with the round trip in milliseconds.
+   * Returns false (and does not call back) when not connected.
+   */
+  ping(callback: (latency: number) => void): boolean {
+    if (!this.isConnected()) return false
+    const ref = this.makeRef()
+    const start = Date.now()
+    this.pings.set(ref, () => callback(Date.now() - start))
+    this.send({ join_ref: null, ref, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} })
+    return true
+  }
+
+  /**
+   * Sends a raw message (as phoenix.js's `socket.push`): at once when
+   * connected, else when the next connection opens.
+   */
+  push(data: { topic: string; event: string; payload?: unknown; ref?: string | null; join_ref?: string | null }): void {
+    const msg: Message = { join_ref: data.join_ref ?? null, ref: data.ref ?? null, topic: data.topic, event: data.event, payload: data.payload ?? {} }
+    if (this.isConnected()) this.send(msg)
+    else this.sendBuffer.push(msg)
+  }
+
   /** Makes a channel for a topic. Join it with `channel.join()`. */
   channel(topic: string, params?: ChannelParams): Channel {
     const ch = new Channel(topic, params, this)
@@ -277,22 +392,26 @@ export class Socket {
   }
 
   /** Runs callback when a connection opens. Returns a ref for `off`. */
-  onOpen(callback: () => void): string {
+  onOpen(callback: () => unknown): string {
     return this.hook("open", callback)
   }
 
   /** Runs callback when a connection closes, with its close code and reason. Returns a ref for `off`. */
-  onClose(callback: (info: CloseInfo) => void): string {
+  onClose(callback: Bivariant<CloseInfo>): string {
     return this.hook("close", callback)
   }
 
-  /** Runs callback on a transport error or an undecodable frame. Returns a ref for `off`. */
-  onError(callback: (error: unknown) => void): string {
+  /**
+   * Runs callback on a transport error, a failed connect or an undecodable
+   * frame, with the transport class in use and the number of connections
+   * that opened so far (as phoenix.js). Returns a ref for `off`.
+   */
+  onError(callback: SocketErrorCallback): string {
     return this.hook("error", callback)
   }
 
   /** Runs callback for every decoded message received. Returns a ref for `off`. */
-  onMessage(callback: (msg: Message) => void): string {
+  onMessage(callback: (msg: Message) => unknown): string {
     return this.hook("message", callback)
   }
 
@@ -343,8 +462,8 @@ export class Socket {
     }
   }
 
-  /** The socket URL for the given connect params. */
-  endPointURL(params: Params = {}): string {
+  /** The socket URL for the given connect params (default: the `params` option, when not a promise). */
+  endPointURL(params: Params = this.syncParams()): string {
     const q = new URLSearchParams()
     for (const [k, v] of Object.entries(params)) {
       if (v === undefined || v === null) continue
@@ -383,11 +502,11 @@ export class Socket {
   }
 
   /** @internal Sends a message now; it is dropped when the socket is not connected. Throws if it cannot be encoded. */
-  push(msg: Message): void {
-    if (!this.isConnected() || !this.conn) return
-    const frame = this.serializer.encode(msg)
+  send(msg: Message): void {
+    const conn = this.conn
+    if (!this.isConnected() || !conn) return
     this.log("push", `${msg.topic} ${msg.event} (${msg.join_ref}, ${msg.ref})`)
-    this.conn.send(frame)
+    this.encode(msg, (frame) => { if (this.conn === conn && this.isConnected()) conn.send(frame) })
   }
 
   /** @internal Leaves any other joined or joining channel of the topic. */
@@ -409,9 +528,25 @@ export class Socket {
     this.emit("token", { ...this.refreshed })
   }
 
-  /** @internal */
+  /** Logs through the logger, if any. */
   log(kind: string, msg: string, data?: unknown): void {
-    if (this.opts.logger) this.opts.logger(kind, msg, data)
+    if (this.logger) this.logger(kind, msg, data)
+  }
+
+  /** The number of connections that opened so far. */
+  get establishedConnections(): number {
+    return this.established
+  }
+
+  /** The connect params when they are at hand without waiting. */
+  private syncParams(): Params {
+    const p = this.paramsOverride ?? this.opts.params
+    const v = typeof p === "function" ? p() : p
+    return v && !isThenable(v) ? (v as Params) : {}
+  }
+
+  private transportClass(): TransportConstructor {
+    return this.transport ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket
   }
 
   private hook<K extends keyof Hooks>(kind: K, callback: Hooks[K]): string {
@@ -444,7 +579,7 @@ export class Socket {
     let params: MaybePromise<Params>
     let token: MaybePromise<string | null | undefined>
     try {
-      const p = this.opts.params
+      const p = this.paramsOverride ?? this.opts.params
       params = typeof p === "function" ? p() : p ?? {}
       token = this.currentToken()
     } catch (err) {
@@ -464,32 +599,48 @@ export class Socket {
   private openFailed(gen: number, err: unknown): void {
     if (gen !== this.gen) return
     this.opening = false
+    if (isSignedOut(err)) {
+      this.log("auth", "signed out: not connecting")
+      this.terminate(CLOSE.unauthorized, (err as Error).message || "signed out")
+      return
+    }
     this.log("transport", "cannot connect: " + String(err))
-    this.emit("error", err)
+    this.emit("error", err, this.transportClass(), this.established)
     if (this.wanted && !this.conn && !this.opening) this.scheduleReconnect(CLOSE.abnormal, "connect failed")
   }
 
   private dial(gen: number, params: Params, token: string | null | undefined): void {
     const query: Params = { ...params }
+    const key = this.opts.tokenParam ?? "token"
+    if (this.usedRefreshed && token && key in query) {
+      // The Phoenix habit `params: {token}`: the refreshed token replaces
+      // the stale one there too, so it is not sent anywhere any more.
+      query[key] = token
+    }
     let protocols: string[] | undefined
     if (token) {
       if (this.opts.tokenParam) query[this.opts.tokenParam] = token
       else protocols = ["phoenix", TOKEN_PROTOCOL_PREFIX + base64url(token)]
     }
-    const Transport = this.opts.transport ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket
+    const Transport = this.transportClass()
+    const Ctor = Transport as WebSocketConstructor
     let ws: WebSocketLike
     try {
       const url = this.endPointURL(query)
-      ws = protocols ? new Transport(url, protocols) : new Transport(url)
+      ws = protocols ? new Ctor(url, protocols) : new Ctor(url)
     } catch (err) {
       this.openFailed(gen, err)
       return
     }
     this.opening = false
     this.conn = ws
-    ws.binaryType = "arraybuffer"
+    ws.binaryType = this.binaryType
     ws.onopen = () => { if (gen === this.gen) this.onConnOpen() }
-    ws.onerror = (ev: unknown) => { if (gen === this.gen) this.emit("error", ev) }
+    ws.onerror = (ev: unknown) => {
+      if (gen !== this.gen) return
+      if (!this.opened && refusedUpgrade(ev)) this.refused = true
+      this.emit("error", ev, Transport, this.established)
+    }
     ws.onmessage = (ev: { data: unknown }) => { if (gen === this.gen) this.onConnMessage(ev.data) }
     ws.onclose = (ev: { code?: number; reason?: string; wasClean?: boolean }) => {
       if (gen === this.gen) this.onConnClose(ev.code ?? CLOSE.abnormal, ev.reason ?? "", ev.wasClean ?? false)
@@ -500,25 +651,40 @@ export class Socket {
   private onConnOpen(): void {
     clearTimeout(this.openTimer)
     this.opened = true
+    this.established++
+    this.preOpenFailures = 0
     this.log("transport", "connected")
     this.stableTimer = setTimeout(() => { this.reconnectTimer.tries = 0 }, this.opts.stableAfterMs ?? DEFAULTS.stableAfterMs)
     this.resetHeartbeat()
     for (const ch of this.channels.slice()) ch.socketOpened()
+    const buffered = this.sendBuffer
+    this.sendBuffer = []
+    for (const m of buffered) this.send(m)
     this.emit("open")
   }
 
   private onConnMessage(data: unknown): void {
-    let msg: Message
+    const gen = this.gen
     try {
-      msg = this.serializer.decode(data as string | ArrayBuffer)
+      this.decode(data, (msg) => { if (gen === this.gen) this.route(msg) })
     } catch (err) {
       this.log("transport", "dropping undecodable frame: " + String(err))
-      this.emit("error", err)
-      return
+      this.emit("error", err, this.transportClass(), this.established)
     }
+  }
+
+  private route(msg: Message): void {
     if (msg.topic === SOCKET_TOPIC) {
       if (msg.ref !== null && msg.ref === this.pendingHeartbeatRef) this.resetHeartbeat()
-      if (msg.event === TOKEN_EVENT) this.storeToken(msg.payload)
+      const ping = msg.ref !== null ? this.pings.get(msg.ref) : undefined
+      if (ping && msg.ref !== null) {
+        this.pings.delete(msg.ref)
+        ping()
+      }
+      // A refreshed token comes only on the socket topic, and only from a
+      // server that speaks Hearth's extension: a channel event named
+      // "token" is the app's.
+      if (msg.event === TOKEN_EVENT && this.hearth) this.storeToken(msg.payload)
     } else {
       for (const ch of this.channels.slice()) {
         if (ch.isMember(msg)) ch.trigger(msg)
@@ -528,30 +694,46 @@ export class Socket {
   }
 
   private onConnClose(code: number, reason: string, wasClean: boolean): void {
+    const opened = this.opened
+    const refused = this.refused
+    this.refused = false
     this.clearConn()
     this.log("transport", `closed ${code} ${reason}`)
     for (const ch of this.channels.slice()) ch.socketClosed("connection closed")
     this.emit("close", { code, reason, wasClean })
     if (!this.wanted || this.conn || this.opening) return
-    if (isTerminal(code) && code !== CLOSE.revoked && this.usedRefreshed) {
+    if (this.usedRefreshed && !opened && !isTerminal(code)) this.preOpenFailures++
+    const refusedRefreshed = this.usedRefreshed && ((isTerminal(code) && code !== CLOSE.revoked) || refused ||
+      (this.refreshed !== null && this.refreshed.expiresAt === null && this.preOpenFailures >= REFRESHED_MAX_FAILURES))
+    if (refusedRefreshed) {
       // The server refused the token it had handed over (expired by its
-      // clock, or signed with a retired key): retry with the app's own.
+      // clock, signed with a retired key, or a proxy's 403 before the
+      // upgrade): drop it and retry with the app's own.
       this.log("transport", `refreshed token refused (${code}): retrying with the app's token`)
       this.refreshed = null
       this.usedRefreshed = false
+      this.preOpenFailures = 0
       this.scheduleReconnect(code, reason)
       return
     }
     if (isTerminal(code)) {
-      this.wanted = false
-      this.refreshed = null
-      if (this.unlisten) this.unlisten()
-      this.unlisten = null
-      this.log("transport", `terminal close ${code}: not reconnecting`)
-      this.emit("terminal", code, reason)
+      this.terminate(code, reason)
       return
     }
     this.scheduleReconnect(code, reason)
+  }
+
+  /** Stops for good after a terminal close: no reconnect, channels closed, pushes failed. */
+  private terminate(code: number, reason: string): void {
+    this.wanted = false
+    this.refreshed = null
+    this.usedRefreshed = false
+    this.reconnectTimer.reset()
+    if (this.unlisten) this.unlisten()
+    this.unlisten = null
+    this.log("transport", `terminal close ${code}: not reconnecting`)
+    for (const ch of this.channels.slice()) ch.socketTerminated(reason || `closed ${code}`)
+    this.emit("terminal", code, reason)
   }
 
   private scheduleReconnect(code: number, reason: string): void {
@@ -603,7 +785,7 @@ export class Socket {
       }
       case "pagehide":
         // An open WebSocket keeps a page out of the back-forward cache.
-        if (this.wanted) {
+        if (this.wanted && this.opts.closeOnPageHide !== false) {
           this.wanted = false
           this.waiting = false
           this.suspended = true
@@ -669,6 +851,7 @@ export class Socket {
     clearTimeout(this.heartbeatTimer)
     clearTimeout(this.heartbeatTimeoutTimer)
     this.pendingHeartbeatRef = null
+    this.pings.clear()
     this.conn = null
     this.opened = false
     this.opening = false
@@ -684,7 +867,7 @@ export class Socket {
   private sendHeartbeat(): void {
     if (!this.isConnected()) return
     this.pendingHeartbeatRef = this.makeRef()
-    this.push({ join_ref: null, ref: this.pendingHeartbeatRef, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} })
+    this.send({ join_ref: null, ref: this.pendingHeartbeatRef, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} })
     this.heartbeatTimeoutTimer = setTimeout(() => this.abort("heartbeat timeout"), this.opts.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs)
   }
 }
@@ -698,6 +881,45 @@ function detach(ws: WebSocketLike): void {
   ws.onopen = ws.onmessage = null
   ws.onerror = () => {}
 }
+
+/**
+ * Throw this from an `authToken` (or `params`) function to end the session:
+ * the socket stops connecting and calls `onTerminal` with code 4501 and the
+ * error's message as the reason (default "signed out"). Any other error is
+ * retried with backoff, as a failing token service may come back.
+ *
+ *     authToken: async () => {
+ *       const res = await fetch("/token")
+ *       if (res.status === 401) throw new SignedOut()
+ *       return (await res.json()).token
+ *     }
+ */
+export class SignedOut extends Error {
+  constructor(message = "signed out") {
+    super(message)
+    this.name = "SignedOut"
+  }
+}
+
+/** Reports whether err is a SignedOut, from this bundle or another copy of the client. */
+function isSignedOut(err: unknown): boolean {
+  return err instanceof SignedOut || (err instanceof Error && err.name === "SignedOut")
+}
+
+/** Reports whether a transport error says the server refused the upgrade with an HTTP 4xx status (Node's ws says so; browsers do not). */
+function refusedUpgrade(ev: unknown): boolean {
+  const e = ev as { message?: unknown; error?: { message?: unknown } } | null
+  const msg = String((e && (e.message ?? (e.error && e.error.message))) ?? "")
+  return /Unexpected server response: 4\d\d/.test(msg)
+}
+
+/**
+ * A refreshed token without an expiry is dropped after this many connection
+ * attempts in a row failed before opening (a proxy refusing it with 403).
+ * One with an expiry is kept until it expires: a server that is down must
+ * not send a whole fleet to the token service.
+ */
+const REFRESHED_MAX_FAILURES = 3
 
 /** A refreshed token this close to expiry (by the local clock) is not used: it could expire during the handshake. */
 const TOKEN_MARGIN_MS = 1_000

@@ -40,6 +40,20 @@ export function retryHint(code: number, reason: string | undefined): number | nu
   return Math.min(Number(m[1]), DEFAULTS.maxHintMs)
 }
 
+/**
+ * phoenix.js's reconnect schedule (10, 50, 100, 150, 200, 250, 500, 1000,
+ * 2000 ms, then 5 s; no jitter): pass it as `reconnectAfterMs` to get
+ * phoenix.js's behaviour instead of Hearth's full-jitter backoff.
+ */
+export function phoenixReconnectAfterMs(tries: number): number {
+  return [10, 50, 100, 150, 200, 250, 500, 1000, 2000][tries - 1] ?? 5000
+}
+
+/** phoenix.js's rejoin schedule (1, 2, 5 s, then 10 s; no jitter), for `rejoinAfterMs`. */
+export function phoenixRejoinAfterMs(tries: number): number {
+  return [1000, 2000, 5000][tries - 1] ?? 10000
+}
+
 /** Reports whether a close code tells the client not to reconnect (4500-4999). */
 export function isTerminal(code: number): boolean {
   return code >= CLOSE.terminalMin && code <= CLOSE.terminalMax

@@ -4,7 +4,7 @@
 
 import { afterEach, beforeEach, mock, test } from "node:test"
 import assert from "node:assert/strict"
-import { Socket, type Channel, type RecoverInfo, type SocketOptions } from "../src/index"
+import { Socket, base64url, type Channel, type RecoverInfo, type SocketOptions } from "../src/index"
 import { fakeTransport, type FakeWebSocket } from "./helpers"
 
 beforeEach(() => mock.timers.enable({ apis: ["setTimeout", "Date"] }))
@@ -189,7 +189,7 @@ test("incomplete recovery is reported, and the channel takes the new position", 
   const off = ch.onRecover((r) => reports.push(r))
   reconnect(tr)
   ws().reply("phx_join", "ok", { $hearth: { epoch: "e2", offset: 3, recovered: false } })
-  assert.deepEqual(reports, [{ recovered: false, replayed: 0, position: { epoch: "e2", offset: 3 } }])
+  assert.deepEqual(reports, [{ recovered: false, replayed: 0, reason: "new_epoch", position: { epoch: "e2", offset: 3 } }], "an older server gives no reason: the client infers the new epoch")
   assert.deepEqual(ch.position(), { epoch: "e2", offset: 3 })
   off()
   reconnect(tr)
@@ -206,7 +206,89 @@ test("a server that does not track positions makes every rejoin an incomplete re
   reconnect(tr)
   assert.deepEqual(ws().last("phx_join").payload.$hearth, {})
   ws().reply("phx_join", "ok", {})
-  assert.deepEqual(reports, [{ recovered: false, replayed: 0, position: null }])
+  assert.deepEqual(reports, [{ recovered: false, replayed: 0, reason: "untracked", position: null }])
+})
+
+test("recovered: false carries the server's reason; caught up fires once the replay is through", () => {
+  const { socket, tr, ws } = setup()
+  const ch = joined(socket, ws())
+  const order: string[] = []
+  ch.on("new_msg", (p) => order.push("msg " + p.n))
+  ch.onRecover((r) => order.push(`recover ${r.recovered} ${r.reason ?? "-"}`))
+  ch.onCaughtUp((r) => order.push(`caught up ${r.replayed}`))
+  for (const reason of ["trimmed", "limit", "ahead", "unavailable"]) {
+    reconnect(tr)
+    ws().reply("phx_join", "ok", { $hearth: { epoch: "e1", offset: 10, recovered: false, reason } })
+  }
+  assert.deepEqual(order, [
+    "recover false trimmed", "caught up 0",
+    "recover false limit", "caught up 0",
+    "recover false ahead", "caught up 0",
+    "recover false unavailable", "caught up 0",
+  ])
+  order.length = 0
+  reconnect(tr)
+  ws().reply("phx_join", "ok", { $hearth: { epoch: "e1", offset: 12, recovered: true, replayed: 2 } })
+  ws().receive([null, "@11", TOPIC, "new_msg", { n: 11 }])
+  assert.deepEqual(order, ["recover true -", "msg 11"], "not caught up in the middle of the replay")
+  ws().receive([null, "@12", TOPIC, "new_msg", { n: 12 }])
+  ws().receive([null, "@13", TOPIC, "new_msg", { n: 13 }])
+  assert.deepEqual(order, ["recover true -", "msg 11", "msg 12", "caught up 2", "msg 13"])
+  // History unavailable: no position at all, and the server says why.
+  order.length = 0
+  reconnect(tr)
+  ws().reply("phx_join", "ok", { $hearth: { recovered: false, reason: "unavailable" } })
+  assert.deepEqual(order, ["recover false unavailable", "caught up 0"])
+  assert.equal(ch.position(), null)
+})
+
+test("a channel event named token is the app's: delivered once, recorded, never a credential", () => {
+  const tr = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", { transport: tr.Transport, environment: null, random: () => 0.5, authToken: "app-token" })
+  const tokens: unknown[] = []
+  socket.onToken((t) => tokens.push(t))
+  socket.connect()
+  tr.latest().open()
+  const ch = joined(socket, tr.latest())
+  const got: string[] = []
+  ch.on("token", (p) => got.push(p.token))
+  tr.latest().receive([null, "@11", TOPIC, "token", { token: "Hello" }])
+  tr.latest().receive([ch.joinRef(), null, TOPIC, "token", { token: " world" }])
+  assert.deepEqual(tokens, [], "a channel event was taken for a credential")
+  assert.deepEqual(ch.position(), { epoch: "e1", offset: 11 }, "the event's offset was not recorded")
+  tr.latest().drop()
+  mock.timers.tick(1_000)
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("app-token"))
+  tr.latest().open()
+  assert.deepEqual(tr.latest().last("phx_join").payload.$hearth, { since: { epoch: "e1", offset: 11 } })
+  tr.latest().reply("phx_join", "ok", { $hearth: { epoch: "e1", offset: 11, recovered: true, replayed: 0 } })
+  // A replay overlapping what the channel has is dropped as a duplicate.
+  tr.latest().receive([null, "@11", TOPIC, "token", { token: "Hello" }])
+  assert.deepEqual(got, ["Hello", " world"])
+})
+
+test("a terminal close closes the channels and fails waiting pushes at once with the reason", () => {
+  const { socket, ws } = setup()
+  const ch = joined(socket, ws())
+  const sent = ch.push("a", {})
+  const closes: unknown[] = []
+  ch.onClose((p) => closes.push(p))
+  ws().drop()
+  const buffered = ch.push("b", {})
+  const outcomes: string[] = []
+  sent.receive("error", (r) => outcomes.push("sent: " + r.reason)).receive("timeout", () => outcomes.push("sent: timeout"))
+  buffered.receive("error", (r) => outcomes.push("buffered: " + r.reason)).receive("timeout", () => outcomes.push("buffered: timeout"))
+  mock.timers.tick(1_000)
+  ws().drop(4503, "session revoked")
+  assert.equal(ch.state, "closed")
+  assert.ok(ch.isClosed())
+  assert.deepEqual(outcomes.sort(), ["buffered: session revoked", "sent: session revoked"])
+  assert.deepEqual(closes, [{ reason: "session revoked" }])
+  const late: string[] = []
+  ch.push("c", {}).receive("error", (r) => late.push(r.reason))
+  assert.deepEqual(late, ["session revoked"], "a push on the closed channel fails at once")
+  mock.timers.tick(60_000)
+  assert.deepEqual(outcomes.length, 2, "a push timed out after failing")
 })
 
 test("a refused join is retried with jittered backoff", () => {

@@ -4,7 +4,7 @@
 
 import { afterEach, beforeEach, mock, test } from "node:test"
 import assert from "node:assert/strict"
-import { base64url, Socket, type CloseInfo, type ReconnectInfo, type SocketOptions, type TokenInfo } from "../src/index"
+import { base64url, Socket, SignedOut, type CloseInfo, type ReconnectInfo, type SocketOptions, type TokenInfo } from "../src/index"
 import { FakeEnvironment, fakeTransport, flush } from "./helpers"
 
 beforeEach(() => mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_700_000_000_000 }))
@@ -208,7 +208,7 @@ test("terminal close codes stop reconnecting and call onTerminal", () => {
   tr.latest().receive([null, null, "phoenix", "token", { token: "fresh", expires_at: Date.now() / 1000 + 600 }])
   tr.latest().drop(4503, "session revoked")
   assert.deepEqual(terminal, [[4503, "session revoked"]])
-  assert.equal(ch.state, "errored")
+  assert.equal(ch.state, "closed")
   mock.timers.tick(600_000)
   assert.equal(tr.sockets.length, 1, "reconnected after a terminal close")
   // After signing in again the app reconnects; the revoked session's token is gone.
@@ -230,13 +230,13 @@ test("a token pushed by the server is used on the next connect, until it expires
   mock.timers.tick(250)
   assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("fresh1"))
   assert.equal(appCalls, 1, "the app's token function was asked although a fresh token was at hand")
-  // A token pushed on a joined channel counts too.
+  // A channel event named "token" is the app's, not a credential.
   tr.latest().open()
   const ch = socket.channel("room:1")
   ch.join()
   tr.latest().reply("phx_join", "ok", {})
-  tr.latest().receive([ch.joinRef(), null, "room:1", "token", { token: "fresh2", expires_at: expiresAt + 60 }])
-  assert.equal(tokens[1].token, "fresh2")
+  tr.latest().receive([ch.joinRef(), null, "room:1", "token", { token: "app text", expires_at: expiresAt + 60 }])
+  assert.equal(tokens.length, 1)
   // Once expired, the app's function is asked again.
   mock.timers.tick(700_000)
   tr.latest().drop()
@@ -436,4 +436,163 @@ test("connect without a WebSocket constructor says what to do", () => {
   const socket = new Socket("ws://example.test/socket", { environment: null })
   if (typeof (globalThis as { WebSocket?: unknown }).WebSocket === "function") return
   assert.throws(() => socket.connect(), /pass \{transport: WebSocket\}/)
+})
+
+test("with params: {token}, a refreshed token replaces the stale one in the query", () => {
+  const { tr } = connected({ params: { token: "stale", room: "a" } })
+  assert.equal(new URL(tr.latest().url).searchParams.get("token"), "stale")
+  tr.latest().receive([null, null, "phoenix", "token", { token: "fresh", expires_at: Date.now() / 1000 + 600 }])
+  tr.latest().drop()
+  mock.timers.tick(1_000)
+  const url = new URL(tr.latest().url)
+  assert.deepEqual(url.searchParams.getAll("token"), ["fresh"])
+  assert.equal(url.searchParams.get("room"), "a")
+  assert.ok(!tr.latest().url.includes("stale"), "the stale token was sent again")
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("fresh"))
+  // With tokenParam the refreshed token goes in that parameter only.
+  const b = connected({ params: { jwt: "stale" }, tokenParam: "jwt" })
+  b.tr.latest().receive([null, null, "phoenix", "token", { token: "fresh", expires_at: Date.now() / 1000 + 600 }])
+  b.tr.latest().drop()
+  mock.timers.tick(1_000)
+  assert.deepEqual(new URL(b.tr.latest().url).searchParams.getAll("jwt"), ["fresh"])
+  assert.equal(b.tr.latest().protocols, undefined)
+})
+
+test("a refreshed token refused before the upgrade (HTTP 403) is dropped for the app's own", () => {
+  let appCalls = 0
+  const { socket, tr } = connected({ authToken: () => `app${++appCalls}` })
+  const errors: unknown[][] = []
+  socket.onError((...args) => errors.push(args))
+  tr.latest().receive([null, null, "phoenix", "token", { token: "fresh", expires_at: Date.now() / 1000 + 600 }])
+  tr.latest().drop()
+  mock.timers.tick(1_000)
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("fresh"))
+  // Node's ws reports the refused upgrade, then the close.
+  tr.latest().onerror?.({ message: "Unexpected server response: 403" })
+  tr.latest().drop(1006)
+  assert.equal(errors.length, 1)
+  assert.equal(errors[0][1], tr.Transport, "onError gets the transport class")
+  assert.equal(errors[0][2], 1, "and the number of connections established")
+  mock.timers.tick(20_000)
+  assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("app2"))
+})
+
+test("a refreshed token survives a server outage until it expires; one without expiry is dropped after 3 failed attempts", () => {
+  let appCalls = 0
+  const { tr } = connected({ authToken: () => `app${++appCalls}` })
+  tr.latest().receive([null, null, "phoenix", "token", { token: "fresh", expires_at: Date.now() / 1000 + 600 }])
+  for (let i = 0; i < 6; i++) {
+    tr.latest().drop()
+    mock.timers.tick(20_000)
+    assert.equal((tr.latest().protocols as string[])[1], "base64url.bearer.phx." + base64url("fresh"), "a server down sent the client to the token service")
+  }
+  assert.equal(appCalls, 1)
+
+  const b = connected({ authToken: () => `b${++appCalls}` })
+  b.tr.latest().receive([null, null, "phoenix", "token", { token: "forever" }])
+  const used: string[] = []
+  for (let i = 0; i < 5; i++) {
+    b.tr.latest().drop()
+    mock.timers.tick(20_000)
+    used.push(Buffer.from((b.tr.latest().protocols as string[])[1].slice("base64url.bearer.phx.".length), "base64url").toString())
+  }
+  assert.deepEqual(used, ["forever", "forever", "forever", "b3", "b4"])
+})
+
+test("an authToken that throws SignedOut stops the client with onTerminal; other errors are retried", async () => {
+  let calls = 0
+  let signedOut = false
+  const { socket, tr } = make({
+    authToken: async () => {
+      calls++
+      if (signedOut) throw new SignedOut()
+      if (calls === 1) throw new Error("token service down")
+      return "tok"
+    },
+  })
+  const terminal = record<[number, string]>((cb) => socket.onTerminal((code, reason) => cb([code, reason])))
+  const errors: unknown[] = []
+  socket.onError((e) => errors.push(e))
+  socket.connect()
+  await flush()
+  assert.equal(tr.sockets.length, 0)
+  assert.equal(errors.length, 1, "a failing token service is an error, and retried")
+  mock.timers.tick(1_000)
+  await flush()
+  assert.equal(tr.sockets.length, 1)
+  tr.latest().open()
+  const ch = socket.channel("room:1")
+  ch.join()
+  tr.latest().reply("phx_join", "ok", {})
+  signedOut = true
+  tr.latest().drop()
+  mock.timers.tick(1_000)
+  await flush()
+  assert.deepEqual(terminal, [[4501, "signed out"]])
+  assert.equal(ch.state, "closed")
+  const before = calls
+  mock.timers.tick(600_000)
+  await flush()
+  assert.equal(calls, before, "authToken was called again after SignedOut")
+  assert.equal(tr.sockets.length, 1)
+
+  // A synchronous throw, with a message, ends it too.
+  const b = make({ authToken: () => { throw new SignedOut("session ended") } })
+  const t2 = record<[number, string]>((cb) => b.socket.onTerminal((code, reason) => cb([code, reason])))
+  b.socket.connect()
+  assert.deepEqual(t2, [[4501, "session ended"]])
+  assert.ok(new SignedOut() instanceof Error)
+})
+
+test("with hearth: false a token message is ignored", () => {
+  const { socket, tr } = connected({ hearth: false, authToken: "app" })
+  const tokens = record<TokenInfo>((cb) => socket.onToken(cb))
+  tr.latest().receive([null, null, "phoenix", "token", { token: "fresh" }])
+  assert.equal(tokens.length, 0)
+})
+
+test("phoenix.js members: ping, push, connect(params), replaceTransport, encode/decode, binaryType, logger", () => {
+  const logs: string[] = []
+  const encoded: unknown[] = []
+  const { socket, tr } = make({
+    binaryType: "blob",
+    params: { a: "1" },
+    logger: (kind, msg) => logs.push(`${kind}: ${msg}`),
+    encode: (msg, cb) => { encoded.push(msg); cb(JSON.stringify([msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload])) },
+    decode: (frame, cb) => { const [join_ref, ref, topic, event, payload] = JSON.parse(frame); cb({ join_ref, ref, topic, event, payload }) },
+  })
+  assert.ok(socket.hasLogger())
+  assert.equal(new Socket("ws://h.test/socket").hasLogger(), false)
+  assert.equal(socket.protocol(), "ws")
+  assert.match(socket.endPointURL(), /\?a=1&vsn=2\.0\.0/, "endPointURL() uses the params, as phoenix.js")
+  assert.equal(socket.ping(() => {}), false, "ping while disconnected")
+  socket.push({ topic: "phoenix", event: "custom", payload: { x: 1 } })
+  socket.connect({ a: "2" })
+  assert.equal(new URL(tr.latest().url).searchParams.get("a"), "2", "connect(params) replaces the params")
+  assert.equal(tr.latest().binaryType, "blob")
+  tr.latest().open()
+  assert.deepEqual(tr.latest().messages().map((m) => m.event), ["custom"], "a push made while disconnected is sent on open")
+  const rtts: number[] = []
+  assert.equal(socket.ping((ms) => rtts.push(ms)), true)
+  const ping = tr.latest().last("heartbeat")
+  mock.timers.tick(42)
+  tr.latest().receive([null, ping.ref, "phoenix", "phx_reply", { status: "ok", response: {} }])
+  assert.deepEqual(rtts, [42])
+  assert.ok(encoded.length >= 2, "the encode option was not used")
+  assert.ok(logs.some((l) => l.startsWith("push: ")))
+
+  const other = fakeTransport()
+  socket.replaceTransport(other.Transport)
+  assert.equal(socket.connectionState(), "closed")
+  socket.connect()
+  assert.equal(other.sockets.length, 1, "the new transport is used")
+  assert.equal(socket.transport, other.Transport)
+})
+
+test("closeOnPageHide: false keeps the connection on pagehide", () => {
+  const env = new FakeEnvironment()
+  const { socket, tr } = connected({ environment: env, closeOnPageHide: false })
+  env.emit("pagehide")
+  assert.equal(socket.connectionState(), "open")
+  assert.equal(tr.sockets.length, 1)
 })

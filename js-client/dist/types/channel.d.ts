@@ -7,22 +7,32 @@ import type { Socket } from "./socket";
 /** A channel's state. */
 export type ChannelState = "closed" | "errored" | "joined" | "joining" | "leaving";
 /** Join params: a JSON object, or a function returning one, read on every join. */
-export type ChannelParams = Record<string, unknown> | (() => Record<string, unknown>);
+export type ChannelParams = object | (() => object);
 /** A point in a topic's stream: the history's epoch and the offset of the last message received. */
 export interface Position {
     epoch: string;
     offset: number;
 }
 /**
+ * Why a recovery is incomplete: the server's reason (`"new_epoch"`,
+ * `"ahead"`, `"trimmed"`, `"limit"`, `"unavailable"`, see docs/protocol.md),
+ * `"untracked"` when the server reports no positions (a plain Phoenix
+ * server, or `hearth: false`), or `"unknown"` when an older server did not
+ * say.
+ */
+export type RecoverReason = "new_epoch" | "ahead" | "trimmed" | "limit" | "unavailable" | "untracked" | "unknown";
+/**
  * What a rejoin recovered. `recovered` is true when every message broadcast
  * while the channel was away is being replayed (`replayed` of them, delivered
- * to the channel's `on` callbacks right after the join reply); false when
- * messages may have been missed, and the application should refetch its
- * state.
+ * to the channel's `on` callbacks right after the join reply, then
+ * `onCaughtUp` runs); false when messages may have been missed, and the
+ * application should refetch its state.
  */
 export interface RecoverInfo {
     recovered: boolean;
     replayed: number;
+    /** Why recovery is incomplete; absent when `recovered` is true. */
+    reason?: RecoverReason;
     /** The position the channel now stands at, or null if the server does not track one. */
     position: Position | null;
 }
@@ -52,12 +62,16 @@ export declare class Channel {
     private readonly replies;
     private readonly rejoinTimer;
     private recoverHooks;
+    private caughtUpHooks;
+    private caughtUp;
+    private terminated;
     private pos;
     private since;
     private replayLeft;
     private replayTop;
     private pendingRecover;
     private hadJoined;
+    private closeReason;
     /** Channels are made with socket.channel(topic, params). */
     constructor(topic: string, params: ChannelParams | undefined, socket: Socket);
     /**
@@ -77,7 +91,8 @@ export declare class Channel {
      * ArrayBuffer (or typed array) sent as a binary frame. While the channel
      * cannot send (not joined, or disconnected) pushes wait in a bounded
      * buffer; when it is full the push fails at once with
-     * receive("error", {reason: "buffer full"}).
+     * receive("error", {reason: "buffer full"}). On a closed channel (left, or
+     * the socket closed for good) the push fails at once with the reason.
      */
     push(event: string, payload?: unknown, timeout?: number): Push;
     /** Subscribes to an event; returns a ref for `off`. */
@@ -94,6 +109,29 @@ export declare class Channel {
      * not, refetch state. Returns a function that unsubscribes.
      */
     onRecover(callback: (info: RecoverInfo) => void): () => void;
+    /**
+     * Runs callback once the messages replayed by a rejoin have all reached
+     * the channel's `on` callbacks (right after `onRecover` when nothing was
+     * replayed, or recovery was incomplete): from then on messages are live.
+     * Returns a function that unsubscribes.
+     */
+    onCaughtUp(callback: (info: RecoverInfo) => void): () => void;
+    /**
+     * A hook every incoming event passes through before the `on` callbacks
+     * (as phoenix.js's): it returns the payload they receive. Override it on
+     * an instance to transform payloads; the default returns the payload.
+     */
+    onMessage(_event: string, payload: any, _ref?: string | null, _joinRef?: string | null): any;
+    /** Reports whether the channel is closed. */
+    isClosed(): boolean;
+    /** Reports whether the channel errored (it rejoins by itself). */
+    isErrored(): boolean;
+    /** Reports whether the channel is joined. */
+    isJoined(): boolean;
+    /** Reports whether the channel is joining. */
+    isJoining(): boolean;
+    /** Reports whether the channel is leaving. */
+    isLeaving(): boolean;
     /** The channel's position in its topic's stream, or null when unknown. */
     position(): Position | null;
     /** The ref of the current join, which messages of this membership carry. */
@@ -101,6 +139,7 @@ export declare class Channel {
     /** Reports whether the channel is joined and its socket connected. */
     canPush(): boolean;
     private dispatch;
+    private fireCaughtUp;
     private fail;
     private closed;
     private handleReply;

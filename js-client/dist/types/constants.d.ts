@@ -36,6 +36,8 @@ export declare const CLOSE: {
     readonly abnormal: 1006;
     readonly serviceRestart: 1012;
     readonly tryAgainLater: 1013;
+    /** Unauthorized: the token is missing or invalid (also used when `authToken` throws SignedOut). */
+    readonly unauthorized: 4501;
     /** Session revoked: terminal whatever token was used. */
     readonly revoked: 4503;
     /** First terminal code: 4500-4999 mean "do not reconnect". */

@@ -14,16 +14,16 @@
  *
  * @module
  */
-export { Socket, base64url, browserEnvironment } from "./socket";
-export type { CloseInfo, Environment, EnvironmentEvent, MaybePromise, Params, ReconnectInfo, SocketOptions, TokenInfo, WebSocketConstructor, WebSocketLike, } from "./socket";
+export { Socket, SignedOut, base64url, browserEnvironment } from "./socket";
+export type { CloseInfo, Decode, Encode, SessionStore, SocketErrorCallback, TransportConstructor, Environment, EnvironmentEvent, MaybePromise, Params, ReconnectInfo, SocketOptions, TokenInfo, WebSocketConstructor, WebSocketLike, } from "./socket";
 export { Channel } from "./channel";
-export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo } from "./channel";
+export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo, RecoverReason } from "./channel";
 export { Push } from "./push";
 export type { PushStatus, ReplyCallback } from "./push";
 export { Serializer, KIND } from "./serializer";
 export type { Message } from "./serializer";
 export { Presence, listPresences, syncDiff, syncState } from "./presence";
 export type { JoinCallback, LeaveCallback, PresenceChannel, PresenceDiff, PresenceEntry, PresenceMeta, PresenceOptions, PresenceState } from "./presence";
-export { backoff, retryHint, isTerminal, RetryTimer } from "./timer";
+export { backoff, retryHint, isTerminal, RetryTimer, phoenixReconnectAfterMs, phoenixRejoinAfterMs } from "./timer";
 export type { Random } from "./timer";
 export { CLOSE, DEFAULTS, EVENTS, HEARTH_KEY, VSN } from "./constants";

@@ -108,9 +108,18 @@ export declare class Presence {
     /** Runs callback for each key with leaving metas (see LeaveCallback). */
     onLeave(callback: LeaveCallback): void;
     /** Runs callback after every state or diff was applied. */
-    onSync(callback: () => void): void;
+    onSync(callback: () => unknown): void;
     /** Lists the keys present, each turned into a value by `by` (default: the entry). */
     list<T = PresenceEntry>(by?: (key: string, presence: PresenceEntry) => T): T[];
+    /** Merges a full state into state (as phoenix.js's `Presence.syncState`); see the function syncState. */
+    static syncState(state: object, newState: object, onJoin?: JoinCallback, onLeave?: LeaveCallback): PresenceState;
+    /** Applies a diff to state (as phoenix.js's `Presence.syncDiff`); see the function syncDiff. */
+    static syncDiff(state: object, diff: {
+        joins: object;
+        leaves: object;
+    }, onJoin?: JoinCallback, onLeave?: LeaveCallback): PresenceState;
+    /** Lists a state's keys (as phoenix.js's `Presence.list`); see listPresences. */
+    static list<T = PresenceEntry>(presences: object, chooser?: (key: string, presence: PresenceEntry) => T): T[];
     /** Stops following the channel. */
     destroy(): void;
     /** Reports whether diffs are held until the current join's state arrives. */

@@ -21,7 +21,6 @@ export type ReplyCallback = (response: any) => void;
 export declare class Push {
     readonly channel: Channel;
     readonly event: string;
-    private readonly payload;
     /** The push's ref while it waits for a reply, else null. */
     ref: string | null;
     /** Milliseconds to wait for the reply. */
@@ -30,10 +29,19 @@ export declare class Push {
     private received;
     private timer;
     private wasSent;
-    /** Pushes are made by Channel.push, join and leave; there is no need to construct one. */
-    constructor(channel: Channel, event: string, payload: () => unknown, timeout: number);
+    private readonly payload;
+    /**
+     * Pushes are made by Channel.push, join and leave; there is no need to
+     * construct one. The payload is a value, or a function returning it (read
+     * on every send).
+     */
+    constructor(channel: Channel, event: string, payload: unknown, timeout: number);
     /** Registers a callback for an outcome and returns the push, for chaining. */
-    receive(status: PushStatus, callback: ReplyCallback): this;
+    receive(status: PushStatus, callback: (response?: any) => any): this;
     /** Reports whether the push went out on the connection. */
     get sent(): boolean;
+    /** Sends the push with a fresh ref and starts waiting for its reply (made by Channel.push; there is no need to call it). */
+    send(): void;
+    /** Forgets the previous attempt and sends again with a new timeout. */
+    resend(timeout: number): void;
 }

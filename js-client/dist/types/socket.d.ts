@@ -22,6 +22,27 @@ export interface WebSocketLike {
 }
 /** A WebSocket constructor: the browser's `WebSocket`, or `WebSocket` from the `ws` package in Node. */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+/**
+ * A transport class: a WebSocket constructor, or another class with the
+ * WebSocket API (such as a long-poll transport), as phoenix.js accepts.
+ */
+export type TransportConstructor = WebSocketConstructor | (new (endPoint: string, protocols?: string | string[]) => object);
+/** Encodes a message and hands the frame to callback (phoenix.js's `encode` option). */
+export type Encode = (msg: Message, callback: (frame: any) => void) => void;
+/** Decodes a frame and hands the message to callback (phoenix.js's `decode` option). */
+export type Decode = (frame: any, callback: (msg: Message) => void) => void;
+/** The part of the Web Storage API the socket uses (phoenix.js's `sessionStorage` option). */
+export interface SessionStore {
+    getItem(key: string): string | null;
+    setItem(key: string, value: string): void;
+    removeItem?(key: string): void;
+}
+/** A callback whose parameter is checked bivariantly, so that `(e: CloseEvent) => ...` fits. */
+type Bivariant<T> = {
+    bivarianceHack(arg: T): unknown;
+}["bivarianceHack"];
+/** A callback of `onError`: the error, the transport in use, and how many connections opened so far. */
+export type SocketErrorCallback = (error: any, transport: TransportConstructor, establishedConnections: number) => unknown;
 /** Connect params: sent as query parameters of the socket URL. */
 export type Params = Record<string, unknown>;
 /** A value, or a promise of it. */
@@ -77,8 +98,11 @@ export interface SocketOptions {
     authToken?: string | null | (() => MaybePromise<string | null | undefined>);
     /** Send the token as this query parameter instead of in Sec-WebSocket-Protocol. */
     tokenParam?: string;
-    /** The WebSocket constructor. Defaults to the global WebSocket (in Node 20, pass `WebSocket` from `ws`). */
-    transport?: WebSocketConstructor;
+    /**
+     * The transport class: the global WebSocket by default (in Node 20, pass
+     * `WebSocket` from the `ws` package), or any class with its API.
+     */
+    transport?: TransportConstructor;
     /** Default timeout of pushes and joins, and of opening a connection (ms). Default 10 s. */
     timeout?: number;
     /** Interval between heartbeats (ms). Default 30 s. */
@@ -113,7 +137,23 @@ export interface SocketOptions {
     /** The Phoenix serializer version. Default "2.0.0". */
     vsn?: string;
     /** Receives debug logs (never tokens or payloads). */
-    logger?: (kind: string, msg: string, data?: unknown) => void;
+    logger?: (kind: string, msg: string, data?: any) => void;
+    /** Logs to the console when no logger is given (phoenix.js's `debug`). */
+    debug?: boolean;
+    /** Replaces the serializer's encoding (phoenix.js's `encode`). */
+    encode?: Encode;
+    /** Replaces the serializer's decoding (phoenix.js's `decode`). */
+    decode?: Decode;
+    /** The transport's `binaryType`. Default "arraybuffer". */
+    binaryType?: "arraybuffer" | "blob";
+    /** Where the socket may keep per-tab state; default the browser's `sessionStorage` when there is one. */
+    sessionStorage?: SessionStore | object;
+    /**
+     * Close the connection on `pagehide` (so the page can enter the
+     * back-forward cache) and connect again on `pageshow`. Default true, as
+     * phoenix.js 1.8 does.
+     */
+    closeOnPageHide?: boolean;
     /** The random source of all jitter. Default Math.random. */
     random?: Random;
     /** The page's visibility and connectivity; null for none. Default: the browser's, when there is one. */
@@ -145,6 +185,18 @@ export declare class Socket {
     channels: Channel[];
     /** The current WebSocket, or null. */
     conn: WebSocketLike | null;
+    /** The transport class of the next connection (see `replaceTransport`). */
+    transport: TransportConstructor | undefined;
+    /** The transport's `binaryType`. */
+    binaryType: "arraybuffer" | "blob";
+    /** Encodes messages for the transport. */
+    encode: Encode;
+    /** Decodes the transport's frames. */
+    decode: Decode;
+    /** The logger, or null. */
+    logger: ((kind: string, msg: string, data?: any) => void) | null;
+    /** The per-tab storage, or null. */
+    sessionStore: SessionStore | null;
     private readonly opts;
     private readonly random;
     private readonly serializer;
@@ -164,8 +216,14 @@ export declare class Socket {
     private heartbeatTimeoutTimer;
     private openTimer;
     private stableTimer;
+    private paramsOverride;
+    private sendBuffer;
+    private pings;
     private refreshed;
     private usedRefreshed;
+    private refused;
+    private preOpenFailures;
+    private established;
     private reconnectDueAt;
     private reconnectHinted;
     /**
@@ -180,27 +238,58 @@ export declare class Socket {
     /**
      * Connects, and keeps reconnecting after losses until `disconnect()` or a
      * terminal close. Calling it while connected or connecting does nothing;
-     * while a reconnect is scheduled it connects at once.
+     * while a reconnect is scheduled it connects at once. Params given here
+     * replace the `params` option (deprecated in phoenix.js; kept for it).
      */
-    connect(): void;
+    connect(params?: SocketOptions["params"]): void;
     /**
      * Closes the connection (code 1000 unless given) and stops reconnecting.
      * Joined channels rejoin when `connect()` is called again. The callback
      * runs once the connection closed.
      */
     disconnect(callback?: () => void, code?: number, reason?: string): void;
+    /**
+     * Closes the connection (the channels rejoin over the next one) and makes
+     * `transport` the transport class of later connections. Call `connect()`
+     * to connect with it, as with phoenix.js.
+     */
+    replaceTransport(transport: TransportConstructor): void;
+    /** "wss" on an https page, else "ws". */
+    protocol(): "ws" | "wss";
+    /** Reports whether a logger is set. */
+    hasLogger(): boolean;
+    /**
+     * Sends a heartbeat and calls back with the round trip in milliseconds.
+     * Returns false (and does not call back) when not connected.
+     */
+    ping(callback: (latency: number) => void): boolean;
+    /**
+     * Sends a raw message (as phoenix.js's `socket.push`): at once when
+     * connected, else when the next connection opens.
+     */
+    push(data: {
+        topic: string;
+        event: string;
+        payload?: unknown;
+        ref?: string | null;
+        join_ref?: string | null;
+    }): void;
     /** Makes a channel for a topic. Join it with `channel.join()`. */
     channel(topic: string, params?: ChannelParams): Channel;
     /** Forgets a channel (done by the channel itself once closed). */
     remove(channel: Channel): void;
     /** Runs callback when a connection opens. Returns a ref for `off`. */
-    onOpen(callback: () => void): string;
+    onOpen(callback: () => unknown): string;
     /** Runs callback when a connection closes, with its close code and reason. Returns a ref for `off`. */
-    onClose(callback: (info: CloseInfo) => void): string;
-    /** Runs callback on a transport error or an undecodable frame. Returns a ref for `off`. */
-    onError(callback: (error: unknown) => void): string;
+    onClose(callback: Bivariant<CloseInfo>): string;
+    /**
+     * Runs callback on a transport error, a failed connect or an undecodable
+     * frame, with the transport class in use and the number of connections
+     * that opened so far (as phoenix.js). Returns a ref for `off`.
+     */
+    onError(callback: SocketErrorCallback): string;
     /** Runs callback for every decoded message received. Returns a ref for `off`. */
-    onMessage(callback: (msg: Message) => void): string;
+    onMessage(callback: (msg: Message) => unknown): string;
     /**
      * Runs callback when the server closed the connection with a terminal
      * code (4500-4999: unauthorized, token expired, session revoked): the
@@ -223,9 +312,16 @@ export declare class Socket {
     isConnected(): boolean;
     /** The connection's state. */
     connectionState(): "connecting" | "open" | "closing" | "closed";
-    /** The socket URL for the given connect params. */
+    /** The socket URL for the given connect params (default: the `params` option, when not a promise). */
     endPointURL(params?: Params): string;
     makeRef(): string;
+    /** Logs through the logger, if any. */
+    log(kind: string, msg: string, data?: unknown): void;
+    /** The number of connections that opened so far. */
+    get establishedConnections(): number;
+    /** The connect params when they are at hand without waiting. */
+    private syncParams;
+    private transportClass;
     private hook;
     private emit;
     /** The token for the next connect: the server's refreshed one while valid, else the app's. */
@@ -236,7 +332,10 @@ export declare class Socket {
     private dial;
     private onConnOpen;
     private onConnMessage;
+    private route;
     private onConnClose;
+    /** Stops for good after a terminal close: no reconnect, channels closed, pushes failed. */
+    private terminate;
     private scheduleReconnect;
     private reconnectNow;
     private listen;
@@ -249,7 +348,23 @@ export declare class Socket {
     private resetHeartbeat;
     private sendHeartbeat;
 }
+/**
+ * Throw this from an `authToken` (or `params`) function to end the session:
+ * the socket stops connecting and calls `onTerminal` with code 4501 and the
+ * error's message as the reason (default "signed out"). Any other error is
+ * retried with backoff, as a failing token service may come back.
+ *
+ *     authToken: async () => {
+ *       const res = await fetch("/token")
+ *       if (res.status === 401) throw new SignedOut()
+ *       return (await res.json()).token
+ *     }
+ */
+export declare class SignedOut extends Error {
+    constructor(message?: string);
+}
 /** Encodes a string's UTF-8 bytes as base64url without padding. */
 export declare function base64url(s: string): string;
 /** The browser's environment, or null outside a browser. */
 export declare function browserEnvironment(): Environment | null;
+export {};

@@ -25,6 +25,14 @@ export declare function backoff(attempt: number, baseMs: number, maxMs: number, 
  * carries none or the close code is terminal (4500-4999).
  */
 export declare function retryHint(code: number, reason: string | undefined): number | null;
+/**
+ * phoenix.js's reconnect schedule (10, 50, 100, 150, 200, 250, 500, 1000,
+ * 2000 ms, then 5 s; no jitter): pass it as `reconnectAfterMs` to get
+ * phoenix.js's behaviour instead of Hearth's full-jitter backoff.
+ */
+export declare function phoenixReconnectAfterMs(tries: number): number;
+/** phoenix.js's rejoin schedule (1, 2, 5 s, then 10 s; no jitter), for `rejoinAfterMs`. */
+export declare function phoenixRejoinAfterMs(tries: number): number;
 /** Reports whether a close code tells the client not to reconnect (4500-4999). */
 export declare function isTerminal(code: number): boolean;
 /**
