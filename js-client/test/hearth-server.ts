@@ -69,7 +69,7 @@ export class HearthServer {
   private proc: ChildProcess | null = null
   private log = ""
 
-  private constructor(readonly bin: string, readonly port: number, readonly args: string[]) {}
+  private constructor(readonly bin: string, readonly port: number, public args: string[]) {}
 
   /** Builds (once) and starts the server on a free port with extra serve flags. */
   static async start(args: string[] = []): Promise<HearthServer> {
@@ -124,6 +124,13 @@ export class HearthServer {
   /** Starts a stopped server again on the same port. */
   async resume(): Promise<void> {
     if (this.proc) throw new Error("server is running")
+    await this.spawn()
+  }
+
+  /** Stops the server and starts it again on the same port with other flags. */
+  async restartWith(args: string[]): Promise<void> {
+    await this.stop()
+    this.args = args
     await this.spawn()
   }
 
