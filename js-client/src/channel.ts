@@ -3,11 +3,11 @@
  * @module
  */
 
-import { EVENTS, HEARTH_KEY } from "./constants"
-import { Push } from "./push"
-import type { Message } from "./serializer"
-import type { Socket } from "./socket"
-import { RetryTimer } from "./timer"
+import { EVENTS, HEARTH_KEY } from "./constants.js"
+import { Push } from "./push.js"
+import type { Message } from "./serializer.js"
+import type { Socket } from "./socket.js"
+import { RetryTimer } from "./timer.js"
 
 /** A channel's state. */
 export type ChannelState = "closed" | "errored" | "joined" | "joining" | "leaving"

@@ -15,7 +15,7 @@
  * @module
  */
 
-export { Socket, SignedOut, base64url, browserEnvironment } from "./socket"
+export { Socket, SignedOut, base64url, browserEnvironment } from "./socket.js"
 export type {
   CloseInfo,
   Decode,
@@ -32,15 +32,15 @@ export type {
   TokenInfo,
   WebSocketConstructor,
   WebSocketLike,
-} from "./socket"
-export { Channel } from "./channel"
-export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo, RecoverReason } from "./channel"
-export { Push } from "./push"
-export type { PushStatus, ReplyCallback } from "./push"
-export { Serializer, KIND } from "./serializer"
-export type { Message } from "./serializer"
-export { Presence, listPresences, syncDiff, syncState } from "./presence"
-export type { JoinCallback, LeaveCallback, PresenceChannel, PresenceDiff, PresenceEntry, PresenceMeta, PresenceOptions, PresenceState } from "./presence"
-export { backoff, retryHint, isTerminal, RetryTimer, phoenixReconnectAfterMs, phoenixRejoinAfterMs } from "./timer"
-export type { Random } from "./timer"
-export { CLOSE, DEFAULTS, EVENTS, HEARTH_KEY, VSN } from "./constants"
+} from "./socket.js"
+export { Channel } from "./channel.js"
+export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo, RecoverReason } from "./channel.js"
+export { Push } from "./push.js"
+export type { PushStatus, ReplyCallback } from "./push.js"
+export { Serializer, KIND } from "./serializer.js"
+export type { Message } from "./serializer.js"
+export { Presence, listPresences, syncDiff, syncState } from "./presence.js"
+export type { JoinCallback, LeaveCallback, PresenceChannel, PresenceDiff, PresenceEntry, PresenceMeta, PresenceOptions, PresenceState } from "./presence.js"
+export { backoff, retryHint, isTerminal, RetryTimer, phoenixReconnectAfterMs, phoenixRejoinAfterMs } from "./timer.js"
+export type { Random } from "./timer.js"
+export { CLOSE, DEFAULTS, EVENTS, HEARTH_KEY, VSN } from "./constants.js"

@@ -3,7 +3,7 @@
  * @module
  */
 
-import type { Channel } from "./channel"
+import type { Channel } from "./channel.js"
 
 /** The outcomes a push can receive. */
 export type PushStatus = "ok" | "error" | "timeout"

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { EVENTS } from "./constants"
+import { EVENTS } from "./constants.js"
 
 /**
  * One decoded message. Refs are strings or null, as on the wire. The payload

@@ -4,10 +4,10 @@
  * @module
  */
 
-import { Channel, type ChannelParams } from "./channel"
-import { CLOSE, DEFAULTS, EXT_PARAM, READY_STATE, SOCKET_TOPIC, TOKEN_EVENT, TOKEN_PROTOCOL_PREFIX, VSN } from "./constants"
-import { Serializer, type Message } from "./serializer"
-import { backoff, isTerminal, retryHint, RetryTimer, type Random } from "./timer"
+import { Channel, type ChannelParams } from "./channel.js"
+import { CLOSE, DEFAULTS, EXT_PARAM, READY_STATE, SOCKET_TOPIC, TOKEN_EVENT, TOKEN_PROTOCOL_PREFIX, VSN } from "./constants.js"
+import { Serializer, type Message } from "./serializer.js"
+import { backoff, isTerminal, retryHint, RetryTimer, type Random } from "./timer.js"
 
 /**
  * The part of the WebSocket API the client uses: the browser's WebSocket

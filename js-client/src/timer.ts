@@ -4,7 +4,7 @@
  * @module
  */
 
-import { CLOSE, DEFAULTS } from "./constants"
+import { CLOSE, DEFAULTS } from "./constants.js"
 
 /** A source of uniform random numbers in [0, 1), like Math.random. */
 export type Random = () => number

@@ -1,7 +1,7 @@
 // Command build builds the Hearth JavaScript client with esbuild's Go API,
 // so that no Node toolchain is needed to produce the bundles:
 //
-//	go run ./js-client/cmd/build          write js-client/dist (ESM, IIFE, minified IIFE, source maps)
+//	go run ./js-client/cmd/build          write js-client/dist (ESM, CommonJS, IIFE, minified IIFE, source maps)
 //	go run ./js-client/cmd/build -check   fail if js-client/dist is stale against js-client/src
 //	go run ./js-client/cmd/build -tests   bundle js-client/test/*.test.ts into js-client/.build/test
 //

@@ -2,8 +2,8 @@
  * A channel: the client's membership of one topic.
  * @module
  */
-import { Push } from "./push";
-import type { Socket } from "./socket";
+import { Push } from "./push.js";
+import type { Socket } from "./socket.js";
 /** A channel's state. */
 export type ChannelState = "closed" | "errored" | "joined" | "joining" | "leaving";
 /** Join params: a JSON object, or a function returning one, read on every join. */

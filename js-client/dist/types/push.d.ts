@@ -2,7 +2,7 @@
  * A message sent on a channel and the reply it waits for.
  * @module
  */
-import type { Channel } from "./channel";
+import type { Channel } from "./channel.js";
 /** The outcomes a push can receive. */
 export type PushStatus = "ok" | "error" | "timeout";
 /** A reply callback. The response is the server's JSON value (or an ArrayBuffer for a binary reply). */

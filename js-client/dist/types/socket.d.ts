@@ -3,9 +3,9 @@
  * multiplexing the channels joined over it.
  * @module
  */
-import { Channel, type ChannelParams } from "./channel";
-import { type Message } from "./serializer";
-import { type Random } from "./timer";
+import { Channel, type ChannelParams } from "./channel.js";
+import { type Message } from "./serializer.js";
+import { type Random } from "./timer.js";
 /**
  * The part of the WebSocket API the client uses: the browser's WebSocket
  * and the `ws` package's both fit.

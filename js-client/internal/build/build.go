@@ -34,6 +34,7 @@ type bundle struct {
 
 var bundles = []bundle{
 	{"hearth.mjs", api.FormatESModule, false},
+	{"hearth.cjs", api.FormatCommonJS, false},
 	{"hearth.js", api.FormatIIFE, false},
 	{"hearth.min.js", api.FormatIIFE, true},
 }

@@ -36,8 +36,8 @@ func TestBundlesDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a) != 6 || len(a) != len(b) {
-		t.Fatalf("got %d and %d outputs, want 6", len(a), len(b))
+	if len(a) != 8 || len(a) != len(b) {
+		t.Fatalf("got %d and %d outputs, want 8", len(a), len(b))
 	}
 	for i := range a {
 		if a[i].Name != b[i].Name || !bytes.Equal(a[i].Contents, b[i].Contents) {
