@@ -17,7 +17,11 @@
 
 export { Socket, SignedOut, base64url, browserEnvironment } from "./socket.js"
 export type {
+  BinaryType,
   CloseInfo,
+  ConnectionState,
+  MessageRef,
+  SocketConnectOption,
   Decode,
   Encode,
   SessionStore,
@@ -40,6 +44,7 @@ export type { PushStatus, ReplyCallback } from "./push.js"
 export { Serializer, KIND } from "./serializer.js"
 export type { Message } from "./serializer.js"
 export { Presence, listPresences, syncDiff, syncState } from "./presence.js"
+export type { PresenceOpts, PresenceOnJoinCallback, PresenceOnLeaveCallback } from "./presence.js"
 export type { JoinCallback, LeaveCallback, PresenceChannel, PresenceDiff, PresenceEntry, PresenceMeta, PresenceOptions, PresenceState } from "./presence.js"
 export { backoff, retryHint, isTerminal, RetryTimer, phoenixReconnectAfterMs, phoenixRejoinAfterMs } from "./timer.js"
 export type { Random } from "./timer.js"

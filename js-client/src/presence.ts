@@ -162,6 +162,11 @@ export interface PresenceChannel {
   joinRef(): string | null
 }
 
+/** phoenix.js's names of the presence types. */
+export type PresenceOpts = PresenceOptions
+export type PresenceOnJoinCallback = JoinCallback
+export type PresenceOnLeaveCallback = LeaveCallback
+
 /** Presence options. */
 export interface PresenceOptions {
   /** Event names; the defaults are Phoenix's. */

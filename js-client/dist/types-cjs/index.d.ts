@@ -15,7 +15,7 @@
  * @module
  */
 export { Socket, SignedOut, base64url, browserEnvironment } from "./socket.js";
-export type { CloseInfo, Decode, Encode, SessionStore, SocketErrorCallback, TransportConstructor, Environment, EnvironmentEvent, MaybePromise, Params, ReconnectInfo, SocketOptions, TokenInfo, WebSocketConstructor, WebSocketLike, } from "./socket.js";
+export type { BinaryType, CloseInfo, ConnectionState, MessageRef, SocketConnectOption, Decode, Encode, SessionStore, SocketErrorCallback, TransportConstructor, Environment, EnvironmentEvent, MaybePromise, Params, ReconnectInfo, SocketOptions, TokenInfo, WebSocketConstructor, WebSocketLike, } from "./socket.js";
 export { Channel } from "./channel.js";
 export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo, RecoverReason } from "./channel.js";
 export { Push } from "./push.js";
@@ -23,6 +23,7 @@ export type { PushStatus, ReplyCallback } from "./push.js";
 export { Serializer, KIND } from "./serializer.js";
 export type { Message } from "./serializer.js";
 export { Presence, listPresences, syncDiff, syncState } from "./presence.js";
+export type { PresenceOpts, PresenceOnJoinCallback, PresenceOnLeaveCallback } from "./presence.js";
 export type { JoinCallback, LeaveCallback, PresenceChannel, PresenceDiff, PresenceEntry, PresenceMeta, PresenceOptions, PresenceState } from "./presence.js";
 export { backoff, retryHint, isTerminal, RetryTimer, phoenixReconnectAfterMs, phoenixRejoinAfterMs } from "./timer.js";
 export type { Random } from "./timer.js";

@@ -77,6 +77,10 @@ export interface PresenceChannel {
     off(event: string, ref?: number): void;
     joinRef(): string | null;
 }
+/** phoenix.js's names of the presence types. */
+export type PresenceOpts = PresenceOptions;
+export type PresenceOnJoinCallback = JoinCallback;
+export type PresenceOnLeaveCallback = LeaveCallback;
 /** Presence options. */
 export interface PresenceOptions {
     /** Event names; the defaults are Phoenix's. */

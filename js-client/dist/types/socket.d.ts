@@ -45,6 +45,14 @@ type Bivariant<T> = {
 export type SocketErrorCallback = (error: any, transport: TransportConstructor, establishedConnections: number) => unknown;
 /** Connect params: sent as query parameters of the socket URL. */
 export type Params = Record<string, unknown>;
+/** phoenix.js's name of the socket options (@types/phoenix `SocketConnectOption`). */
+export type SocketConnectOption = SocketOptions;
+/** The connection's state, as `connectionState()` reports it. */
+export type ConnectionState = "connecting" | "open" | "closing" | "closed";
+/** The transport's binaryType. */
+export type BinaryType = "arraybuffer" | "blob";
+/** A ref returned by the socket's `on*` methods, for `off`. */
+export type MessageRef = string;
 /** A value, or a promise of it. */
 export type MaybePromise<T> = T | Promise<T>;
 /** Why a connection closed. */
@@ -88,7 +96,7 @@ export interface Environment {
 /** Options of a Socket. Every field is optional. */
 export interface SocketOptions {
     /** Connect params, or a function (possibly async) returning them, read on every connect. */
-    params?: Params | (() => MaybePromise<Params>);
+    params?: Params | object | (() => MaybePromise<Params | object>);
     /**
      * An auth token, or a function (possibly async) returning one, read on
      * every connect unless the server refreshed the token (event `token`).
