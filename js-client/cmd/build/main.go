@@ -2,6 +2,8 @@
 // so that no Node toolchain is needed to produce the bundles:
 //
 //	go run ./js-client/cmd/build          write js-client/dist (ESM, CommonJS, IIFE, minified IIFE, source maps)
+//	                                      and the size table of docs/client.md; fail if hearth.min.js
+//	                                      is over 10 KiB gzipped
 //	go run ./js-client/cmd/build -check   fail if js-client/dist is stale against js-client/src
 //	go run ./js-client/cmd/build -tests   bundle js-client/test/*.test.ts into js-client/.build/test
 //
@@ -11,7 +13,6 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"flag"
 	"fmt"
 	"os"
@@ -58,6 +59,14 @@ func run(tests, check bool) error {
 				return fmt.Errorf("js-client/dist/%s is stale: run `go run ./js-client/cmd/build`", f.Name)
 			}
 		}
+		table, err := build.SizeTable(out)
+		if err != nil {
+			return err
+		}
+		doc, err := os.ReadFile(filepath.Join(root, build.SizeDoc))
+		if err != nil || !bytes.Contains(doc, []byte(table)) {
+			return fmt.Errorf("the size table of %s is stale: run `go run ./js-client/cmd/build`", build.SizeDoc)
+		}
 		fmt.Println("js-client/dist is up to date")
 		return nil
 	}
@@ -65,20 +74,15 @@ func run(tests, check bool) error {
 	if err != nil {
 		return err
 	}
+	if err := build.WriteSizeTable(root, out); err != nil {
+		return err
+	}
 	for _, f := range out {
 		if filepath.Ext(f.Name) == ".map" {
 			continue
 		}
-		fmt.Printf("js-client/dist/%-14s %6d bytes, %5d gzipped\n", f.Name, len(f.Contents), gzipSize(f.Contents))
+		fmt.Printf("js-client/dist/%-14s %6d bytes, %5d gzipped\n", f.Name, len(f.Contents), build.GzipSize(f.Contents))
 	}
+	fmt.Printf("wrote the size table of %s (budget of hearth.min.js: %d bytes gzipped)\n", build.SizeDoc, build.MaxMinGzip)
 	return nil
-}
-
-// gzipSize is the size of b compressed like `gzip -9`.
-func gzipSize(b []byte) int {
-	var buf bytes.Buffer
-	w, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	_, _ = w.Write(b)
-	_ = w.Close()
-	return buf.Len()
 }

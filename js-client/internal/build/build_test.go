@@ -51,3 +51,53 @@ func TestBundlesDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestSizeTableFresh: the size table in docs/client.md is the one the build
+// writes for the current sources, and the minified bundle is within budget.
+func TestSizeTableFresh(t *testing.T) {
+	root, err := Root(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Bundles(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := SizeTable(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, SizeDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), table) {
+		t.Fatalf("the size table of %s is stale: run `go run ./js-client/cmd/build`; want\n%s", SizeDoc, table)
+	}
+}
+
+func TestSizeTableBudget(t *testing.T) {
+	big := []Output{{Name: "hearth.min.js", Contents: randomBytes(MaxMinGzip + 100)}}
+	if _, err := SizeTable(big); err == nil || !strings.Contains(err.Error(), "over the budget") {
+		t.Fatalf("a bundle over budget gave %v", err)
+	}
+	if got := thousands(1234567); got != "1,234,567" {
+		t.Fatalf("thousands = %s", got)
+	}
+	if _, err := ReplaceSizeTable([]byte("no markers"), "x"); err == nil {
+		t.Fatal("a document without markers was accepted")
+	}
+}
+
+// randomBytes returns n incompressible bytes (a fixed xorshift sequence).
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
