@@ -1149,14 +1149,21 @@ var Socket = class {
   }
   onConnMessage(data) {
     const gen = this.gen;
+    let decoded = [];
     try {
       this.decode(data, (msg) => {
-        if (gen === this.gen) this.route(msg);
+        if (decoded) decoded.push(msg);
+        else if (gen === this.gen) this.route(msg);
       });
     } catch (err) {
+      decoded = null;
       this.log("transport", "dropping undecodable frame: " + String(err));
       this.emit("error", err, this.transportClass(), this.established);
+      return;
     }
+    const msgs = decoded;
+    decoded = null;
+    for (const msg of msgs) if (gen === this.gen) this.route(msg);
   }
   route(msg) {
     if (msg.topic === SOCKET_TOPIC) {

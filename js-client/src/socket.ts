@@ -677,12 +677,23 @@ export class Socket {
 
   private onConnMessage(data: unknown): void {
     const gen = this.gen
+    // Messages decoded synchronously are routed after decode returns, so
+    // that an app callback throwing is not taken for an undecodable frame.
+    let decoded: Message[] | null = []
     try {
-      this.decode(data, (msg) => { if (gen === this.gen) this.route(msg) })
+      this.decode(data, (msg) => {
+        if (decoded) decoded.push(msg)
+        else if (gen === this.gen) this.route(msg)
+      })
     } catch (err) {
+      decoded = null
       this.log("transport", "dropping undecodable frame: " + String(err))
       this.emit("error", err, this.transportClass(), this.established)
+      return
     }
+    const msgs = decoded
+    decoded = null
+    for (const msg of msgs) if (gen === this.gen) this.route(msg)
   }
 
   private route(msg: Message): void {

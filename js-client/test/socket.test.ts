@@ -596,3 +596,14 @@ test("closeOnPageHide: false keeps the connection on pagehide", () => {
   assert.equal(socket.connectionState(), "open")
   assert.equal(tr.sockets.length, 1)
 })
+
+test("an app callback that throws is not reported as an undecodable frame", () => {
+  const { socket, tr } = connected()
+  const errors: unknown[] = []
+  socket.onError((e) => errors.push(e))
+  socket.onMessage(() => { throw new Error("app bug") })
+  assert.throws(() => tr.latest().receive([null, null, "room:1", "x", {}]), /app bug/)
+  assert.deepEqual(errors, [])
+  tr.latest().receive("not json")
+  assert.equal(errors.length, 1)
+})
