@@ -119,6 +119,10 @@ var Hearth = (() => {
       this.hooks.push({ status, callback });
       return this;
     }
+    /** Reports whether the push received this outcome. */
+    hasReceived(status) {
+      return this.received !== null && this.received.status === status;
+    }
     /** Reports whether the push went out on the connection. */
     get sent() {
       return this.wasSent;
@@ -787,6 +791,8 @@ var Hearth = (() => {
       this.reconnectTimer = new RetryTimer(() => this.reconnectNow(), (tries) => this.reconnectAfterMs(tries));
       this.transport = opts.transport;
       this.binaryType = opts.binaryType ?? "arraybuffer";
+      this.vsn = opts.vsn ?? VSN;
+      this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
       this.encode = opts.encode ?? ((msg, cb) => cb(this.serializer.encode(msg)));
       this.decode = opts.decode ?? ((frame, cb) => cb(this.serializer.decode(frame)));
       this.logger = opts.logger ?? (opts.debug ? (kind, msg, data) => console.log(`${kind}: ${msg}`, data) : null);
@@ -962,7 +968,7 @@ var Hearth = (() => {
         if (v === void 0 || v === null) continue;
         q.append(k, typeof v === "object" ? JSON.stringify(v) : String(v));
       }
-      q.set("vsn", this.opts.vsn ?? VSN);
+      q.set("vsn", this.vsn);
       if (this.hearth) q.set(EXT_PARAM, "1");
       const at = this.endPoint.indexOf("?");
       let url = (at < 0 ? this.endPoint : this.endPoint.slice(0, at)).replace(/\/+$/, "");
@@ -1330,7 +1336,7 @@ var Hearth = (() => {
       clearTimeout(this.heartbeatTimer);
       clearTimeout(this.heartbeatTimeoutTimer);
       this.pendingHeartbeatRef = null;
-      this.heartbeatTimer = setTimeout(() => this.sendHeartbeat(), this.opts.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs);
+      this.heartbeatTimer = setTimeout(() => this.sendHeartbeat(), this.heartbeatIntervalMs);
     }
     sendHeartbeat() {
       if (!this.isConnected()) return;

@@ -81,7 +81,8 @@ export class Channel {
   timeout: number
   /** @internal The join push, resent on every rejoin. */
   readonly joinPush: Push
-  private readonly params: () => Record<string, unknown>
+  /** The join params, read on every join and rejoin (as phoenix.js): replace it to change them. */
+  params: () => Record<string, unknown>
   private bindings: Binding[] = []
   private bindingRef = 0
   private joinedOnce = false

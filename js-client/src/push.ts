@@ -37,7 +37,8 @@ export class Push {
   private timer: ReturnType<typeof setTimeout> | undefined
   private wasSent = false
 
-  private readonly payload: () => unknown
+  /** The payload, read on every send. */
+  readonly payload: () => unknown
 
   /**
    * Pushes are made by Channel.push, join and leave; there is no need to
@@ -59,6 +60,11 @@ export class Push {
     if (this.received && this.received.status === status) callback(this.received.response)
     this.hooks.push({ status, callback })
     return this
+  }
+
+  /** Reports whether the push received this outcome. */
+  hasReceived(status: PushStatus): boolean {
+    return this.received !== null && this.received.status === status
   }
 
   /** Reports whether the push went out on the connection. */

@@ -242,6 +242,10 @@ export class Socket {
   logger: ((kind: string, msg: string, data?: any) => void) | null
   /** The per-tab storage, or null. */
   sessionStore: SessionStore | null
+  /** The Phoenix serializer version. */
+  readonly vsn: string
+  /** Interval between heartbeats (ms). */
+  readonly heartbeatIntervalMs: number
 
   private readonly opts: SocketOptions
   private readonly random: Random
@@ -288,6 +292,8 @@ export class Socket {
     this.reconnectTimer = new RetryTimer(() => this.reconnectNow(), (tries) => this.reconnectAfterMs(tries))
     this.transport = opts.transport
     this.binaryType = opts.binaryType ?? "arraybuffer"
+    this.vsn = opts.vsn ?? VSN
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs
     this.encode = opts.encode ?? ((msg, cb) => cb(this.serializer.encode(msg)))
     this.decode = opts.decode ?? ((frame, cb) => cb(this.serializer.decode(frame)))
     this.logger = opts.logger ?? (opts.debug ? (kind, msg, data) => console.log(`${kind}: ${msg}`, data) : null)
@@ -481,7 +487,7 @@ export class Socket {
       if (v === undefined || v === null) continue
       q.append(k, typeof v === "object" ? JSON.stringify(v) : String(v))
     }
-    q.set("vsn", this.opts.vsn ?? VSN)
+    q.set("vsn", this.vsn)
     if (this.hearth) q.set(EXT_PARAM, "1")
     const at = this.endPoint.indexOf("?")
     let url = (at < 0 ? this.endPoint : this.endPoint.slice(0, at)).replace(/\/+$/, "")
@@ -884,7 +890,7 @@ export class Socket {
     clearTimeout(this.heartbeatTimer)
     clearTimeout(this.heartbeatTimeoutTimer)
     this.pendingHeartbeatRef = null
-    this.heartbeatTimer = setTimeout(() => this.sendHeartbeat(), this.opts.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs)
+    this.heartbeatTimer = setTimeout(() => this.sendHeartbeat(), this.heartbeatIntervalMs)
   }
 
   private sendHeartbeat(): void {

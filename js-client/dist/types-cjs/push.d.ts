@@ -29,7 +29,8 @@ export declare class Push {
     private received;
     private timer;
     private wasSent;
-    private readonly payload;
+    /** The payload, read on every send. */
+    readonly payload: () => unknown;
     /**
      * Pushes are made by Channel.push, join and leave; there is no need to
      * construct one. The payload is a value, or a function returning it (read
@@ -38,6 +39,8 @@ export declare class Push {
     constructor(channel: Channel, event: string, payload: unknown, timeout: number);
     /** Registers a callback for an outcome and returns the push, for chaining. */
     receive(status: PushStatus, callback: (response?: any) => any): this;
+    /** Reports whether the push received this outcome. */
+    hasReceived(status: PushStatus): boolean;
     /** Reports whether the push went out on the connection. */
     get sent(): boolean;
     /** Sends the push with a fresh ref and starts waiting for its reply (made by Channel.push; there is no need to call it). */

@@ -54,7 +54,8 @@ export declare class Channel {
     state: ChannelState;
     /** Default push timeout in milliseconds. */
     timeout: number;
-    private readonly params;
+    /** The join params, read on every join and rejoin (as phoenix.js): replace it to change them. */
+    params: () => Record<string, unknown>;
     private bindings;
     private bindingRef;
     private joinedOnce;

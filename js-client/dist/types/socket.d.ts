@@ -205,6 +205,10 @@ export declare class Socket {
     logger: ((kind: string, msg: string, data?: any) => void) | null;
     /** The per-tab storage, or null. */
     sessionStore: SessionStore | null;
+    /** The Phoenix serializer version. */
+    readonly vsn: string;
+    /** Interval between heartbeats (ms). */
+    readonly heartbeatIntervalMs: number;
     private readonly opts;
     private readonly random;
     private readonly serializer;
