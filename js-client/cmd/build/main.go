@@ -7,8 +7,11 @@
 //	go run ./js-client/cmd/build -check   fail if js-client/dist is stale against js-client/src
 //	go run ./js-client/cmd/build -tests   bundle js-client/test/*.test.ts into js-client/.build/test
 //
-// The type declarations (js-client/dist/types) come from tsc: `npm run build`
-// runs this program and then `tsc -p js-client/tsconfig.types.json`.
+// The type declarations (js-client/dist/types, and the same in
+// js-client/dist/types-cjs for require()) come from tsc: `npm run build` runs
+// this program and then `tsc -p js-client/tsconfig.types.json` twice.
+// js-client/dist/global.d.ts (the IIFE's global) and
+// js-client/dist/types-cjs/package.json are written by hand.
 package main
 
 import (
