@@ -130,10 +130,13 @@ describe("the hearth client against hearth serve", { timeout: 90_000 }, () => {
     assert.equal((await closed).code, 1006)
     for (const body of ["missed 1", "missed 2", "missed 3"]) await say(jb.ch, body)
 
+    // "Caught up" comes once the replay reached the callbacks, not before.
+    const caughtUp = new Promise<number>((resolve) => ja.ch.onCaughtUp(() => resolve(ja.msgs.length)))
     await eventually("a rejoined", () => ja.recoveries.length === 1 && ja.ch.state === "joined")
     assert.deepEqual(ja.recoveries[0].recovered, true)
     assert.equal(ja.recoveries[0].replayed, 3)
-    await eventually("a got the replay", () => ja.msgs.length === 4)
+    assert.equal(ja.recoveries[0].reason, undefined)
+    assert.equal(await caughtUp, 4, "caught up before the replayed messages were delivered")
     await say(jb.ch, "live")
     await eventually("a got the live message", () => ja.msgs.length === 5)
     assert.deepEqual(ja.msgs, ["before", "missed 1", "missed 2", "missed 3", "live"])
@@ -167,7 +170,10 @@ describe("the hearth client against hearth serve", { timeout: 90_000 }, () => {
       }
       // The demo keeps history in memory: a restart loses it, and the
       // clients are told so instead of silently missing messages.
-      for (const r of [...ja.recoveries, ...jb.recoveries]) assert.equal(r.recovered, false)
+      for (const r of [...ja.recoveries, ...jb.recoveries]) {
+        assert.equal(r.recovered, false)
+        assert.equal(r.reason, "new_epoch", "the server says why: a new epoch of the in-memory history")
+      }
       await say(ja.ch, "after restart")
       await eventually("b got the message after the restart", () => jb.msgs.length === 2)
       assert.deepEqual(jb.msgs, ["before restart", "after restart"])
