@@ -796,7 +796,12 @@ var Socket = class {
     this.encode = opts.encode ?? ((msg, cb) => cb(this.serializer.encode(msg)));
     this.decode = opts.decode ?? ((frame, cb) => cb(this.serializer.decode(frame)));
     this.logger = opts.logger ?? (opts.debug ? (kind, msg, data) => console.log(`${kind}: ${msg}`, data) : null);
-    const store = opts.sessionStorage ?? globalThis.sessionStorage;
+    let store = opts.sessionStorage;
+    try {
+      store = store ?? globalThis.sessionStorage;
+    } catch {
+      store = null;
+    }
     this.sessionStore = store && typeof store.getItem === "function" ? store : null;
   }
   /** The delay before reconnect attempt `tries` (1, 2, ...). */

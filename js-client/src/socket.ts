@@ -297,7 +297,13 @@ export class Socket {
     this.encode = opts.encode ?? ((msg, cb) => cb(this.serializer.encode(msg)))
     this.decode = opts.decode ?? ((frame, cb) => cb(this.serializer.decode(frame)))
     this.logger = opts.logger ?? (opts.debug ? (kind, msg, data) => console.log(`${kind}: ${msg}`, data) : null)
-    const store = opts.sessionStorage ?? (globalThis as { sessionStorage?: SessionStore }).sessionStorage
+    let store: unknown = opts.sessionStorage
+    try {
+      // Reading sessionStorage throws in sandboxed frames and with storage blocked.
+      store = store ?? (globalThis as { sessionStorage?: SessionStore }).sessionStorage
+    } catch {
+      store = null
+    }
     this.sessionStore = store && typeof (store as SessionStore).getItem === "function" ? (store as SessionStore) : null
   }
 

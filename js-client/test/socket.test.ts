@@ -607,3 +607,15 @@ test("an app callback that throws is not reported as an undecodable frame", () =
   tr.latest().receive("not json")
   assert.equal(errors.length, 1)
 })
+
+test("sessionStorage: the option, the global, and a global that throws", () => {
+  const store = { getItem: () => null, setItem: () => {} }
+  assert.equal(new Socket("ws://h.test/socket", { sessionStorage: store, environment: null }).sessionStore, store)
+  const g = globalThis as { sessionStorage?: unknown }
+  Object.defineProperty(globalThis, "sessionStorage", { configurable: true, get() { throw new Error("SecurityError") } })
+  try {
+    assert.equal(new Socket("ws://h.test/socket", { environment: null }).sessionStore, null)
+  } finally {
+    delete g.sessionStorage
+  }
+})
