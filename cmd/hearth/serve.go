@@ -201,7 +201,7 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 		Logger: log,
 		// Anonymous sockets may chat in room:*; a token (from GET /token)
 		// identifies the user and opens private:*.
-		Connect: token.Connect(auth.keys, token.ConnectOptions{Optional: true}),
+		Connect: token.Connect(auth.keys, token.ConnectOptions{Optional: true, Session: auth.checkSession}),
 		Refresh: auth.refreshOptions(),
 	})
 	auth.attach(d.node)
