@@ -336,6 +336,11 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	fast.heartbeat()
 	t.Logf("slow client received %d of %d before the close", got, n)
+	// Its reconnect meets the cooldown (refuse.go): 429 before the upgrade,
+	// so that phoenix.js's backoff holds.
+	if c, err := dialWith(t, srv.url, dialOpts{netDial: smallReadBuffer}); err == nil || c.resp == nil || c.resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("reconnect after 4008: %v, want HTTP 429", err)
+	}
 }
 
 func TestWriteTimeout(t *testing.T) {
