@@ -205,7 +205,9 @@ func (t *cooldowns) add(key uint64, code int, reason string, d time.Duration, no
 	if t.m == nil {
 		t.m = make(map[uint64]cooldown)
 	}
-	if now.Sub(t.lastSweep) >= cooldownSweepEvery || len(t.m) >= maxCooldowns {
+	// Sweep every cooldownSweepEvery, and when full at most every second
+	// (a full table of live entries is not swept at every close).
+	if since := now.Sub(t.lastSweep); since >= cooldownSweepEvery || len(t.m) >= maxCooldowns && since >= time.Second {
 		t.lastSweep = now
 		for k, e := range t.m {
 			if !now.Before(e.until) {

@@ -290,3 +290,27 @@ func TestNoCooldown(t *testing.T) {
 		})
 	})
 }
+
+// TestCooldownTableBounded: the table never holds more than maxCooldowns
+// clients, forgets expired ones, and an entry ends with its cooldown.
+func TestCooldownTableBounded(t *testing.T) {
+	var tab cooldowns
+	now := time.Now()
+	for i := range maxCooldowns + 100 {
+		tab.add(uint64(i)+1, channels.CloseRateLimited, "rate limit exceeded", time.Second, now)
+	}
+	if n := len(tab.m); n != maxCooldowns {
+		t.Fatalf("%d entries, want the bound %d", n, maxCooldowns)
+	}
+	if _, ok := tab.check(1, now); !ok {
+		t.Fatal("a live entry is not found")
+	}
+	if _, ok := tab.check(1, now.Add(time.Second)); ok {
+		t.Fatal("an entry outlives its cooldown")
+	}
+	later := now.Add(2 * cooldownSweepEvery)
+	tab.add(1<<40, channels.CloseTooBig, "message too big", time.Second, later)
+	if n := len(tab.m); n != 1 {
+		t.Fatalf("%d entries after the sweep, want only the new one", n)
+	}
+}
