@@ -18,7 +18,9 @@ import (
 // codeServer serves a node whose connect hook refuses with the close code
 // of the query parameter "code" (and the reason of "reason"), and accepts
 // sockets without one. Its refresh revokes the sockets that connected with
-// "revoke=1" within a few milliseconds.
+// "revoke=1" within a few milliseconds; those that connected with
+// "expire=1" hold credentials for 300 ms that the refresh fails to renew,
+// so they are closed with 4502 when they expire.
 func codeServer(t *testing.T, opts Options) *testServer {
 	t.Helper()
 	node := channels.New(channels.Options{
@@ -28,13 +30,20 @@ func codeServer(t *testing.T, opts Options) *testServer {
 				return channels.ConnectReply{}, &channels.CloseError{Code: code, Reason: ev.Params.Get("reason")}
 			}
 			reply := channels.ConnectReply{ID: ev.Params.Get("user")}
-			if ev.Params.Get("revoke") == "1" {
+			switch {
+			case ev.Params.Get("revoke") == "1":
 				reply.ExpiresAt = time.Now().Add(time.Hour)
+			case ev.Params.Get("expire") == "1":
+				reply.ID = "expiring"
+				reply.ExpiresAt = time.Now().Add(300 * time.Millisecond)
 			}
 			return reply, nil
 		},
 		Refresh: &channels.RefreshOptions{
-			Mint: func(context.Context, *channels.Socket) (string, time.Time, error) {
+			Mint: func(_ context.Context, s *channels.Socket) (string, time.Time, error) {
+				if s.ID() == "expiring" {
+					return "", time.Time{}, errors.New("token service down")
+				}
 				return "", time.Time{}, channels.ErrRevoked
 			},
 			Window: [2]float64{1e-6, 2e-6}, // 4-7 ms into an hour
@@ -185,6 +194,7 @@ func TestCooldown(t *testing.T) {
 			c.sendRaw(websocket.TextMessage, []byte(`{"not":"an array"}`))
 		}, channels.CloseInvalidPayload, "", http.StatusTooManyRequests},
 		{"revoked 4503", "user=d&revoke=1", func(t *testing.T, c *client) {}, channels.CloseRevoked, "session revoked", http.StatusForbidden},
+		{"expired 4502", "expire=1", func(t *testing.T, c *client) {}, channels.CloseTokenExpired, "token expired", http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := codeServer(t, Options{MessageRate: 10, MessageBurst: 5, MaxMessageSize: 1024, ReconnectCooldown: time.Minute})
@@ -213,7 +223,7 @@ func TestCooldown(t *testing.T) {
 			other := tryConnectOpen(t, srv.url, "user=z")
 			other.heartbeat()
 			hearth := tryConnectOpen(t, srv.url, tc.query+"&"+channels.ExtParam+"=1")
-			if tc.code != channels.CloseRevoked {
+			if !channels.Terminal(tc.code) {
 				hearth.heartbeat()
 			}
 			if st := srv.Stats(); st.CooledDown != 1 {
