@@ -41,11 +41,14 @@ import (
 // Cooldown defaults and bounds.
 const (
 	// defaultReconnectCooldown is how long a client closed for what it
-	// did is refused before the upgrade by default.
-	defaultReconnectCooldown = 5 * time.Second
+	// did is refused before the upgrade by default. Longer than the 9.3 s
+	// phoenix.js takes to reach its 5 s step, so that its schedule holds
+	// once (about 11 attempts) before the next upgrade resets it: a
+	// cooldown shorter than that lets two resets into ten seconds.
+	defaultReconnectCooldown = 10 * time.Second
 	// terminalCooldownFactor: a terminal close (4500-4999) holds the same
 	// credentials off this many times longer.
-	terminalCooldownFactor = 12
+	terminalCooldownFactor = 6
 	// maxCooldowns bounds the cooldown table; beyond it no new entry is
 	// made (the refusals still happen, only the memory of them is lost).
 	maxCooldowns = 1 << 16

@@ -124,9 +124,9 @@ type Options struct {
 	// Retry-After, so that a Phoenix client, which reconnects 10 ms after
 	// any close and resets its backoff on every upgrade, backs off instead
 	// of looping. After a terminal close (4500-4999: revoked, expired,
-	// unauthorized) the same credentials get 403 for 12 times as long. The
+	// unauthorized) the same credentials get 403 for 6 times as long. The
 	// client is recognized by its address, query and offered
-	// subprotocols (which carry a Phoenix 1.8 token). Zero means 5 s; a
+	// subprotocols (which carry a Phoenix 1.8 token). Zero means 10 s; a
 	// negative value disables it. See refuse.go.
 	ReconnectCooldown time.Duration
 

@@ -122,26 +122,28 @@ async function expiredToken(srv: HearthServer): Promise<string> {
 }
 
 describe("refusals phoenix.js backs off from", { timeout: 60_000, concurrency: true }, () => {
-  test("expired token (4502): refused with 403 before every upgrade", async () => {
+  test("expired token (4502): refused with 403 before every upgrade", async (t) => {
     const srv = await start(["--token-ttl", "1s"])
     const token = await expiredToken(srv)
     const p = phoenixSocket(srv, { authToken: token })
     const o = await observe(srv, () => p.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     withinSchedule(o, "expired token")
     assert.equal(o.upgrades, 0, "an expired token was upgraded")
     assert.equal(p.opened(), 0)
     assert.ok(o.refused >= o.attempts - 1, `the connect hook's refusals were answered with HTTP: ${JSON.stringify(o)}`)
   })
 
-  test("invalid token (4501): refused with 403 before every upgrade", async () => {
+  test("invalid token (4501): refused with 403 before every upgrade", async (t) => {
     const srv = await start()
     const p = phoenixSocket(srv, { authToken: "not-a-token" })
     const o = await observe(srv, () => p.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     withinSchedule(o, "invalid token")
     assert.equal(o.upgrades, 0)
   })
 
-  test("revoked session (4503 on an open socket): the reconnect with the same, still valid, token is refused before the upgrade", async () => {
+  test("revoked session (4503 on an open socket): the reconnect with the same, still valid, token is refused before the upgrade", async (t) => {
     // Tokens live 30 s and are refreshed 1.5-3 s after they are issued.
     const srv = await start(["--token-ttl", "30s", "--refresh-window", "0.05-0.1"])
     const cookie = await login(srv, "ann")
@@ -152,20 +154,22 @@ describe("refusals phoenix.js backs off from", { timeout: 60_000, concurrency: t
     assert.equal(out.status, 204)
     await eventually("the revocation", () => p.closes.includes(4503), 10_000)
     const o = await observe(srv, () => p.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     withinSchedule(o, "revoked session")
     assert.equal(o.upgrades, 0, "the token of a revoked session was upgraded again")
     assert.equal(p.opened(), 1)
   })
 
-  test("origin not allowed: 403 before the upgrade", async () => {
+  test("origin not allowed: 403 before the upgrade", async (t) => {
     const srv = await start()
     const p = phoenixSocket(srv, {}, { origin: "http://evil.example" })
     const o = await observe(srv, () => p.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     withinSchedule(o, "origin")
     assert.equal(o.upgrades, 0)
   })
 
-  test("shed by admission control, from a browser (1013 for Hearth clients): 503 before the upgrade", async () => {
+  test("shed by admission control, from a browser (1013 for Hearth clients): 503 before the upgrade", async (t) => {
     // One connection per 1000 s per address, a burst of one: taken below.
     const srv = await start(["--conn-rate-per-ip", "0.001"])
     const first = new WebSocket(srv.socketURL + "/websocket?vsn=2.0.0")
@@ -173,11 +177,12 @@ describe("refusals phoenix.js backs off from", { timeout: 60_000, concurrency: t
     first.close()
     const p = phoenixSocket(srv, {}, { origin: srv.httpURL })
     const o = await observe(srv, () => p.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     withinSchedule(o, "shed")
     assert.equal(o.upgrades, 0, "a shed phoenix.js was upgraded (and its backoff reset) to be told 1013")
   })
 
-  test("message rate (4029), an app that floods on every open: a cooldown of 429s holds its backoff", async () => {
+  test("message rate (4029), an app that floods on every open: a cooldown of 429s holds its backoff", async (t) => {
     const srv = await start()
     const p = phoenixSocket(srv)
     p.socket.onOpen(() => {
@@ -185,22 +190,24 @@ describe("refusals phoenix.js backs off from", { timeout: 60_000, concurrency: t
     })
     await eventually("the first 4029", () => p.closes.includes(4029))
     const o = await observe(srv, () => p.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     withinSchedule(o, "4029")
-    assert.ok(o.upgrades <= 3, `${o.upgrades} upgrades in 10 s after a 4029: the reconnects loop`)
+    assert.ok(o.upgrades <= 1, `${o.upgrades} upgrades in 10 s after a 4029: the reconnects loop`)
   })
 
-  test("message too big (1009), an app that sends it on every open: a cooldown of 429s holds its backoff", async () => {
+  test("message too big (1009), an app that sends it on every open: a cooldown of 429s holds its backoff", async (t) => {
     const srv = await start()
     const p = phoenixSocket(srv)
     const big = "x".repeat(70 << 10)
     p.socket.onOpen(() => { p.socket.push({ topic: "phoenix", event: "heartbeat", payload: { big }, ref: "big" } as never) })
     await eventually("the first 1009", () => p.closes.includes(1009))
     const o = await observe(srv, () => p.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     withinSchedule(o, "1009")
-    assert.ok(o.upgrades <= 3, `${o.upgrades} upgrades in 10 s after a 1009: the reconnects loop`)
+    assert.ok(o.upgrades <= 1, `${o.upgrades} upgrades in 10 s after a 1009: the reconnects loop`)
   })
 
-  test("drain (1012): the draining node answers 503, then nothing", async () => {
+  test("drain (1012): the draining node answers 503, then nothing", async (t) => {
     const srv = await start(["--drain-window", "0"])
     const p = phoenixSocket(srv)
     await eventually("phoenix socket open", () => p.socket.isConnected())
@@ -210,6 +217,7 @@ describe("refusals phoenix.js backs off from", { timeout: 60_000, concurrency: t
     await new Promise((r) => setTimeout(r, WINDOW_MS))
     assert.ok(p.closes.includes(1012), `closes ${p.closes}`)
     const n = attempts() - a0
+    t.diagnostic(`attempts over 10 s after the drain: ${n}`)
     assert.ok(n <= MAX_ATTEMPTS && n >= 5, `${n} attempts in 10 s after a drain`)
   })
 })
@@ -226,16 +234,17 @@ describe("the Hearth client on the same refusals", { timeout: 60_000, concurrenc
     assert.equal(h.socket.connectionState(), "closed")
   })
 
-  test("origin not allowed (403 it cannot see): backs off, never loops", async () => {
+  test("origin not allowed (403 it cannot see): backs off, never loops", async (t) => {
     const srv = await start()
     const h = hearthSocket(srv, {}, { origin: "http://evil.example" })
     const o = await observe(srv, () => h.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     assert.ok(o.attempts >= 2 && o.attempts <= MAX_ATTEMPTS, `${o.attempts} attempts in 10 s`)
     assert.equal(o.upgrades, 0)
     assert.equal(h.opened(), 0)
   })
 
-  test("revoked session: 4503 once, then nothing", async () => {
+  test("revoked session: 4503 once, then nothing", async (t) => {
     const srv = await start(["--token-ttl", "30s", "--refresh-window", "0.05-0.1"])
     const cookie = await login(srv, "bob")
     const { token } = await fetchToken(srv, cookie)
@@ -245,6 +254,7 @@ describe("the Hearth client on the same refusals", { timeout: 60_000, concurrenc
     await eventually("the terminal close", () => h.terminal.length === 1, 10_000)
     assert.deepEqual(h.terminal, [[4503, "session revoked"]])
     const o = await observe(srv, () => h.attempts.length)
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     assert.equal(o.attempts, 0)
   })
 })
