@@ -271,10 +271,11 @@ func TestCluster(t *testing.T) {
 			b.call(t, "GET", "/api/presence?topic=room:p", "", &out)
 			return out.Presences["carol"] != nil && out.Presences["dave"] != nil
 		})
-		var cnt struct{ Keys, Metas int }
-		if st := a.call(t, "GET", "/api/presence/count?topic=room:p", "", &cnt); st != 200 || cnt.Keys != 2 || cnt.Metas != 2 {
-			t.Fatalf("presence count: %d %+v", st, cnt)
-		}
+		eventually(t, "both presences counted on A", func() bool {
+			var cnt struct{ Keys, Metas int }
+			st := a.call(t, "GET", "/api/presence/count?topic=room:p", "", &cnt)
+			return st == 200 && cnt.Keys == 2 && cnt.Metas == 2
+		})
 		eventually(t, "both nodes listed", func() bool {
 			var out struct{ Nodes []api.NodeInfo }
 			a.call(t, "GET", "/api/nodes", "", &out)

@@ -300,6 +300,13 @@ func (c *cluster) nodeList() []NodeInfo {
 	c.mu.Unlock()
 	if self.Node == "" {
 		self = c.measure()
+	} else {
+		// Counts as of now; the rates stay those of the last heartbeat.
+		st := c.a.node.Stats()
+		self.Sockets, self.Channels = st.Sockets, st.Channels
+		self.JoinsOK, self.JoinsRefused, self.JoinsShed = st.JoinsOK, st.JoinsRefused, st.JoinsShed
+		self.MessagesIn, self.Broadcasts, self.Deliveries = st.MessagesIn, st.Broadcasts, st.Deliveries
+		self.Watching = c.dash.open()
 	}
 	out := []NodeInfo{self}
 	hb := c.a.opts.HeartbeatInterval
