@@ -385,6 +385,5 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-
 //go:embed openapi.json
 var openapiJSON []byte
