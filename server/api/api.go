@@ -54,6 +54,9 @@ type Options struct {
 	// SocketPath is the path of the app's socket, without "/websocket",
 	// for the dashboard page. Zero means "/socket".
 	SocketPath string
+	// DashboardPath is the path the dashboard page is mounted at (its
+	// script is DashboardPath + "/dashboard.js"). Zero means "/dashboard".
+	DashboardPath string
 	// MaxBodyBytes bounds a request body. Zero means 1 MiB.
 	MaxBodyBytes int64
 	// MaxPayloadBytes bounds one published payload (JSON text). Zero
@@ -136,6 +139,10 @@ func New(opts Options) *API {
 	if opts.SocketPath == "" {
 		opts.SocketPath = "/socket"
 	}
+	if opts.DashboardPath == "" {
+		opts.DashboardPath = "/dashboard"
+	}
+	opts.DashboardPath = strings.TrimSuffix(opts.DashboardPath, "/")
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}

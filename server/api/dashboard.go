@@ -147,7 +147,7 @@ func (d *dashboard) push() {
 }
 
 // Dashboard returns the handler of the dashboard page: mount it at
-// "/dashboard" and "/dashboard/*". It serves the page (whatever the path's
+// Options.DashboardPath ("/dashboard") and below it ("/dashboard/*"). It serves the page (whatever the path's
 // last element, except "dashboard.js", the script). The page asks for the
 // API key, keeps it in the tab's sessionStorage, joins DashboardTopic on
 // the app's socket (Options.SocketPath) with it, and calls the API
@@ -157,6 +157,7 @@ func (a *API) Dashboard() http.Handler {
 	page := strings.NewReplacer(
 		"{{SOCKET}}", html.EscapeString(a.opts.SocketPath),
 		"{{API}}", html.EscapeString(a.opts.Prefix),
+		"{{DASH}}", html.EscapeString(a.opts.DashboardPath),
 		"{{VERSION}}", html.EscapeString(a.version),
 	).Replace(dashboardHTML)
 	sum := sha256.Sum256(dashboardJS)

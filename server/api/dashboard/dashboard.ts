@@ -23,6 +23,7 @@ interface NodeInfo {
   connections_shed: number
   slow_consumer_closes: number
   in_per_sec: number
+  broadcasts_per_sec: number
   out_per_sec: number
   publish_ms: number
   round_trip_ms: number
@@ -103,18 +104,19 @@ function render(s: State): void {
   let tin = 0
   let tout = 0
   for (const n of s.nodes) {
-    tin += n.in_per_sec
+    const nin = n.in_per_sec + n.broadcasts_per_sec
+    tin += nin
     tout += n.out_per_sec
     const tr = el("tr")
     tr.dataset.node = n.node
     tr.append(
       el("td", n.node),
       el("td", n.state, n.state === "ready" ? "ok" : "bad"),
-      el("td", n.listener || "-", n.listener && n.listener !== "up" ? "bad" : ""),
+      el("td", n.listener || "-", n.listener && n.listener !== "healthy" ? "bad" : "ok"),
       el("td", n.sockets, "num sockets"),
       el("td", n.channels, "num channels"),
       el("td", n.joins_ok, "num"),
-      el("td", fmt(n.in_per_sec), "num"),
+      el("td", fmt(nin), "num"),
       el("td", fmt(n.out_per_sec), "num"),
       el("td", n.joins_shed + n.connections_shed, "num"),
       el("td", n.slow_consumer_closes, "num"),
@@ -161,6 +163,8 @@ function plot(svg: SVGSVGElement, series: number[][], colors: string[]): number 
   const W = 600
   const H = 140
   const max = Math.max(1, ...series.flat())
+  // The x axis spans the last minute until there is more to show.
+  const span = Math.max(60, Math.min(WINDOW, ...series.map((s) => s.length)))
   const ns = "http://www.w3.org/2000/svg"
   svg.replaceChildren()
   for (let y = 0; y <= 4; y++) {
@@ -173,7 +177,7 @@ function plot(svg: SVGSVGElement, series: number[][], colors: string[]): number 
     svg.append(line)
   }
   series.forEach((s, i) => {
-    const pts = s.map((v, j) => `${(W * (j + WINDOW - s.length)) / (WINDOW - 1)},${H - 2 - ((H - 4) * v) / max}`).join(" ")
+    const pts = s.map((v, j) => `${(W * (j + span - s.length)) / (span - 1)},${H - 2 - ((H - 4) * v) / max}`).join(" ")
     const pl = document.createElementNS(ns, "polyline")
     pl.setAttribute("points", pts)
     pl.setAttribute("fill", "none")
