@@ -115,6 +115,7 @@ type cluster struct {
 	peers   map[string]*peer // by node id
 	pending map[string]chan answerMsg
 	watchAt time.Time // last time any node said a dashboard is open
+	closed  bool      // no new goroutines: close waits for wg
 	last    sample
 	rtt     float64
 	self    NodeInfo
@@ -152,8 +153,24 @@ func newCluster(a *API) *cluster {
 }
 
 func (c *cluster) close() {
-	c.once.Do(func() { close(c.stop) })
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		close(c.stop)
+	})
 	c.wg.Wait()
+}
+
+// goAdd counts a new goroutine, unless the cluster is closed.
+func (c *cluster) goAdd() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	return true
 }
 
 // watching reports whether a dashboard is open on some node.
@@ -401,12 +418,9 @@ func (c *cluster) onAsk(b []byte) {
 		c.a.log.Warn("api: malformed ask ignored")
 		return
 	}
-	select {
-	case <-c.stop:
+	if !c.goAdd() {
 		return
-	default:
 	}
-	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		an := answerMsg{ID: q.ID, To: q.From, Node: c.a.node.ID()}

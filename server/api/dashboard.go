@@ -69,19 +69,21 @@ func (d *dashboard) join(_ context.Context, c *channels.Channel, ev channels.Joi
 		return channels.JoinReply{}, channels.Refuse("unauthorized")
 	}
 	d.mu.Lock()
+	if !d.running {
+		if !d.cl.goAdd() {
+			d.mu.Unlock()
+			return channels.JoinReply{}, channels.Refuse("dashboard closed")
+		}
+		d.running = true
+		go d.run()
+	}
 	d.watchers[c] = struct{}{}
-	start := !d.running
-	d.running = true
 	d.mu.Unlock()
 	c.OnTerminate(func(error) {
 		d.mu.Lock()
 		delete(d.watchers, c)
 		d.mu.Unlock()
 	})
-	if start {
-		d.cl.wg.Add(1)
-		go d.run()
-	}
 	select { // heartbeat now: every node learns a dashboard is open
 	case d.cl.wake <- struct{}{}:
 	default:
