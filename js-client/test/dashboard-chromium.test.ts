@@ -133,6 +133,10 @@ test("the dashboard shows both nodes, follows joins and disconnects a user", asy
   await eventually("the room among the top topics", () =>
     page.evaluate((r) => Array.from(document.querySelectorAll("#topics td")).some((td) => td.textContent === r), room), 20_000)
 
+  // The API needs the key.
+  const refused = await fetch(b.httpURL + "/api/publish", { method: "POST", body: JSON.stringify({ topic: room, event: "new_msg", payload: {} }) })
+  assert.equal(refused.status, 401)
+
   // Search the victim: its socket on node B, with a disconnect button.
   const user = `victim${RUN}`.slice(0, 30)
   await page.fill("#search", user)

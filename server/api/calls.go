@@ -60,7 +60,7 @@ func (a *API) checkTopic(topic, what string) error {
 	if !pubsub.ValidTopic(topic) {
 		return badRequest("invalid_topic", what+" must be 1 to 255 bytes")
 	}
-	if _, ok := a.node.Match(topic); !ok {
+	if _, ok := a.node.Match(topic); !ok || topic == DashboardTopic {
 		return &Error{http.StatusNotFound, "unknown_topic", "no channel serves topic " + strconv.Quote(topic)}
 	}
 	return nil
