@@ -467,3 +467,45 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestHeartbeatFastOnlyWhileWatched: with a long heartbeat interval the
+// nodes stay quiet; once a dashboard joins on A, B heartbeats every second
+// (A sees B's new socket).
+func TestHeartbeatFastOnlyWhileWatched(t *testing.T) {
+	u, schema := pgtest.Schema(t)
+	mk := func(name string) *app {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		br, err := postgres.New(ctx, postgres.Options{URL: u, Schema: schema, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startApp(t, br, name, api.Options{Keys: []string{testKey}, HeartbeatInterval: time.Hour})
+	}
+	a, b := mk("a"), mk("b")
+	nodeB := func() (api.NodeInfo, bool) {
+		var out struct{ Nodes []api.NodeInfo }
+		a.call(t, "GET", "/api/nodes", "", &out)
+		for _, n := range out.Nodes {
+			if n.Node == "b" {
+				return n, true
+			}
+		}
+		return api.NodeInfo{}, false
+	}
+	// Both beat once at start; b may have started before a listened, so
+	// a may not know b at all yet: that is the quiet state.
+	b.dial(t, "quiet")
+	time.Sleep(1500 * time.Millisecond) // a negative check: no heartbeat within the hour-long interval
+	if n, ok := nodeB(); ok && n.Sockets != 0 {
+		t.Fatalf("b heartbeated while nobody watched: %+v", n)
+	}
+	dash := a.dial(t, "")
+	if r := dash.Join(api.DashboardTopic, map[string]string{"key": testKey}); r.Status != "ok" {
+		t.Fatalf("dashboard join: %s", r.Status)
+	}
+	eventually(t, "b's socket seen on a while the dashboard is open", func() bool {
+		n, ok := nodeB()
+		return ok && n.Sockets == 1
+	})
+}

@@ -299,6 +299,13 @@ func (c *cluster) onHeartbeat(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if info.Watching {
+		if now.Sub(c.watchAt) >= 3*time.Second {
+			// A dashboard opened somewhere: beat now, then every second.
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
 		c.watchAt = now
 	}
 	if info.Inc == c.inc {
