@@ -146,6 +146,8 @@ test("the dashboard shows both nodes, follows joins and disconnects a user", asy
   assert.equal(row[0], NODE_B)
   assert.equal(row[1], user)
 
+  await page.waitForFunction((r) => document.getElementById("presence")!.textContent!.includes(r), room)
+
   const shot = join(tmp, "dashboard.png")
   await page.screenshot({ path: shot, fullPage: true })
   assert.ok(statSync(shot).size > 10_000, "screenshot written")

@@ -222,6 +222,16 @@ async function search(q: string): Promise<void> {
     if (isTopic) {
       const p = await api("GET", `/presence?topic=${encodeURIComponent(q)}`).catch(() => null)
       if (p) $("presence").textContent = `presence: ${Object.keys(p.presences).join(", ") || "nobody"}`
+    } else {
+      // The user's presence in the topics its sockets joined (the first few).
+      const topics = [...new Set(list.flatMap((s) => s.topics))].slice(0, 5)
+      const present: string[] = []
+      for (const t of topics) {
+        const p = await api("GET", `/presence?topic=${encodeURIComponent(t)}`).catch(() => null)
+        const metas = p?.presences?.[q]?.metas?.length ?? 0
+        if (metas > 0) present.push(`${t} (${metas})`)
+      }
+      $("presence").textContent = `present in: ${present.join(", ") || "no topic"}`
     }
   } catch (err) {
     $("search-error").textContent = String((err as Error).message)
