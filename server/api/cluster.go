@@ -33,8 +33,9 @@ const (
 	askUser   = "user"
 	askTopic  = "topic"
 
-	maxControl = 5000
-	topTopics  = 10
+	maxControl      = 5000
+	topTopics       = 10
+	maxSocketTopics = 10 // topics listed per socket in an answer
 )
 
 // NodeInfo is one node's state, as GET /nodes and the dashboard show it.
@@ -441,6 +442,11 @@ func (c *cluster) onAsk(b []byte) {
 			an.Sockets = n.Subscribers(q.Arg, 100)
 		default:
 			return
+		}
+		for i := range an.Sockets {
+			if t := an.Sockets[i].Topics; len(t) > maxSocketTopics {
+				an.Sockets[i].Topics, an.Truncated = t[:maxSocketTopics], true
+			}
 		}
 		out, _ := json.Marshal(an)
 		for len(out) > maxControl {
