@@ -247,6 +247,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
 	if err := rt.fn(w, r); err != nil {
+		var e *Error
+		var mb *http.MaxBytesError
+		if !errors.As(err, &e) && !errors.As(err, &mb) {
+			a.log.Warn("api: call failed", "call", p, "err", err)
+		}
 		writeErr(w, err)
 	}
 }
@@ -344,8 +349,9 @@ func writeErr(w http.ResponseWriter, err error) {
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 			e = &Error{http.StatusServiceUnavailable, "timeout", "the cluster did not answer in time"}
 		default:
-			// The broker failed: the cluster's state, not the request.
-			e = &Error{http.StatusServiceUnavailable, "unavailable", err.Error()}
+			// The broker failed: the cluster's state, not the request. The
+			// error itself is logged, not sent (it may name the database).
+			e = &Error{http.StatusServiceUnavailable, "unavailable", "the cluster's broker failed; retry"}
 		}
 	}
 	if e.Status == http.StatusUnauthorized {

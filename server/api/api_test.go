@@ -509,3 +509,34 @@ func TestHeartbeatFastOnlyWhileWatched(t *testing.T) {
 		return ok && n.Sockets == 1
 	})
 }
+
+// TestLimits: a batch over MaxBatch, a body that is not JSON, and a broker
+// that is gone each get their status and code, never a 500.
+func TestLimits(t *testing.T) {
+	br := pubsub.NewMemory(pubsub.MemoryOptions{})
+	a := startApp(t, br, "solo", api.Options{Keys: []string{testKey}, MaxBatch: 2})
+	var e errBody
+	batch := `{"messages":[{"topic":"room:a","event":"e"},{"topic":"room:a","event":"e"},{"topic":"room:a","event":"e"}]}`
+	if st := a.call(t, "POST", "/api/publish/batch", batch, &e); st != 413 || e.Error.Code != "batch_too_large" {
+		t.Fatalf("batch of 3: %d %+v", st, e)
+	}
+	req, _ := http.NewRequest("POST", a.http.URL+"/api/publish", strings.NewReader(`<xml/>`))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/xml")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 415 {
+		t.Fatalf("XML body: %d, want 415", res.StatusCode)
+	}
+	_ = br.Close()
+	if st := a.call(t, "POST", "/api/publish", `{"topic":"room:a","event":"e"}`, &e); st != 503 || e.Error.Code != "unavailable" {
+		t.Fatalf("publish with the broker closed: %d %+v", st, e)
+	}
+	var out struct{ Results []api.BatchResult }
+	if st := a.call(t, "POST", "/api/publish/batch", `{"messages":[{"topic":"room:a","event":"e"}]}`, &out); st != 503 || len(out.Results) != 1 || out.Results[0].Error == nil || out.Results[0].Offset != 0 {
+		t.Fatalf("batch with the broker closed: %d %+v", st, out)
+	}
+}

@@ -130,7 +130,8 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request) error {
 	fail := func(i int, err error) {
 		var e *Error
 		if !errors.As(brokerErr(err), &e) {
-			e = &Error{http.StatusServiceUnavailable, "unavailable", err.Error()}
+			a.log.Warn("api: batch message not stored", "topic", b.Messages[i].Topic, "err", err)
+			e = &Error{http.StatusServiceUnavailable, "unavailable", "the cluster's broker failed; retry"}
 		}
 		fmu.Lock()
 		res[i].Error, failed = e, true
