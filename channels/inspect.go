@@ -20,15 +20,23 @@ var ErrUnsubscribed = errors.New("channels: unsubscribed by the server")
 // joined channels each has.
 func (n *Node) Topics() map[string]int {
 	out := make(map[string]int)
+	n.EachTopic(func(topic string, subscribers int) { out[topic] = subscribers })
+	return out
+}
+
+// EachTopic calls fn for every topic with subscribers on this node, with
+// how many joined channels it has. It holds a lock of the subscription
+// registry during each call (joins and broadcasts of some topics wait), so
+// fn must be quick and must not call into the node.
+func (n *Node) EachTopic(fn func(topic string, subscribers int)) {
 	for i := range n.hub.shards {
 		sh := &n.hub.shards[i]
 		sh.mu.RLock()
 		for t, ts := range sh.topics {
-			out[t] = len(ts.chans)
+			fn(t, len(ts.chans))
 		}
 		sh.mu.RUnlock()
 	}
-	return out
 }
 
 // SocketInfo describes one connected socket of this node.

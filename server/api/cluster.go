@@ -222,14 +222,14 @@ func (c *cluster) measure() NodeInfo {
 		h = a.opts.Health()
 	}
 	now := time.Now()
-	topics := a.node.Topics()
+	topN, ntopics := topOfNode(a.node, topTopics)
 	info := NodeInfo{
 		Node: a.node.ID(), Version: a.version, Ready: h.Ready, Listener: h.Listener,
-		Sockets: st.Sockets, Channels: st.Channels, Topics: len(topics),
+		Sockets: st.Sockets, Channels: st.Channels, Topics: ntopics,
 		JoinsOK: st.JoinsOK, JoinsRefused: st.JoinsRefused, JoinsShed: st.JoinsShed,
 		ConnectionsShed: h.ConnectionsShed, SlowConsumerCloses: h.SlowConsumerCloses, RateLimitCloses: h.RateLimitCloses,
 		MessagesIn: st.MessagesIn, Broadcasts: st.Broadcasts, Deliveries: st.Deliveries,
-		TopTopics: top(topics, topTopics), Watching: c.dash.open(),
+		TopTopics: topN, Watching: c.dash.open(),
 		SentAt: now.UnixMilli(), Inc: c.inc, UptimeSec: int64(now.Sub(c.started).Seconds()),
 	}
 	switch {
@@ -258,18 +258,42 @@ func (c *cluster) measure() NodeInfo {
 	return info
 }
 
+// topOfNode returns the node's n topics with the most subscribers, most
+// first, and how many topics it has, without copying the registry.
+func topOfNode(node *channels.Node, n int) ([]TopicCount, int) {
+	out := make([]TopicCount, 0, n+1)
+	total := 0
+	node.EachTopic(func(t string, k int) {
+		total++
+		if n <= 0 || len(out) == n && !more(TopicCount{t, k}, out[n-1]) {
+			return
+		}
+		i := sort.Search(len(out), func(i int) bool { return more(TopicCount{t, k}, out[i]) })
+		out = append(out, TopicCount{})
+		copy(out[i+1:], out[i:])
+		out[i] = TopicCount{t, k}
+		if len(out) > n {
+			out = out[:n]
+		}
+	})
+	return out, total
+}
+
+// more orders topics by subscribers, most first, then by name.
+func more(a, b TopicCount) bool {
+	if a.Count != b.Count {
+		return a.Count > b.Count
+	}
+	return a.Topic < b.Topic
+}
+
 // top returns the n topics with the most subscribers, most first.
 func top(topics map[string]int, n int) []TopicCount {
 	out := make([]TopicCount, 0, len(topics))
 	for t, k := range topics {
 		out = append(out, TopicCount{t, k})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Count != out[j].Count {
-			return out[i].Count > out[j].Count
-		}
-		return out[i].Topic < out[j].Topic
-	})
+	sort.Slice(out, func(i, j int) bool { return more(out[i], out[j]) })
 	if n > 0 && len(out) > n {
 		out = out[:n]
 	}
