@@ -329,6 +329,9 @@ func (d *demo) mountAPI(r chi.Router, log *slog.Logger, cfg serveConfig, broker 
 			return h
 		},
 	})
+	if d.api.Enabled() {
+		log.Info("server API on /api, dashboard on /dashboard", "keys", len(cfg.apiKeys))
+	}
 	r.Mount("/api", d.api)
 	r.Handle("/dashboard", d.api.Dashboard())
 	r.Handle("/dashboard/*", d.api.Dashboard())
