@@ -540,3 +540,47 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("batch with the broker closed: %d %+v", st, out)
 	}
 }
+
+// TestAppAuth: the app's own authentication replaces the keys, for the
+// calls, the page and the dashboard channel.
+func TestAppAuth(t *testing.T) {
+	a := startApp(t, pubsub.NewMemory(pubsub.MemoryOptions{}), "solo", api.Options{
+		Authorize: func(r *http.Request) bool { return r.Header.Get("X-User") == "admin" },
+		AuthorizeDashboard: func(c *channels.Channel, _ channels.JoinEvent) bool {
+			return c.Socket().ID() == "admin"
+		},
+	})
+	var e errBody
+	if st := a.callWith(t, "GET", "/api/nodes", "", "Bearer "+testKey, &e); st != 401 || e.Error.Code != "unauthorized" {
+		t.Fatalf("a key instead of the app's auth: %d %+v", st, e)
+	}
+	for _, tc := range []struct {
+		user string
+		want int
+	}{{"", 401}, {"eve", 401}, {"admin", 200}} {
+		for _, p := range []string{"/api/nodes", "/dashboard/"} {
+			req, _ := http.NewRequest("GET", a.http.URL+p, nil)
+			if tc.user != "" {
+				req.Header.Set("X-User", tc.user)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != tc.want {
+				t.Fatalf("%s as %q: %d, want %d", p, tc.user, res.StatusCode, tc.want)
+			}
+			if p == "/dashboard/" && tc.want == 200 && !strings.Contains(string(b), `data-auth="app"`) {
+				t.Fatal("the page does not know the app authenticates")
+			}
+		}
+	}
+	if r := a.dial(t, "eve").Join(api.DashboardTopic, nil); r.Status != "error" {
+		t.Fatalf("eve joined the dashboard: %s", r.Status)
+	}
+	if r := a.dial(t, "admin").Join(api.DashboardTopic, nil); r.Status != "ok" {
+		t.Fatalf("admin could not join the dashboard: %s %s", r.Status, r.Response)
+	}
+}

@@ -153,14 +153,18 @@ func (d *dashboard) push() {
 // last element, except "dashboard.js", the script). The page asks for the
 // API key, keeps it in the tab's sessionStorage, joins DashboardTopic on
 // the app's socket (Options.SocketPath) with it, and calls the API
-// (Options.Prefix) for searches and disconnects. With the API off it
-// answers 404.
+// (Options.Prefix) for searches and disconnects. With Options.Authorize
+// set, the app's own authentication replaces the key: the page itself
+// needs Authorize to pass, asks for no key, joins with an empty one (for
+// Options.AuthorizeDashboard to decide) and calls the API with the
+// browser's cookies. With the API off it answers 404.
 func (a *API) Dashboard() http.Handler {
 	page := strings.NewReplacer(
 		"{{SOCKET}}", html.EscapeString(a.opts.SocketPath),
 		"{{API}}", html.EscapeString(a.opts.Prefix),
 		"{{DASH}}", html.EscapeString(a.opts.DashboardPath),
 		"{{VERSION}}", html.EscapeString(a.version),
+		"{{AUTH}}", authMode(a),
 	).Replace(dashboardHTML)
 	sum := sha256.Sum256(dashboardJS)
 	etag := `"` + hex.EncodeToString(sum[:8]) + `"`
@@ -173,6 +177,10 @@ func (a *API) Dashboard() http.Handler {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if a.opts.Authorize != nil && !a.opts.Authorize(r) {
+			writeErr(w, errUnauthorized)
 			return
 		}
 		h := w.Header()
@@ -194,4 +202,13 @@ func (a *API) Dashboard() http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		_, _ = w.Write([]byte(page))
 	})
+}
+
+// authMode tells the page whether to ask for a key ("key") or to rely on
+// the app's own authentication ("app").
+func authMode(a *API) string {
+	if a.opts.Authorize != nil {
+		return "app"
+	}
+	return "key"
 }

@@ -46,6 +46,8 @@ interface SocketEntry {
 const body = document.body
 const socketPath = body.dataset.socket || "/socket"
 const apiPath = body.dataset.api || "/api"
+// "app": the app's own authentication (cookies, Options.Authorize) replaces the key.
+const appAuth = body.dataset.auth === "app"
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
 
 const rates: { in: number[]; out: number[] } = { in: [], out: [] }
@@ -91,9 +93,10 @@ function start(key: string): void {
       socket?.disconnect()
       socket = null
       setStatus("signed out")
-      $("login").hidden = false
+      $("login").hidden = appAuth
       $("app").hidden = true
       $("login-error").textContent = "This key was refused."
+      if (appAuth) setStatus("not authorized")
     })
 }
 
@@ -192,7 +195,9 @@ function plot(svg: SVGSVGElement, series: number[][], colors: string[]): number 
 async function api(method: string, path: string, body?: unknown): Promise<any> {
   const res = await fetch(apiPath + path, {
     method,
-    headers: { Authorization: "Bearer " + (sessionStorage.getItem(KEY_STORE) || ""), "Content-Type": "application/json" },
+    headers: appAuth
+      ? { "Content-Type": "application/json" }
+      : { Authorization: "Bearer " + (sessionStorage.getItem(KEY_STORE) || ""), "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   })
   const data = await res.json().catch(() => ({}))
@@ -273,4 +278,7 @@ $("search-form").addEventListener("submit", (ev) => {
   if (q) void search(q)
 })
 const saved = sessionStorage.getItem(KEY_STORE)
-if (saved) start(saved)
+if (appAuth) {
+  $("login").hidden = true
+  start("")
+} else if (saved) start(saved)
