@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hearth-rt/hearth/internal/pgtest"
 	"github.com/hearth-rt/hearth/pubsub"
@@ -170,6 +171,33 @@ func TestInterestBasedListening(t *testing.T) {
 		}
 	}
 
+	metric := func(b *Broker, name string) float64 {
+		t.Helper()
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(b.Collector())
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				m := mf.GetMetric()[0]
+				if g := m.GetGauge(); g != nil {
+					return g.GetValue()
+				}
+				return m.GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("no metric %s", name)
+		return 0
+	}
+	if v := metric(sub, "hearth_pubsub_listened_shards"); v != float64(len(used)) {
+		t.Fatalf("hearth_pubsub_listened_shards %v, want %d", v, len(used))
+	}
+	if v := metric(all, "hearth_pubsub_listened_shards"); v != Shards {
+		t.Fatalf("hearth_pubsub_listened_shards of the ListenAll node %v", v)
+	}
+
 	// Unsubscribing the last topic of a shard UNLISTENs it.
 	for _, topic := range mine {
 		if err := sub.Unsubscribe(ctxT(t), topic); err != nil {
@@ -179,6 +207,9 @@ func TestInterestBasedListening(t *testing.T) {
 	eventually(t, 20*time.Second, "the shards unlistened", func() bool { return sub.Stats().ShardsListened == 0 })
 	if st := sub.Stats(); st.Unlistens != uint64(len(used)) || st.Listens != uint64(len(used)) {
 		t.Fatalf("listens %d, unlistens %d, want %d each", st.Listens, st.Unlistens, len(used))
+	}
+	if v := metric(sub, "hearth_pubsub_shard_unlistens_total"); v != float64(len(used)) {
+		t.Fatalf("hearth_pubsub_shard_unlistens_total %v, want %d", v, len(used))
 	}
 }
 
