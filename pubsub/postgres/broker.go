@@ -186,7 +186,10 @@ func (b *Broker) Register(h pubsub.Handler) {
 // Name returns the node's name (Options.Name).
 func (b *Broker) Name() string { return b.opts.Name }
 
-// Channel returns the notification channel the node listens on.
+// Channel returns the schema's notification channel, which every node
+// listens to: controls and the listener's probe travel on it. Topic
+// notifications travel on its shards (see [Shards]): Channel() + "." + the
+// shard number, for channels short enough.
 func (b *Broker) Channel() string { return b.names.channel }
 
 // Close implements pubsub.Broker. Publish calls still queued fail with
