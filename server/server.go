@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/channels/wire"
 )
 
 // Options configures a [Server]. The zero value works: same-host origins
@@ -123,6 +124,10 @@ type Options struct {
 	// whole window. Zero means 500 per second; a negative value always
 	// uses the whole window.
 	MinDrainRate float64
+
+	// Compression configures permessage-deflate. The zero value is off;
+	// see [Compression] for the trade-offs and compress.go.
+	Compression Compression
 }
 
 // closeGrace is how long a connection waits for the client's close frame
@@ -152,6 +157,8 @@ type Server struct {
 	stopping atomic.Bool  // Shutdown has begun: not ready
 	draining atomic.Bool  // the drain is closing connections
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
+
+	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
 }
 
 // New returns a Server for node. Register the node's channel handlers
@@ -186,6 +193,7 @@ func New(node *channels.Node, opts Options) *Server {
 	}
 	applyAdmissionDefaults(&opts)
 	applyDrainDefaults(&opts)
+	applyCompressionDefaults(&opts.Compression)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -197,6 +205,7 @@ func New(node *channels.Node, opts Options) *Server {
 		conns: make(map[*conn]struct{}),
 	}
 	s.adm.init(&s.opts)
+	s.deflater = newDeflater(opts.Compression)
 	return s
 }
 

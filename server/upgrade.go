@@ -88,6 +88,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 
 	up := upgrader
 	up.Timeout = s.opts.HandshakeTimeout
+	deflate := new(bool)
+	if s.deflater != nil {
+		up.Negotiate, deflate = negotiateDeflate() // compress.go
+	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
 		// The upgrader has answered the client with an HTTP error.
@@ -108,7 +112,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		pre = bytes.Clone(b)
 	}
 
-	c := newConn(s, nc, sock, pre)
+	c := newConn(s, nc, sock, pre, *deflate)
 	slot = false // unregister gives it back
 	s.stats.accepted.Add(1)
 	open := s.register(c)
