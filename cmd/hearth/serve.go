@@ -60,6 +60,8 @@ func runServe(args []string) error {
 	fs.Float64Var(&cfg.ws.ConnectRatePerIP, "conn-rate-per-ip", 0, "new connections per second per client address (0: a quarter of --conn-rate; -1: no limit)")
 	fs.Float64Var(&cfg.ws.MessageRate, "message-rate", 0, "inbound messages per second one socket may send, beyond which it is closed with 4029 (0: 100; -1: no limit)")
 	fs.IntVar(&cfg.ws.MaxConnections, "max-conns", 0, "most open WebSocket connections (0: the open-file limit less a tenth; -1: no cap)")
+	fs.BoolVar(&cfg.ws.Compression.Enabled, "compress", false, "accept permessage-deflate from clients that offer it (each broadcast is compressed once)")
+	fs.IntVar(&cfg.ws.Compression.MinSize, "compress-min", 0, "smallest payload compressed, in bytes (0: 256; -1: every message)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs or addresses of load balancers whose X-Forwarded-For / X-Real-IP name the client, e.g. 10.0.0.0/8")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof, /debug/vars and /debug/mem (memory figures as JSON) on this separate address, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
