@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -139,4 +140,79 @@ func FuzzInflate(f *testing.F) {
 			t.Fatalf("unexpected error %v", err)
 		}
 	})
+}
+
+// chatDoc returns a JSON document of about n bytes of chat messages.
+func chatDoc(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"messages":[`)
+	words := strings.Fields("see you at the meeting tomorrow ok thanks the build is green again deploy now please call me when ready")
+	for i := 0; b.Len() < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"id":`)
+		b.WriteString(strings.Repeat("1", 1+i%5))
+		b.WriteString(`,"user":"`)
+		b.WriteString(words[(i*7)%len(words)])
+		b.WriteString(`","text":"`)
+		for k := range 6 {
+			b.WriteString(words[(i*13+k*5)%len(words)])
+			b.WriteByte(' ')
+		}
+		b.WriteString(`"}`)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+// BenchmarkDeflateFrame measures compressing one frame, the cost a
+// broadcast pays once and a reply per connection; compressed-bytes/op is
+// the frame's size after compression.
+func BenchmarkDeflateFrame(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"chat-100B", benchMsg},
+		{"json-4KB", chatDoc(4096)},
+	} {
+		for _, level := range []int{flate.BestSpeed, 6} {
+			b.Run(tc.name+"-level"+strconv.Itoa(level), func(b *testing.B) {
+				d := wire.NewDeflater(level, 0)
+				frame := append(wire.AppendFrameHeader(nil, wire.OpText, len(tc.payload)), tc.payload...)
+				var out []byte
+				b.ReportAllocs()
+				b.SetBytes(int64(len(tc.payload)))
+				for b.Loop() {
+					out = d.Frame(frame)
+				}
+				b.ReportMetric(float64(len(out)), "compressed-bytes/op")
+				b.ReportMetric(float64(len(frame)), "plain-bytes/op")
+			})
+		}
+	}
+}
+
+// BenchmarkInflate measures inflating one client message.
+func BenchmarkInflate(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"chat-100B", benchMsg},
+		{"json-4KB", chatDoc(4096)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			z := deflateRaw(b, tc.payload)
+			dst := make([]byte, 0, 8192)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.payload)))
+			for b.Loop() {
+				if _, err := wire.Inflate(dst, z, 1<<20, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
