@@ -223,8 +223,10 @@ func deflated(t *testing.T, p []byte) []byte {
 // message, bits the connection may not set close it with 1002, invalid
 // compressed data with 1007, and a compressed message may be fragmented.
 func TestCompressedInboundLimits(t *testing.T) {
-	srv := newTestServer(t, Options{Compression: Compression{Enabled: true}, MaxMessageSize: 64 << 10}, channels.Options{}, nil)
-	plainSrv := newTestServer(t, Options{}, channels.Options{}, nil)
+	// Each case reconnects from the same address after a close for what
+	// the client did: no reconnect cooldown (refuse.go) in between.
+	srv := newTestServer(t, Options{Compression: Compression{Enabled: true}, MaxMessageSize: 64 << 10, ReconnectCooldown: -1}, channels.Options{}, nil)
+	plainSrv := newTestServer(t, Options{ReconnectCooldown: -1}, channels.Options{}, nil)
 	msg := func(body string) []byte {
 		return []byte(`["1","2","room:z","ping",{"body":"` + body + `"}]`)
 	}
@@ -270,4 +272,19 @@ func TestCompressedInboundLimits(t *testing.T) {
 		// The next, uncompressed message is read as such.
 		c.heartbeat()
 	})
+}
+
+// A zip bomb counts like any message too big for the reconnect cooldown
+// (refuse.go): a phoenix.js client that sent one is refused with 429
+// before its next upgrade.
+func TestCompressedBombCoolsDown(t *testing.T) {
+	srv := newTestServer(t, Options{Compression: Compression{Enabled: true}, ReconnectCooldown: time.Minute}, channels.Options{}, nil)
+	c, _ := dialCounting(t, srv.url, true)
+	c.mustJoin("room:z", map[string]any{})
+	sendFrame(t, c, rawFrame(true, 4, 0x1, deflated(t, []byte(`["1","2","room:z","ping",{"b":"`+strings.Repeat(" ", 1<<20)+`"}]`))))
+	c.expectClose(channels.CloseTooBig, "message too big")
+	eventually(t, "the connection to end", func() bool { return srv.Connections() == 0 })
+	if got := tryConnect(t, srv.url, ""); got.status != http.StatusTooManyRequests {
+		t.Fatalf("reconnect after a zip bomb: %+v, want HTTP 429", got)
+	}
 }
