@@ -84,8 +84,8 @@ func (c ChannelData) Camel() string {
 	return strings.ToLower(p[:1]) + p[1:]
 }
 
-// Type is the handler's type: "chatRoomChannel".
-func (c ChannelData) Type() string { return c.Camel() + "Channel" }
+// Type is the handler's type, named as Phoenix names it: "ChatRoomChannel".
+func (c ChannelData) Type() string { return c.Pascal() + "Channel" }
 
 // Ctor is the handler's constructor: "newChatRoomChannel".
 func (c ChannelData) Ctor() string { return "new" + c.Pascal() + "Channel" }
@@ -110,7 +110,7 @@ func (c ChannelData) Identifiers() []string {
 }
 
 // channelTests are the suffixes of the test functions in
-// channel/channels/NAME_test.go.tmpl.
+// channel/channels/NAME_channel_test.go.tmpl.
 var channelTests = []string{"Join", "NewMsg", "Ping", "UnknownEvent"}
 
 var (
@@ -155,7 +155,7 @@ func CheckChannelName(name string) error {
 	case name == "":
 		return bad("empty")
 	case !channelNameRE.MatchString(name):
-		return bad("use a lower-case letter, then lower-case letters, digits and '_' (e.g. chat_room)")
+		return bad("use a letter, then letters, digits and '_' (e.g. chat_room or ChatRoom)")
 	case len(name) > 40:
 		return bad("longer than 40 bytes")
 	case strings.Contains(name, "__"), strings.HasSuffix(name, "_"):
@@ -177,6 +177,38 @@ func CheckChannelName(name string) error {
 	}
 	return nil
 }
+
+// ChannelName turns what a user types after `hearth gen channel` into a
+// channel name, as Phoenix's mix phx.gen.channel does: CamelCase is
+// underscored ("Room" is "room", "ChatRoom" and "chatRoom" are
+// "chat_room", "HTTPLog" is "http_log"), snake_case is kept. The result
+// must still pass [CheckChannelName].
+func ChannelName(arg string) (string, error) {
+	var b strings.Builder
+	r := []rune(arg)
+	for i, c := range r {
+		if c >= 'A' && c <= 'Z' {
+			// A word starts at an upper-case letter after a lower-case
+			// one or a digit, or before a lower-case one in a run of
+			// capitals ("HTTPLog": "http" + "log").
+			if i > 0 && r[i-1] != '_' && (isLowerOrDigit(r[i-1]) || i+1 < len(r) && r[i+1] >= 'a' && r[i+1] <= 'z' && r[i-1] >= 'A' && r[i-1] <= 'Z') {
+				b.WriteByte('_')
+			}
+			c += 'a' - 'A'
+		}
+		b.WriteRune(c)
+	}
+	name := b.String()
+	if err := CheckChannelName(name); err != nil {
+		if name != arg {
+			return "", fmt.Errorf("%w (from %q)", err, arg)
+		}
+		return "", err
+	}
+	return name, nil
+}
+
+func isLowerOrDigit(c rune) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 // knownOS and knownArch are the GOOS and GOARCH values that make a file
 // name suffix a build constraint (go/build's lists).

@@ -52,6 +52,23 @@ func TestCheckAppNameAndModule(t *testing.T) {
 	}
 }
 
+func TestChannelName(t *testing.T) {
+	for arg, want := range map[string]string{
+		"room": "room", "Room": "room", "ChatRoom": "chat_room", "chatRoom": "chat_room", "chat_room": "chat_room",
+		"HTTPLog": "http_log", "Game2": "game2", "Game2Lobby": "game2_lobby", "URL": "url", "Chat_Room": "chat_room",
+	} {
+		got, err := ChannelName(arg)
+		if err != nil || got != want {
+			t.Errorf("ChannelName(%q) = %q, %v; want %q", arg, got, err, want)
+		}
+	}
+	for _, arg := range []string{"", "2Room", "Chat-Room", "ChatLinux", "Room_", "Chat__Room", "RoomTest", "Chät"} {
+		if got, err := ChannelName(arg); err == nil {
+			t.Errorf("ChannelName(%q) = %q, want an error", arg, got)
+		}
+	}
+}
+
 func TestChannelIdentifiers(t *testing.T) {
 	names := []string{"room", "chat_room", "chatroom", "chat_rooms", "a1", "a1b", "a_b", "ab", "go", "type", "x_y_z", "xy_z"}
 	seen := map[string]string{}
@@ -72,7 +89,7 @@ func TestChannelIdentifiers(t *testing.T) {
 func ExampleChannelData() {
 	d := ChannelData{Name: "chat_room"}
 	fmt.Println(d.Topic(), d.Pascal(), d.Type(), d.Ctor())
-	// Output: chat_room:* ChatRoom chatRoomChannel newChatRoomChannel
+	// Output: chat_room:* ChatRoom ChatRoomChannel newChatRoomChannel
 }
 
 func TestApp(t *testing.T) {
@@ -100,8 +117,8 @@ func TestApp(t *testing.T) {
 		}
 	}
 	want := []string{
-		".gitignore", "README.md", "app.go", "assets/room.ts", "channels/channels.go", "channels/room.go",
-		"channels/room_test.go", "channels/socket.go", "go.mod",
+		".gitignore", "README.md", "app.go", "assets/room.ts", "channels/channels.go", "channels/room_channel.go",
+		"channels/room_channel_test.go", "channels/socket.go", "go.mod",
 		"main.go", "main_test.go", "static/app.js", "static/index.html", "static/style.css",
 	}
 	slices.Sort(paths)
@@ -147,7 +164,7 @@ func TestChannel(t *testing.T) {
 			}
 		}
 		slices.Sort(paths)
-		if want := []string{"assets/chat_room.ts", "channels/chat_room.go", "channels/chat_room_test.go"}; !slices.Equal(paths, want) {
+		if want := []string{"assets/chat_room.ts", "channels/chat_room_channel.go", "channels/chat_room_channel_test.go"}; !slices.Equal(paths, want) {
 			t.Errorf("Channel wrote %v, want %v", paths, want)
 		}
 	}

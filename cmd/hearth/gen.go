@@ -27,10 +27,11 @@ func genUsage(w io.Writer) {
 	fmt.Fprint(w, `usage: hearth gen channel NAME [flags]
 
 Run inside an app made by `+"`hearth new`"+`. Adds the channel NAME, handling the
-topics "NAME:*": channels/NAME.go (join authorization, handle-in), its test
-channels/NAME_test.go, and a TypeScript module assets/NAME.ts. Never
-overwrites a file. NAME is lower-case: a letter, then letters, digits and
-single underscores (chat_room).
+topics "NAME:*": channels/NAME_channel.go (join authorization, handle-in), its test
+channels/NAME_channel_test.go, and a TypeScript module assets/NAME.ts. Never
+overwrites a file. NAME is snake_case (chat_room) or CamelCase (ChatRoom,
+underscored as Phoenix does: both make channels/chat_room_channel.go, the
+type ChatRoomChannel and the topics "chat_room:*").
 
 flags:
 `)
@@ -74,7 +75,7 @@ func runGenChannel(args []string, out io.Writer) error {
 	} else if err != nil {
 		return err
 	}
-	if err := templates.CheckChannelName(name); err != nil {
+	if name, err = templates.ChannelName(name); err != nil {
 		return unprefix(err)
 	}
 	app, err := findApp(cfg.dir)
@@ -99,7 +100,7 @@ func runGenChannel(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, `
 The channel handles the topics %[1]q. It registers itself (init in
-channels/%[2]s.go calls define), so `+"`go run .`"+` serves it. Check it:
+channels/%[2]s_channel.go calls define), so `+"`go run .`"+` serves it. Check it:
 
     go test ./channels -run %[3]s
 
@@ -110,7 +111,7 @@ From the browser (the global Hearth of /hearth.js, as in static/app.js):
     ch.join().receive("ok", () => ch.push("new_msg", { body: "hi" }))
 
 or, with a bundler, join%[4]s from assets/%[2]s.ts. Make the channel yours in
-channels/%[2]s.go:
+channels/%[2]s_channel.go:
 
     join       who may join which topic
     handleIn   what clients may push%[5]s
