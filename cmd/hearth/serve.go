@@ -200,7 +200,7 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 		NodeID: cfg.nodeName,
 		Logger: log,
 		// Anonymous sockets may chat in room:*; a token (from GET /token)
-		// identifies the user and opens private:*.
+		// identifies the user and opens private:<that user>.
 		Connect: token.Connect(auth.keys, token.ConnectOptions{Optional: true}),
 		Refresh: auth.refreshOptions(),
 	})
@@ -251,8 +251,13 @@ func (d *demo) joinRoom(_ context.Context, c *channels.Channel, _ channels.JoinE
 	return channels.JoinReply{}, nil
 }
 
+// joinPrivate is join authorization per user: "private:<user>" is the
+// inbox of one user, joinable by that user only (the token's subject), and
+// only if the token's channel scope, when it has one, allows the topic.
+// Everyone else gets {"reason": "unauthorized"}.
 func (d *demo) joinPrivate(_ context.Context, c *channels.Channel, ev channels.JoinEvent) (channels.JoinReply, error) {
-	if cl := token.FromSocket(c.Socket()); cl == nil || !cl.Allows(ev.Topic) {
+	cl := token.FromSocket(c.Socket())
+	if cl == nil || ev.Topic != "private:"+cl.Subject || !cl.Allows(ev.Topic) {
 		return channels.JoinReply{}, channels.Refuse("unauthorized")
 	}
 	return channels.JoinReply{}, nil

@@ -224,6 +224,15 @@ func TestDemoSessionFlow(t *testing.T) {
 	if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"status":"ok"`) {
 		t.Fatalf("private join with a token: %s", m[4])
 	}
+	// Per-user authorization: signed in as ada, another user's private
+	// topic is refused, and so is one that only starts like ada's.
+	for i, topic := range []string{"private:bob", "private:ada2", "private:", "private:ada:x"} {
+		ref := strconv.Itoa(i + 2)
+		_ = c.WriteJSON([]any{ref, ref, topic, "phx_join", map[string]any{}})
+		if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"status":"error"`) || !strings.Contains(string(m[4]), `"reason":"unauthorized"`) {
+			t.Fatalf("ada joining %s: %s", topic, m[4])
+		}
+	}
 	// A refresh arrives while the session lives ...
 	if m := readUntil(t, c, "token"); string(m[2]) != `"phoenix"` {
 		t.Fatalf("token refresh on topic %s", m[2])
