@@ -90,8 +90,12 @@ func (c ChannelData) Type() string { return c.Pascal() + "Channel" }
 // Ctor is the handler's constructor: "newChatRoomChannel".
 func (c ChannelData) Ctor() string { return "new" + c.Pascal() + "Channel" }
 
-// Msg is the type of the channel's message: "chatRoomMessage".
-func (c ChannelData) Msg() string { return c.Camel() + "Message" }
+// Msg is the type of the channel's message as subscribers receive it:
+// "ChatRoomMessage".
+func (c ChannelData) Msg() string { return c.Pascal() + "Message" }
+
+// In is the type of the message a client pushes: "ChatRoomNewMsg".
+func (c ChannelData) In() string { return c.Pascal() + "NewMsg" }
 
 // Test is the prefix of the channel's test functions: "TestChatRoomChannel".
 func (c ChannelData) Test() string { return "Test" + c.Pascal() + "Channel" }
@@ -102,7 +106,7 @@ func (c ChannelData) Topic() string { return c.Name + ":*" }
 // Identifiers lists the package-level identifiers the channel's files
 // declare (test functions included), to check them against the package's.
 func (c ChannelData) Identifiers() []string {
-	ids := []string{c.Type(), c.Ctor(), c.Msg(), c.Camel() + "MaxBody", "new" + c.Pascal() + "Server"}
+	ids := []string{c.Type(), c.Ctor(), c.Msg(), c.In(), c.Camel() + "MaxBody", "new" + c.Pascal() + "Server"}
 	for _, t := range channelTests {
 		ids = append(ids, c.Test()+t)
 	}

@@ -18,13 +18,18 @@ import (
 )
 
 func init() {
-	register("gen", "add code to an application: hearth gen channel NAME", func(args []string) error {
+	register("gen", "add code to an application: hearth gen channel NAME, hearth gen types", func(args []string) error {
 		return runGen(args, os.Stdout)
 	})
 }
 
 func genUsage(w io.Writer) {
 	fmt.Fprint(w, `usage: hearth gen channel NAME [flags]
+       hearth gen types [--dir DIR]
+
+gen types writes assets/events.gen.ts: the TypeScript types of the typed
+events (channels.HandleIn, channels.Emits) of the app's channels, for
+socket.channel<RoomEvents>(...). gen channel runs it too.
 
 Run inside an app made by `+"`hearth new`"+`. Adds the channel NAME, handling the
 topics "NAME:*": channels/NAME_channel.go (join authorization, handle-in), its test
@@ -41,13 +46,15 @@ func runGen(args []string, out io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		genUsage(os.Stderr)
 		genChannelFlags(new(genConfig)).PrintDefaults()
-		return errors.New("want a generator: channel")
+		return errors.New("want a generator: channel or types")
 	}
 	switch args[0] {
 	case "channel":
 		return runGenChannel(args[1:], out)
+	case "types":
+		return runGenTypes(args[1:], out)
 	}
-	return fmt.Errorf("unknown generator %q: want channel", args[0])
+	return fmt.Errorf("unknown generator %q: want channel or types", args[0])
 }
 
 type genConfig struct {
@@ -97,6 +104,9 @@ func runGenChannel(args []string, out io.Writer) error {
 	}
 	if err := writeFiles(app.rel, files, out); err != nil {
 		return err
+	}
+	if err := app.writeTypes(out); err != nil {
+		return fmt.Errorf("the channel is written, but: %w\nFix the cause, then run `hearth gen types`", err)
 	}
 	fmt.Fprintf(out, `
 The channel handles the topics %[1]q. It registers itself (init in

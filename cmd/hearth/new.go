@@ -150,6 +150,14 @@ Build the app against that checkout:
 			}
 			return fmt.Errorf("the app is written in %s, but `go mod tidy` failed: %v\n%s", rel, err, fix)
 		}
+		// The TypeScript types of the channels' events (assets/events.gen.ts).
+		a, err := findApp(cfg.dir)
+		if err == nil {
+			err = a.writeTypes(out)
+		}
+		if err != nil {
+			return fmt.Errorf("the app is written in %s, but writing its TypeScript types failed: %v\nFix the cause, then run `hearth gen types` there", rel, err)
+		}
 	}
 	fmt.Fprintf(out, `
 Your Hearth app is ready. Run it:
@@ -166,7 +174,7 @@ Add a channel (topics "game:*", its test and assets/game.ts):
     hearth gen channel game
 
 See README.md for the layout and what to change before production.
-`, rel, map[bool]string{true: "", false: "    go mod tidy\n"}[cfg.tidy])
+`, rel, map[bool]string{true: "", false: "    go mod tidy\n    hearth gen types\n"}[cfg.tidy])
 	return nil
 }
 

@@ -116,7 +116,7 @@ func TestNewAndGen(t *testing.T) {
 		t.Fatalf("hearth new: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"* this hearth was built from the checkout " + root + ": the app uses it",
-		"* creating " + filepath.Join(app, "channels", "room_channel.go"), "* running go mod tidy", "go run ."} {
+		"* creating " + filepath.Join(app, "channels", "room_channel.go"), "* running go mod tidy", "* writing " + filepath.Join(app, "assets", "events.gen.ts"), "go run ."} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("hearth new printed no %q:\n%s", want, out.String())
 		}
@@ -201,17 +201,74 @@ func TestNewAndGen(t *testing.T) {
 		if res, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("tsc: %v\n%s", err, res)
 		}
+
+		// The types come from the Go handlers: a misspelt field or event
+		// in the front end is a compile error.
+		mistake := `import type { Socket } from "@hearth-rt/client"
+import type { RoomEvents } from "./events.gen"
+export function f(socket: Socket) {
+  const room = socket.channel<RoomEvents>("room:lobby")
+  room.on("new_msg", (m) => console.log(m.bdy))
+  room.push("new_msg", { body: "hi", user: "mallory" })
+  room.on("new_mgs", () => {})
+}
+`
+		bad := filepath.Join(app, "assets", "mistake.ts")
+		if err := os.WriteFile(bad, []byte(mistake), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(bad)
+		cmd = exec.CommandContext(ctx, tsc, "-p", "tsconfig.check.json")
+		cmd.Dir = app
+		res, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatal("tsc accepted assets/mistake.ts")
+		}
+		for _, want := range []string{"Property 'bdy' does not exist on type 'RoomMessage'", "'user' does not exist in type 'RoomNewMsg'", `"new_mgs"`} {
+			if !strings.Contains(string(res), want) {
+				t.Errorf("tsc did not report %s:\n%s", want, res)
+			}
+		}
+	})
+
+	t.Run("types stay in step", func(t *testing.T) {
+		// The app's own test notices a change to a channel's events until
+		// hearth gen types runs.
+		p := filepath.Join(app, "channels", "lounge_channel.go")
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := strings.Replace(string(src), "Body string `json:\"body\"`\n}", "Body string `json:\"body\"`\n\tTo   string `json:\"to,omitempty\"`\n}", 1)
+		if changed == string(src) {
+			t.Fatal("LoungeNewMsg was not found in lounge_channel.go")
+		}
+		if err := os.WriteFile(p, []byte(changed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := goToolErr(app, "test", "-count=1", "-run", "TestEventTypesUpToDate", "./channels")
+		if err == nil || !strings.Contains(res, "run `hearth gen types`") {
+			t.Fatalf("the app's test passed stale types:\n%s", res)
+		}
+		var out bytes.Buffer
+		if err := runGen([]string{"types", "--dir", app}, &out); err != nil || !strings.Contains(out.String(), "* writing ") {
+			t.Fatalf("gen types: %v\n%s", err, out.String())
+		}
+		if ts, _ := os.ReadFile(filepath.Join(app, "assets", "events.gen.ts")); !strings.Contains(string(ts), "  to?: string\n") {
+			t.Errorf("events.gen.ts lacks the new field:\n%s", ts)
+		}
+		goTool(t, app, "test", "-count=1", "-run", "TestEventTypesUpToDate", "./channels")
 	})
 
 	t.Run("tests catch a broken join", func(t *testing.T) {
-		p := filepath.Join(app, "channels", "lounge.go")
+		p := filepath.Join(app, "channels", "lounge_channel.go")
 		src, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		broken := strings.Replace(string(src), "if user == nil {", "if user == nil && false {", 1)
 		if broken == string(src) {
-			t.Fatal("the join check to break was not found in lounge.go")
+			t.Fatal("the join check to break was not found in lounge_channel.go")
 		}
 		if err := os.WriteFile(p, []byte(broken), 0o644); err != nil {
 			t.Fatal(err)
