@@ -62,6 +62,9 @@ type ChannelData struct {
 	// Intercept adds an Out handler that rewrites each broadcast for its
 	// subscriber.
 	Intercept bool
+	// Presence tracks the joined users with the app's Deps.Presence, so
+	// that clients see who is in the topic (presence_state, presence_diff).
+	Presence bool
 }
 
 // Pascal returns the name as an exported Go identifier: "chat_room" is
@@ -115,7 +118,7 @@ func (c ChannelData) Identifiers() []string {
 
 // channelTests are the suffixes of the test functions in
 // channel/channels/NAME_channel_test.go.tmpl.
-var channelTests = []string{"Join", "NewMsg", "Ping", "UnknownEvent"}
+var channelTests = []string{"Join", "NewMsg", "Ping", "UnknownEvent", "Presence"}
 
 var (
 	appNameRE     = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)

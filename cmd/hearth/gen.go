@@ -58,14 +58,15 @@ func runGen(args []string, out io.Writer) error {
 }
 
 type genConfig struct {
-	dir       string
-	intercept bool
+	dir                 string
+	intercept, presence bool
 }
 
 func genChannelFlags(cfg *genConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("gen channel", flag.ContinueOnError)
 	fs.StringVar(&cfg.dir, "dir", ".", "the app's directory, or any directory inside it")
 	fs.BoolVar(&cfg.intercept, "intercept", false, "also intercept new_msg with an Out handler that rewrites it per subscriber")
+	fs.BoolVar(&cfg.presence, "presence", false, "track who is in each topic (Deps.Presence): clients get presence_state and presence_diff")
 	fs.Usage = func() {
 		genUsage(fs.Output())
 		fs.PrintDefaults()
@@ -89,7 +90,7 @@ func runGenChannel(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	data := templates.ChannelData{Name: name, Module: app.module, Intercept: cfg.intercept}
+	data := templates.ChannelData{Name: name, Module: app.module, Intercept: cfg.intercept, Presence: cfg.presence}
 	files, err := templates.Channel(data)
 	if err != nil {
 		return unprefix(err)
@@ -120,12 +121,17 @@ From the browser (the global Hearth of /hearth.js, as in static/app.js):
     ch.on("new_msg", ({ user, body }) => console.log(user, body))
     ch.join().receive("ok", () => ch.push("new_msg", { body: "hi" }))
 
-or, with a bundler, join%[4]s from assets/%[2]s.ts. Make the channel yours in
-channels/%[2]s_channel.go:
+or, with a bundler and checked by tsc, join%[4]s from assets/%[2]s.ts (its
+types come from the Go handler: assets/events.gen.ts, rewritten by
+`+"`hearth gen types`"+` after you change the channel's events). Make the
+channel yours in channels/%[2]s_channel.go:
 
-    join       who may join which topic
-    handleIn   what clients may push%[5]s
-`, data.Topic(), name, data.Test(), data.Pascal(), map[bool]string{true: "\n    out        how each subscriber sees a new_msg", false: ""}[cfg.intercept])
+    join       who may join which topic%[6]s
+    newMsg     the typed new_msg push (%[4]sNewMsg in, %[4]sMessage out)
+    handleIn   the other pushes%[5]s
+`, data.Topic(), name, data.Test(), data.Pascal(),
+		map[bool]string{true: "\n    out        how each subscriber sees a new_msg", false: ""}[cfg.intercept],
+		map[bool]string{true: " (and presence tracking: Deps.Presence)", false: ""}[cfg.presence])
 	return nil
 }
 

@@ -162,7 +162,7 @@ func TestNewAndGen(t *testing.T) {
 	if err := runGen([]string{"channel", "ChatRoom", "--intercept"}, &out); err != nil {
 		t.Fatalf("hearth gen channel ChatRoom: %v\n%s", err, out.String())
 	}
-	if err := runGen([]string{"channel", "--dir", app, "lounge"}, &out); err != nil {
+	if err := runGen([]string{"channel", "--dir", app, "lounge", "--presence"}, &out); err != nil {
 		t.Fatalf("hearth gen channel lounge: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"channels/chat_room_channel.go", "channels/chat_room_channel_test.go", "assets/chat_room.ts", `"chat_room:*"`, "go test ./channels -run TestChatRoomChannel", "out        how each", "channels/lounge_channel_test.go"} {
@@ -174,7 +174,7 @@ func TestNewAndGen(t *testing.T) {
 	t.Run("channels", func(t *testing.T) {
 		goTool(t, app, "vet", "./...")
 		res := goTool(t, app, "test", "-race", "-count=1", "-v", "./channels")
-		for _, test := range []string{"TestChatRoomChannelJoin", "TestChatRoomChannelNewMsg", "TestChatRoomChannelPing", "TestLoungeChannelNewMsg", "TestRoomChannelNewMsg"} {
+		for _, test := range []string{"TestChatRoomChannelJoin", "TestChatRoomChannelNewMsg", "TestChatRoomChannelPing", "TestLoungeChannelNewMsg", "TestLoungeChannelPresence", "TestRoomChannelNewMsg"} {
 			if !strings.Contains(res, "--- PASS: "+test+" ") {
 				t.Errorf("%s did not pass:\n%s", test, res)
 			}
@@ -697,9 +697,9 @@ func TestGenErrors(t *testing.T) {
 	})
 
 	t.Run("identifier taken", func(t *testing.T) {
-		write(t, "channels/duel_old.go", "package channels\n\ntype duelMessage struct{}\n")
+		write(t, "channels/duel_old.go", "package channels\n\ntype DuelMessage struct{}\n")
 		err := gen("channel", "duel")
-		if err == nil || !strings.Contains(err.Error(), "would redeclare duelMessage (channels/duel_old.go)") {
+		if err == nil || !strings.Contains(err.Error(), "would redeclare DuelMessage (channels/duel_old.go)") {
 			t.Fatalf("got %v", err)
 		}
 	})
