@@ -190,6 +190,13 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 		return nil, err
 	}
 	log.Info("demo signing secret", "from", from)
+	if cfg.dbURL != "" && cfg.secret == "" {
+		// Each host would sign with a secret of its own: behind a
+		// balancer, a session or token from one node is refused by the
+		// others (close 4501, which clients do not retry).
+		log.Warn("CLUSTER MODE WITHOUT A SHARED SECRET: this node signs sessions and tokens with its own secret ("+from+"); "+
+			"nodes on other hosts refuse them (close 4501). Give every node the same --secret (or $HEARTH_SECRET)", "secret_from", from)
+	}
 	auth := newDemoAuth(secret, cfg.tokenTTL, cfg.window)
 	d := &demo{auth: auth}
 	if pg, ok := broker.(*postgres.Broker); ok {

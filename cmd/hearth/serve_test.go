@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -267,5 +268,30 @@ func TestDemoSessionFlow(t *testing.T) {
 	_, _, err = c2.ReadMessage()
 	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != channels.CloseTokenExpired {
 		t.Fatalf("expired token: %v, want close %d", err, channels.CloseTokenExpired)
+	}
+}
+
+// TestClusterWithoutSecretWarns: a cluster-mode node without --secret says
+// loudly that other hosts will refuse its tokens; with one it does not.
+func TestClusterWithoutSecretWarns(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // where the node keeps its own secret
+	for _, tc := range []struct {
+		secret string
+		warn   bool
+	}{{"", true}, {"a shared secret, 16+ chars", false}} {
+		var logs bytes.Buffer
+		cfg := serveConfig{dbURL: "postgres://unused", secret: tc.secret, tokenTTL: time.Minute, window: [2]float64{0.5, 0.9}}
+		d, err := newDemo(slog.New(slog.NewTextHandler(&logs, nil)), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "CLUSTER MODE WITHOUT A SHARED SECRET"); got != tc.warn {
+			t.Errorf("secret %q: warned %v, want %v:\n%s", tc.secret, got, tc.warn, logs.String())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.ws.Shutdown(ctx)
+		_ = d.presence.Shutdown(ctx)
+		cancel()
+		d.node.Wait()
 	}
 }
