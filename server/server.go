@@ -152,6 +152,8 @@ type Server struct {
 	stopping atomic.Bool  // Shutdown has begun: not ready
 	draining atomic.Bool  // the drain is closing connections
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
+
+	originLog originRefusals // origin_log.go
 }
 
 // New returns a Server for node. Register the node's channel handlers
