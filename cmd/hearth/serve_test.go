@@ -295,3 +295,35 @@ func TestClusterWithoutSecretWarns(t *testing.T) {
 		d.node.Wait()
 	}
 }
+
+// TestTokenCommand: hearth token mints a token that the demo (same secret)
+// accepts as that user's: private:<user> opens, another user's does not.
+func TestTokenCommand(t *testing.T) {
+	hs := startDemo(t, time.Minute) // secret "test secret, 16+ chars"
+	var out, info bytes.Buffer
+	if err := runToken([]string{"ada", "--secret", "test secret, 16+ chars", "--ttl", "5m"}, &out, &info); err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(out.String())
+	if tok == "" || strings.Contains(tok, "\n") || !strings.Contains(info.String(), "token for ada, valid until") {
+		t.Fatalf("stdout %q, stderr %q", out.String(), info.String())
+	}
+	c, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "token="+tok), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.WriteJSON([]any{"1", "1", "private:ada", "phx_join", map[string]any{}})
+	if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"status":"ok"`) {
+		t.Fatalf("private:ada with hearth token's token: %s", m[4])
+	}
+	_ = c.WriteJSON([]any{"2", "2", "private:bob", "phx_join", map[string]any{}})
+	if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"unauthorized"`) {
+		t.Fatalf("private:bob with ada's token: %s", m[4])
+	}
+	for _, args := range [][]string{{}, {"", "--secret", "test secret, 16+ chars"}, {"ada", "--secret", "short"}, {"ada", "--ttl", "0s"}} {
+		if err := runToken(args, io.Discard, io.Discard); err == nil {
+			t.Errorf("hearth token %q succeeded", args)
+		}
+	}
+}
