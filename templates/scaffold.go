@@ -17,8 +17,8 @@ import (
 // The scaffolding of `hearth new` (app/) and `hearth gen channel`
 // (channel/). Every file is a text/template named like its output with
 // ".tmpl" appended, so that no embedded file is compiled or taken for a
-// go.mod. In paths, "NAME" stands for the channel's name and "gitignore"
-// for ".gitignore".
+// go.mod. In paths, "NAME" stands for the channel's name, "gitignore" and
+// "dockerignore" for ".gitignore" and ".dockerignore".
 //
 //go:embed app channel
 var scaffold embed.FS
@@ -280,8 +280,8 @@ func render(root string, data any, names *strings.Replacer) ([]File, error) {
 		if names != nil {
 			rel = names.Replace(rel)
 		}
-		if path.Base(rel) == "gitignore" {
-			rel = path.Join(path.Dir(rel), ".gitignore")
+		if b := path.Base(rel); b == "gitignore" || b == "dockerignore" {
+			rel = path.Join(path.Dir(rel), "."+b)
 		}
 		f, err := renderFile(p, rel, data)
 		files = append(files, f)

@@ -117,7 +117,7 @@ func TestApp(t *testing.T) {
 		}
 	}
 	want := []string{
-		".gitignore", "README.md", "app.go", "assets/room.ts", "channels/channels.go", "channels/events_test.go",
+		".dockerignore", ".gitignore", "Dockerfile", "README.md", "app.go", "assets/room.ts", "channels/channels.go", "channels/events_test.go",
 		"channels/room_channel.go", "channels/room_channel_test.go", "channels/socket.go", "go.mod",
 		"main.go", "main_test.go", "static/app.js", "static/index.html", "static/style.css",
 	}
