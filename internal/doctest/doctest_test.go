@@ -23,8 +23,8 @@ import (
 //     (it declares what the block uses but does not show); the result
 //     must pass go vet, and go test when NAME ends in "_test".
 //
-// Other blocks are fragments too partial to compile; the test lists them.
-// "<!-- doctest: skip -->" marks one as knowingly unchecked.
+// Any other Go block fails the test, which says how to mark it.
+// "<!-- doctest: skip (why) -->" marks one as knowingly unchecked.
 
 type block struct {
 	file   string // relative to the repository root
@@ -33,7 +33,7 @@ type block struct {
 	code   string
 }
 
-var markerRE = regexp.MustCompile(`^<!--\s*doctest:\s*(\S+)\s*-->$`)
+var markerRE = regexp.MustCompile(`^<!--\s*doctest:\s*(\S+)(\s[^>]*)?-->$`)
 
 func goBlocks(t *testing.T, root string) []block {
 	t.Helper()
@@ -161,5 +161,8 @@ func TestDocsGoExamples(t *testing.T) {
 	if len(test) > 0 {
 		run(append([]string{"test", "-count=1"}, test...)...)
 	}
-	t.Logf("checked %d Go examples (%d run as tests); fragments not checked: %s", len(vet), len(test), strings.Join(unchecked, ", "))
+	t.Logf("checked %d Go examples (%d run as tests)", len(vet), len(test))
+	if len(unchecked) > 0 {
+		t.Errorf("Go blocks of the docs that nothing checks: %s\nMake each a whole file (package clause), or put <!-- doctest: NAME --> before it with internal/doctest/testdata/NAME.txt declaring what it uses, or <!-- doctest: skip (why) -->", strings.Join(unchecked, ", "))
+	}
 }
