@@ -3,6 +3,7 @@ package channels_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -182,4 +183,36 @@ func TestEventsMisuse(t *testing.T) {
 			channels.New(channels.Options{}).Handle("x:*", channels.Handler{Join: join, Events: events})
 		})
 	}
+}
+
+func ExampleHandleIn() {
+	type NewMsg struct {
+		Body string `json:"body"`
+	}
+	type Message struct {
+		User string `json:"user"`
+		Body string `json:"body"`
+	}
+	n := channels.New(channels.Options{})
+	n.Handle("room:*", channels.Handler{
+		Join: func(context.Context, *channels.Channel, channels.JoinEvent) (channels.JoinReply, error) {
+			return channels.JoinReply{}, nil
+		},
+		Events: []channels.Event{
+			// Pushes of new_msg that do not fit NewMsg get an error reply
+			// and never reach the function.
+			channels.HandleIn("new_msg", func(ctx context.Context, c *channels.Channel, m NewMsg) (struct{}, error) {
+				return struct{}{}, c.Broadcast(ctx, "new_msg", Message{User: "ada", Body: m.Body})
+			}),
+			channels.Emits[Message]("new_msg"),
+		},
+	})
+	for _, ce := range n.Events() {
+		for _, e := range ce.Events {
+			fmt.Println(ce.Pattern, e.Kind, e.Name, e.Payload, e.Reply)
+		}
+	}
+	// Output:
+	// room:* in new_msg channels_test.NewMsg struct {}
+	// room:* out new_msg channels_test.Message <nil>
 }
