@@ -844,7 +844,6 @@ var Socket = class {
     if (this.isConnected()) this.send(msg);
     else this.sendBuffer.push(msg);
   }
-  /** Makes a channel for a topic. Join it with `channel.join()`. */
   channel(topic, params) {
     const ch = new Channel(topic, params, this);
     this.channels.push(ch);

@@ -40,6 +40,7 @@ export type {
 export { Channel } from "./channel.js"
 export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo, RecoverReason } from "./channel.js"
 export { Push } from "./push.js"
+export type { ChannelEvents, TypedChannel, TypedPush } from "./events.js"
 export type { PushStatus, ReplyCallback } from "./push.js"
 export { Serializer, KIND } from "./serializer.js"
 export type { Message } from "./serializer.js"

@@ -19,6 +19,7 @@ export type { BinaryType, CloseInfo, ConnectionState, MessageRef, SocketConnectO
 export { Channel } from "./channel.js";
 export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo, RecoverReason } from "./channel.js";
 export { Push } from "./push.js";
+export type { ChannelEvents, TypedChannel, TypedPush } from "./events.js";
 export type { PushStatus, ReplyCallback } from "./push.js";
 export { Serializer, KIND } from "./serializer.js";
 export type { Message } from "./serializer.js";
