@@ -424,7 +424,7 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	info := hearthReply{Epoch: h.Top.Epoch, Offset: h.Top.Offset}
 	if h.Top.Offset > 0 {
 		c.mu.Lock()
-		c.x().watermark = h.Top.Offset
+		c.x().watermark, c.x().wmEpoch = h.Top.Offset, h.Top.Epoch
 		c.mu.Unlock()
 	}
 	if hx.Since == nil {
