@@ -46,6 +46,8 @@ type Options struct {
 	ConnectRate     float64       // initial connects per second (whole fleet)
 	Heartbeat       time.Duration // Phoenix heartbeat interval
 	NoRecover       bool          // do not ask Hearth to replay missed messages on rejoin
+	Chaos           []string      // chaos: the scenarios to run (deploy, node-kill)
+	Balancer        string        // chaos: the load balancer, haproxy (default) or nginx
 
 	Workers   int // worker processes; zero picks one per 8,000 clients; -1 runs in-process
 	SourceIPs int // 127.0.x.y source addresses; zero picks one per 50 clients

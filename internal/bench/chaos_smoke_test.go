@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hearth-rt/hearth/internal/pgtest"
+)
+
+// TestSmokeChaos is CI's run of `hearth bench chaos --scenario
+// deploy,node-kill --smoke`: three nodes on their own database behind a
+// real HAProxy, clients and the publisher only through it. Every scenario
+// prints its line, and nothing is lost, duplicated or reordered.
+func TestSmokeChaos(t *testing.T) {
+	opts := smokeOptions(t, TargetHearth)
+	opts.DatabaseURL = pgtest.Database(t)
+	opts.Chaos = []string{ChaosDeploy, ChaosNodeKill}
+	opts.Policies = []string{"hearth"}
+	var out bytes.Buffer
+	opts.Stdout = &out
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, "chaos", opts)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	checkFiles(t, rep, "chaos")
+	line := regexp.MustCompile(`(?m)^chaos (\S+) \(.*lost (\d+), duplicated (\d+), reordered (\d+)$`)
+	seen := map[string]bool{}
+	for _, m := range line.FindAllStringSubmatch(out.String(), -1) {
+		seen[m[1]] = true
+		if m[2] != "0" || m[3] != "0" || m[4] != "0" {
+			t.Errorf("chaos %s: %s", m[1], m[0])
+		}
+	}
+	for _, s := range opts.Chaos {
+		if !seen[s] {
+			t.Errorf("no result line for %s in:\n%s", s, out.String())
+		}
+	}
+	phases := rep.Results.([]*chaosPhase)
+	for _, ph := range phases {
+		if ph.Affected == 0 || ph.Published == 0 || ph.Received == 0 {
+			t.Errorf("%s: nothing happened: affected %d published %d received %d", ph.Scenario, ph.Affected, ph.Published, ph.Received)
+		}
+		if ph.NotRecovered != 0 || ph.Recovered == 0 {
+			t.Errorf("%s: recovered %d, not recovered %d", ph.Scenario, ph.Recovered, ph.NotRecovered)
+		}
+		// The balancer saw the event: some sample has a node out.
+		out := false
+		for _, s := range ph.Timeline {
+			for i := range s.Ready {
+				out = out || !s.Ready[i] || !strings.HasPrefix(s.Backend[i], "UP")
+			}
+		}
+		if !out {
+			t.Errorf("%s: the timeline never shows a node unready or down: %v", ph.Scenario, ph.Timeline)
+		}
+	}
+}
+
+// TestChaosNeedsDatabase: the chaos scenarios refuse to start without
+// Postgres, and name what they do not run.
+func TestChaosNeedsDatabase(t *testing.T) {
+	opts := smokeOptions(t, TargetHearth)
+	if _, err := Run(context.Background(), "chaos", opts); err == nil || !strings.Contains(err.Error(), "--database-url") {
+		t.Errorf("chaos without a database: %v", err)
+	}
+	opts.DatabaseURL = "postgres://127.0.0.1:1/none"
+	opts.Chaos = []string{"soak"}
+	if _, err := Run(context.Background(), "chaos", opts); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", "soak")) {
+		t.Errorf("chaos --scenario soak: %v", err)
+	}
+}

@@ -1,0 +1,503 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hearth-rt/hearth/internal/cluster"
+)
+
+func init() {
+	Register(&Scenario{
+		Name:    "chaos",
+		Summary: "production topology: hearth nodes on Postgres behind HAProxy; --scenario deploy,node-kill",
+		Targets: []string{TargetHearth},
+		Run:     runChaos,
+	})
+}
+
+// Chaos scenarios.
+const (
+	ChaosDeploy   = "deploy"    // every node in turn SIGTERM-drained and replaced
+	ChaosNodeKill = "node-kill" // SIGKILL one of three nodes, not replaced
+)
+
+// chaosScenarios are the ones this tool runs, in order.
+var chaosScenarios = []string{ChaosDeploy, ChaosNodeKill}
+
+// chaosPhase is one chaos scenario under one client reconnect policy.
+type chaosPhase struct {
+	Scenario string `json:"scenario"`
+	Policy   string `json:"policy"`
+	Balancer string `json:"balancer"`
+	Nodes    int    `json:"nodes"`
+	Clients  int    `json:"clients"`
+	Affected int    `json:"affected"`
+	// Rejoin99 is the time from the event until 99% of the affected
+	// clients were joined again (ms; the deploy's event is its start).
+	Rejoin99    Float   `json:"rejoin_99_ms"`
+	Rejoin100   Float   `json:"rejoin_100_ms"`
+	NotRejoined int     `json:"not_rejoined"`
+	EventMS     Float   `json:"event_ms"` // how long the server side took (the whole deploy)
+	PeakAccept  float64 `json:"peak_accept_per_sec"`
+	PeakRejoin  float64 `json:"peak_rejoin_per_sec"`
+	Shed        int64   `json:"shed"`
+	// ClientErrors counts client-visible errors: failed attempts and
+	// closes other than the announced restart/retry ones.
+	ClientErrors int64            `json:"client_errors"`
+	Errors       map[string]int64 `json:"errors"`
+	Published    int64            `json:"published"`
+	PubFailed    int64            `json:"pub_failed"`
+	Received     int64            `json:"received"`
+	Lost         int64            `json:"lost"`
+	Duplicates   int64            `json:"duplicated"`
+	Reordered    int64            `json:"reordered"`
+	Recovered    int64            `json:"recovered"`
+	NotRecovered int64            `json:"not_recovered"`
+	Unsettled    bool             `json:"unsettled,omitempty"`
+	Timeline     []chaosSample    `json:"timeline"`
+
+	connects, joins [][2]float64 // per second, seconds from the event
+}
+
+// chaosSample is the cluster's state at one moment.
+type chaosSample struct {
+	T       float64  `json:"t"`       // seconds from the event
+	Ready   []bool   `json:"ready"`   // each node's /readyz
+	Backend []string `json:"backend"` // the balancer's view of each node
+	Current []int    `json:"current"` // the balancer's sessions per node
+}
+
+// runChaos reads DatabaseURL (required), Chaos (default deploy,
+// node-kill), Clients (default 3,000), Topics (default 30), Rate (the
+// publisher's, default 20 msg/s), Warmup, Policies (deploy: default
+// hearth,phoenix; node-kill: hearth), DrainWindow, EventTimeout,
+// DrainTimeout, ConnectRate, Balancer (haproxy, nginx).
+func runChaos(ctx context.Context, env *Env) (*Report, error) {
+	o := env.Opts
+	if o.DatabaseURL == "" {
+		return nil, errors.New("bench: the chaos scenarios run nodes on Postgres: pass --database-url (or set HEARTH_BENCH_DATABASE_URL)")
+	}
+	names := o.Chaos
+	if len(names) == 0 {
+		names = chaosScenarios
+	}
+	for _, n := range names {
+		if !slices.Contains(chaosScenarios, n) {
+			return nil, fmt.Errorf("bench: unknown chaos scenario %q (this tool runs %s; pg-failover, partition and soak are not built yet)", n, strings.Join(chaosScenarios, ", "))
+		}
+	}
+	for _, p := range o.Policies {
+		if _, err := PolicyByName(p); err != nil {
+			return nil, err
+		}
+	}
+	lb := o.Balancer
+	if lb == "" {
+		lb = cluster.HAProxy
+	}
+	if lb != cluster.HAProxy && lb != cluster.Nginx {
+		return nil, fmt.Errorf("bench: --balancer %q: want haproxy or nginx", lb)
+	}
+	k := pick(o.Clients, 3000, 60, o.Smoke)
+	topics := pick(o.Topics, 30, 6, o.Smoke)
+	if topics > maxChannels {
+		return nil, fmt.Errorf("bench: the chaos publisher joins every topic: at most %d topics", maxChannels)
+	}
+	rep := &Report{Params: map[string]any{"scenarios": names, "clients": k, "topics": topics, "balancer": lb,
+		"rate": pick(o.Rate, 20.0, 20.0, o.Smoke), "recover": !o.NoRecover}}
+	tab := &Table{
+		Title: fmt.Sprintf("chaos: %d clients on %d topics through %s, a publisher through it too", k, topics, lb),
+		Header: []string{"scenario", "policy", "nodes", "affected", "event took", "99% back", "100% back", "peak conn/s", "peak rejoin/s",
+			"shed", "client errors", "published", "lost", "duplicated", "reordered", "not recovered"},
+	}
+	rep.Tables = append(rep.Tables, tab)
+	var phases []*chaosPhase
+	var firstErr error
+	for _, name := range names {
+		pols := o.Policies
+		if len(pols) == 0 {
+			pols = []string{"hearth"}
+			if name == ChaosDeploy {
+				pols = []string{"hearth", "phoenix"}
+			}
+		}
+		for _, pol := range pols {
+			ph, err := chaosOne(ctx, env, name, pol, lb, k, topics)
+			if ph != nil {
+				phases = append(phases, ph)
+				tab.Add(name, pol, fint(int64(ph.Nodes)), fint(int64(ph.Affected)), fms(float64(ph.EventMS)), fms(float64(ph.Rejoin99)), fms(float64(ph.Rejoin100)),
+					fnum(ph.PeakAccept), fnum(ph.PeakRejoin), fint(ph.Shed), fint(ph.ClientErrors), fint(ph.Published),
+					fint(ph.Lost), fint(ph.Duplicates), fint(ph.Reordered), fint(ph.NotRecovered))
+				fmt.Fprintf(env.out, "chaos %s (%s policy, %d nodes behind %s, %d clients): 99%% rejoined in %s, peak %s connects/s, shed %d, client errors %d, lost %d, duplicated %d, reordered %d\n",
+					name, pol, ph.Nodes, lb, ph.Clients, fms(float64(ph.Rejoin99)), fnum(ph.PeakAccept), ph.Shed, ph.ClientErrors, ph.Lost, ph.Duplicates, ph.Reordered)
+				if ph.Unsettled {
+					rep.Notes = append(rep.Notes, fmt.Sprintf("%s/%s: deliveries were still arriving %v after publishing stopped; what had not arrived counts as lost", name, pol, settleLimit))
+				}
+			}
+			if err != nil {
+				firstErr = fmt.Errorf("chaos %s/%s: %w", name, pol, err)
+				break
+			}
+		}
+		if firstErr != nil {
+			break
+		}
+	}
+	rep.Results = phases
+	errTab := &Table{Title: "chaos: what the clients saw (counts by kind)", Header: []string{"scenario", "policy", "errors and closes"}}
+	for _, ph := range phases {
+		errTab.Add(ph.Scenario, ph.Policy, GroupStats{Errors: ph.Errors}.ErrorSummary())
+	}
+	rep.Tables = append(rep.Tables, errTab)
+	rep.Charts = chaosCharts(phases)
+	return rep, firstErr
+}
+
+func chaosCharts(phases []*chaosPhase) []*Chart {
+	var charts []*Chart
+	for _, ph := range phases {
+		title := ph.Scenario + " (" + ph.Policy + " policy)"
+		rate := &Chart{Title: "Connects and joins per second through the balancer: " + title, XLabel: "seconds from the event", YLabel: "per second (1 s window)",
+			Lines: []Series{{Name: "connects", Points: ph.connects}, {Name: "joined", Points: ph.joins}}}
+		ready := &Chart{Title: "Nodes ready (/readyz 200) and up in the balancer: " + title, XLabel: "seconds from the event", YLabel: "nodes"}
+		var rd, up [][2]float64
+		for _, s := range ph.Timeline {
+			var r, u float64
+			for i := range s.Ready {
+				if s.Ready[i] {
+					r++
+				}
+				if strings.HasPrefix(s.Backend[i], "UP") {
+					u++
+				}
+			}
+			rd, up = append(rd, [2]float64{s.T, r}), append(up, [2]float64{s.T, u})
+		}
+		ready.Lines = []Series{{Name: "ready", Points: rd}, {Name: "balancer UP", Points: up}}
+		charts = append(charts, rate, ready)
+	}
+	if len(phases) > 0 {
+		var cats []string
+		bars := BarSeries{Name: "peak connects/s"}
+		for _, ph := range phases {
+			cats = append(cats, ph.Scenario+" "+ph.Policy)
+			bars.Values = append(bars.Values, Float(ph.PeakAccept))
+		}
+		charts = append(charts, &Chart{Title: "Peak connects per second on the surviving nodes", YLabel: "connects/s", Categories: cats, Bars: []BarSeries{bars}})
+	}
+	return charts
+}
+
+// chaosCluster is a running cluster: nodes on Postgres behind a balancer.
+type chaosCluster struct {
+	t     *Target
+	lb    *cluster.Balancer
+	addrs []string
+
+	mu    sync.Mutex
+	nodes []*Server // current process per slot (nil: none)
+	all   []*Server
+}
+
+func (c *chaosCluster) node(i int) *Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+func (c *chaosCluster) setNode(i int, s *Server) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[i] = s
+	if s != nil {
+		c.all = append(c.all, s)
+	}
+}
+
+func (c *chaosCluster) close() {
+	if c.lb != nil {
+		_ = c.lb.Close()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	stopServers(slices.DeleteFunc(slices.Clone(c.nodes), func(s *Server) bool { return s == nil }))
+}
+
+func backendName(i int) string { return fmt.Sprintf("node%d", i) }
+
+// startChaosCluster starts n hearth nodes on Postgres and a balancer in
+// front of them, and waits until the balancer has every node up.
+func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir string) (*chaosCluster, error) {
+	o := env.Opts
+	// Behind the balancer every connection comes from its address: the
+	// nodes read the client's from X-Forwarded-For.
+	args := append(slices.Clone(o.ServerArgs), "--trusted-proxies", "127.0.0.1")
+	t, err := NewTarget(ctx, TargetOptions{
+		Kind: TargetHearth, HearthBin: o.HearthBin, RepoDir: o.Repo, DatabaseURL: o.DatabaseURL,
+		Args: args, LogDir: o.Out, Epoch: env.Epoch, DrainWindow: env.drainWindow(TargetHearth),
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &chaosCluster{t: t, nodes: make([]*Server, n)}
+	servers, addrs, err := startServers(ctx, t, n)
+	if err != nil {
+		return nil, err
+	}
+	c.addrs = addrs
+	for i, s := range servers {
+		c.setNode(i, s)
+	}
+	var backends []cluster.Backend
+	for i, a := range addrs {
+		backends = append(backends, cluster.Backend{Name: backendName(i), Addr: a})
+	}
+	if c.lb, err = cluster.Start(ctx, lbKind, cluster.Options{Backends: backends, Dir: dir}); err != nil {
+		c.close()
+		return nil, err
+	}
+	for i := range n {
+		if err := c.lb.WaitBackend(ctx, backendName(i), true, 30*time.Second); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// sample records the cluster's state.
+func (c *chaosCluster) sample(ctx context.Context, since time.Time) chaosSample {
+	s := chaosSample{T: time.Since(since).Seconds()}
+	states, _ := c.lb.Backends()
+	for i, a := range c.addrs {
+		s.Ready = append(s.Ready, c.node(i) != nil && cluster.Ready(ctx, a))
+		st, cur := "?", 0
+		for _, b := range states {
+			if b.Name == backendName(i) {
+				st, cur = b.Status, b.Current
+			}
+		}
+		s.Backend, s.Current = append(s.Backend, st), append(s.Current, cur)
+	}
+	return s
+}
+
+// chaosOne runs one chaos scenario with one client policy.
+func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics int) (*chaosPhase, error) {
+	o := env.Opts
+	nodes := pick(o.Nodes, 3, 3, o.Smoke)
+	if nodes < 2 {
+		return nil, errors.New("bench: a chaos cluster needs at least 2 nodes")
+	}
+	rate := pick(o.Rate, 20.0, 20.0, o.Smoke)
+	warmup := pick(o.Warmup, 5*time.Second, 2*time.Second, o.Smoke)
+	evTimeout := pick(o.EventTimeout, 120*time.Second, 60*time.Second, o.Smoke)
+	window := env.drainWindow(TargetHearth)
+	if window == 0 {
+		window = 30 * time.Second // hearth serve's default
+	}
+	drainTimeout := pick(o.DrainTimeout, window+15*time.Second, window+15*time.Second, o.Smoke)
+	if name == ChaosDeploy {
+		evTimeout += time.Duration(nodes) * (window + 10*time.Second)
+	}
+	c, err := startChaosCluster(ctx, env, lbKind, nodes, filepath.Join(o.Out, fmt.Sprintf("%s-%s-%s", lbKind, name, pol)))
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+
+	fleet, err := env.Fleet(k + 1)
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.Close()
+	connRate := o.ConnectRate
+	if connRate == 0 {
+		connRate = defaultConnectRate
+	}
+	epoch := env.Epoch.UnixNano()
+	recov := !o.NoRecover
+	label := fmt.Sprintf("chaos %s %s", name, pol)
+	lbAddr := []string{c.lb.Addr}
+	sub := GroupSpec{
+		Name: "subs", Proto: ProtoPhoenix, Addrs: lbAddr, Failover: true, Policy: pol,
+		Topics: topicNames(runTopicPrefix("room:chaos"), topics), TopicsPerClient: 1, Count: k, SourceIPs: env.SourceIPs(k),
+		ConnectRate: connRate, HeartbeatMS: env.heartbeatMS(), Recover: recov, EpochNS: epoch,
+	}
+	p := env.progress(label+" connect", fleet, joinedLine(int64(k), "subs"))
+	err = fleet.Start(sub)
+	if err == nil {
+		err = waitJoined(ctx, fleet, int64(k), 10*time.Minute, "subs")
+	}
+	p.done()
+	if err != nil {
+		return nil, err
+	}
+	pub := GroupSpec{
+		Name: "pubs", Proto: ProtoPhoenix, Addrs: lbAddr, Failover: true, Policy: "hearth",
+		Topics: sub.Topics, Count: 1, HeartbeatMS: env.heartbeatMS(), Recover: recov, EpochNS: epoch,
+		Publish: &PublishSpec{Total: 1, Rate: rate, Size: 64},
+	}
+	if err := fleet.Start(pub); err != nil {
+		return nil, err
+	}
+	if err := waitJoined(ctx, fleet, 1, time.Minute, "pubs"); err != nil {
+		return nil, err
+	}
+	if err := sleepCtx(ctx, warmup); err != nil {
+		return nil, err
+	}
+
+	ph := &chaosPhase{Scenario: name, Policy: pol, Balancer: lbKind, Nodes: nodes, Clients: k, EventMS: Float(math.NaN())}
+	mark := time.Now()
+	// The timeline: every node's /readyz and the balancer's view, twice a
+	// second, from a few seconds before the event to the end.
+	var tl []chaosSample
+	var tlMu sync.Mutex
+	tlCtx, tlStop := context.WithCancel(ctx)
+	tlDone := make(chan struct{})
+	go func() {
+		defer close(tlDone)
+		tk := time.NewTicker(500 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			s := c.sample(tlCtx, mark)
+			tlMu.Lock()
+			tl = append(tl, s)
+			tlMu.Unlock()
+			select {
+			case <-tlCtx.Done():
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	defer func() { tlStop(); <-tlDone }()
+	if err := fleet.Mark("", mark); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	switch name {
+	case ChaosDeploy:
+		// Every node in turn: SIGTERM (it turns unready, the balancer takes
+		// it out, its sockets move over the drain window), wait for its
+		// exit, start the new version on the same address, wait until the
+		// balancer has it up again.
+		go func() {
+			for i := range nodes {
+				old := c.node(i)
+				if !old.Terminate(drainTimeout) {
+					done <- fmt.Errorf("node %d did not exit within %v of SIGTERM (killed)", i, drainTimeout)
+					return
+				}
+				c.setNode(i, nil)
+				srv, err := c.t.Start(ctx, i, c.addrs[i])
+				if err != nil {
+					done <- err
+					return
+				}
+				c.setNode(i, srv)
+				if err := c.lb.WaitBackend(ctx, backendName(i), true, 60*time.Second); err != nil {
+					done <- err
+					return
+				}
+			}
+			ph.EventMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
+			done <- nil
+		}()
+	case ChaosNodeKill:
+		victim := 1
+		c.node(victim).Kill()
+		c.setNode(victim, nil)
+		ph.EventMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
+		done <- nil
+	}
+
+	p = env.progress(label+" event", fleet, joinedLine(int64(k), "subs"))
+	deadline := time.Now().Add(evTimeout)
+	var evErr error
+	evDone := false
+	for {
+		if !evDone {
+			select {
+			case evErr = <-done:
+				evDone = true
+			default:
+			}
+		}
+		st, err := fleet.Stats()
+		if err != nil {
+			p.done()
+			return nil, err
+		}
+		if evDone && st["subs"].Joined >= int64(k) && st["pubs"].Joined >= 1 && time.Since(mark) > 3*time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			p.done()
+			return nil, err
+		}
+	}
+	p.done()
+	if !evDone {
+		return nil, fmt.Errorf("bench: the %s did not finish within %v", name, evTimeout)
+	}
+	if evErr != nil {
+		return nil, evErr
+	}
+	if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		return nil, err
+	}
+	end := time.Now()
+	res, settled, err := finishAll(ctx, fleet, "subs", "pubs")
+	if err != nil {
+		return nil, err
+	}
+	tlStop()
+	<-tlDone
+	ph.Timeline = tl
+	ph.Unsettled = !settled
+	sr, pr := res["subs"], res["pubs"]
+	ph.Affected = sr.Affected
+	for _, v := range sr.Rejoin {
+		if v < 0 {
+			ph.NotRejoined++
+		}
+	}
+	ph.Rejoin99, ph.Rejoin100 = Float(quantileOf(sr.Rejoin, 0.99)), Float(quantileOf(sr.Rejoin, 1))
+	from, to := mark.Sub(env.Epoch).Seconds(), end.Sub(env.Epoch).Seconds()
+	ph.PeakAccept = peakRate(sr.Series[seriesConnect], from, to)
+	ph.PeakRejoin = peakRate(sr.Series[seriesJoined], from, to)
+	for _, pt := range seriesPoints(sr.Series[seriesConnect], from-3, to, 1000/binMS) {
+		ph.connects = append(ph.connects, [2]float64{pt[0] - from, pt[1]})
+	}
+	for _, pt := range seriesPoints(sr.Series[seriesJoined], from-3, to, 1000/binMS) {
+		ph.joins = append(ph.joins, [2]float64{pt[0] - from, pt[1]})
+	}
+	ph.Shed = sr.Stats.Counters["shed"]
+	ph.Errors = sr.Stats.Errors
+	ph.ClientErrors = sr.Stats.ErrorTotal() + pr.Stats.ErrorTotal()
+	ph.Published = pr.Stats.Counters["published"]
+	ph.PubFailed = pr.Stats.Counters["pub_failed"]
+	ph.Received = sr.Stats.Counters["received"]
+	ph.Lost = sr.Lost
+	ph.Duplicates = sr.Stats.Counters["duplicates"]
+	ph.Reordered = sr.Stats.Counters["late"]
+	ph.Recovered, ph.NotRecovered = sr.Stats.Counters["recovered"], sr.Stats.Counters["not_recovered"]
+	if ph.NotRejoined > 0 {
+		return ph, fmt.Errorf("bench: %d of %d affected clients were not joined again within %v (errors: %s)",
+			ph.NotRejoined, ph.Affected, evTimeout, strings.TrimSpace(sr.Stats.ErrorSummary()))
+	}
+	return ph, nil
+}
