@@ -29,9 +29,10 @@ var (
 	dReconnects = desc("listener_reconnects_total", "Times the listener lost its connection.")
 	dCatchUps   = desc("catch_ups_total", "Completed catch-ups after a listener reconnect.")
 	dTrimmed    = desc("trimmed_total", "History rows this node deleted.")
+	dRotations  = desc("epoch_rotations_total", "Topics this node moved to a new epoch after finding the server on a new timeline (a failover).")
 )
 
-var all = []*prometheus.Desc{dState, dPublished, dBatches, dLatency, dQueued, dNotes, dPubErrors, dReceived, dDelivered, dFetched, dDuplicates, dMissed, dGaps, dReconnects, dCatchUps, dTrimmed}
+var all = []*prometheus.Desc{dState, dPublished, dBatches, dLatency, dQueued, dNotes, dPubErrors, dReceived, dDelivered, dFetched, dDuplicates, dMissed, dGaps, dReconnects, dCatchUps, dTrimmed, dRotations}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range all {
@@ -63,6 +64,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dReconnects, st.Reconnects)
 	counter(dCatchUps, st.CatchUps)
 	counter(dTrimmed, st.Trimmed)
+	counter(dRotations, st.EpochRotations)
 	// Batch sizes: bucket i of Stats.BatchSizes holds batches up to
 	// 2^(2i+1)-1 messages (1, 7, 31, 127, ...); the sum of all batch sizes
 	// is the number of messages published.
