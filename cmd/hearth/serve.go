@@ -40,6 +40,7 @@ type serveConfig struct {
 	dbURL     string
 	listenURL string
 	nodeName  string
+	syncFail  bool // --synchronous-failover
 	secret    string
 	ws        server.Options // admission control and drain (--drain-window, --conn-rate, ...)
 }
@@ -53,6 +54,7 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.dbURL, "database-url", "", "PostgreSQL URL: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub)")
 	fs.StringVar(&cfg.listenURL, "listen-url", "", "direct PostgreSQL URL for the cluster listener, when --database-url goes through a transaction pooler such as PgBouncer (default $DATABASE_LISTEN_URL)")
 	fs.StringVar(&cfg.secret, "secret", "", "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
+	fs.BoolVar(&cfg.syncFail, "synchronous-failover", false, "the database fails over only to synchronous standbys: keep topic epochs on a new timeline, so clients recover across a failover (default: move topics to a new epoch, since an asynchronous failover may have lost commits)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
 	fs.DurationVar(&cfg.ws.DrainWindow, "drain-window", 30*time.Second, "on SIGTERM, close the sockets spread over this window (1012 with reconnect hints) so their reconnects reach the other nodes evenly; 0 closes them all at once")
@@ -289,7 +291,7 @@ func (d *demo) handleIn(ctx context.Context, c *channels.Channel, ev channels.In
 func openBroker(cfg serveConfig, log *slog.Logger) (*postgres.Broker, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pg, err := postgres.New(ctx, postgres.Options{URL: cfg.dbURL, ListenURL: cfg.listenURL, Name: cfg.nodeName, Logger: log})
+	pg, err := postgres.New(ctx, postgres.Options{URL: cfg.dbURL, ListenURL: cfg.listenURL, Name: cfg.nodeName, Logger: log, SynchronousFailover: cfg.syncFail})
 	if err != nil {
 		return nil, fmt.Errorf("cluster mode: %w", err)
 	}

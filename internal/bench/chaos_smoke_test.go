@@ -13,13 +13,14 @@ import (
 )
 
 // TestSmokeChaos is CI's run of `hearth bench chaos --scenario
-// deploy,node-kill --smoke`: three nodes on their own database behind a
+// deploy,node-kill,pg-failover --smoke`: three nodes on their own database
+// (pg-failover: on a private primary and synchronous standby) behind a
 // real HAProxy, clients and the publisher only through it. Every scenario
 // prints its line, and nothing is lost, duplicated or reordered.
 func TestSmokeChaos(t *testing.T) {
 	opts := smokeOptions(t, TargetHearth)
 	opts.DatabaseURL = pgtest.Database(t)
-	opts.Chaos = []string{ChaosDeploy, ChaosNodeKill}
+	opts.Chaos = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover}
 	opts.Policies = []string{"hearth"}
 	var out bytes.Buffer
 	opts.Stdout = &out
@@ -45,11 +46,16 @@ func TestSmokeChaos(t *testing.T) {
 	}
 	phases := rep.Results.([]*chaosPhase)
 	for _, ph := range phases {
-		if ph.Affected == 0 || ph.Published == 0 || ph.Received == 0 {
-			t.Errorf("%s: nothing happened: affected %d published %d received %d", ph.Scenario, ph.Affected, ph.Published, ph.Received)
+		if ph.Published == 0 || ph.Received == 0 {
+			t.Errorf("%s: nothing happened: published %d received %d", ph.Scenario, ph.Published, ph.Received)
 		}
-		if ph.NotRecovered != 0 || ph.Recovered == 0 {
-			t.Errorf("%s: recovered %d, not recovered %d", ph.Scenario, ph.Recovered, ph.NotRecovered)
+		if ph.NotRecovered != 0 {
+			t.Errorf("%s: %d recoveries incomplete", ph.Scenario, ph.NotRecovered)
+		}
+		// The node events move clients, who recover what they missed; a
+		// Postgres failover leaves them connected.
+		if !isPGFailover(ph.Scenario) && (ph.Affected == 0 || ph.Recovered == 0) {
+			t.Errorf("%s: affected %d, recovered %d", ph.Scenario, ph.Affected, ph.Recovered)
 		}
 		// The balancer saw the event: some sample has a node out.
 		out := false
@@ -68,6 +74,7 @@ func TestSmokeChaos(t *testing.T) {
 // Postgres, and name what they do not run.
 func TestChaosNeedsDatabase(t *testing.T) {
 	opts := smokeOptions(t, TargetHearth)
+	opts.Chaos = []string{ChaosDeploy}
 	if _, err := Run(context.Background(), "chaos", opts); err == nil || !strings.Contains(err.Error(), "--database-url") {
 		t.Errorf("chaos without a database: %v", err)
 	}

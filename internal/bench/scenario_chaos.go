@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +18,7 @@ import (
 func init() {
 	Register(&Scenario{
 		Name:    "chaos",
-		Summary: "production topology: hearth nodes on Postgres behind HAProxy; --scenario deploy,node-kill",
+		Summary: "production topology: hearth nodes on Postgres behind HAProxy; --scenario deploy,node-kill,pg-failover,pg-failover-async",
 		Targets: []string{TargetHearth},
 		Run:     runChaos,
 	})
@@ -27,10 +28,22 @@ func init() {
 const (
 	ChaosDeploy   = "deploy"    // every node in turn SIGTERM-drained and replaced
 	ChaosNodeKill = "node-kill" // SIGKILL one of three nodes, not replaced
+	// The nodes on a private primary with a synchronous standby (and
+	// --synchronous-failover); the primary crashes mid-stream, the standby
+	// is promoted.
+	ChaosPGFailover = "pg-failover"
+	// The same with asynchronous replication: the topics move to a new
+	// epoch, and what the last commits carried may be lost.
+	ChaosPGFailoverAsync = "pg-failover-async"
 )
 
 // chaosScenarios are the ones this tool runs, in order.
-var chaosScenarios = []string{ChaosDeploy, ChaosNodeKill}
+var chaosScenarios = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover, ChaosPGFailoverAsync}
+
+// chaosDefault is what runs without --scenario.
+var chaosDefault = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover}
+
+func isPGFailover(name string) bool { return name == ChaosPGFailover || name == ChaosPGFailoverAsync }
 
 // chaosPhase is one chaos scenario under one client reconnect policy.
 type chaosPhase struct {
@@ -46,6 +59,9 @@ type chaosPhase struct {
 	Rejoin100   Float   `json:"rejoin_100_ms"`
 	NotRejoined int     `json:"not_rejoined"`
 	EventMS     Float   `json:"event_ms"` // how long the server side took (the whole deploy)
+	// ReadyAgainMS is the time from the event until every node's /readyz
+	// said 200 again (pg-failover: the listeners reconnected).
+	ReadyAgainMS Float `json:"ready_again_ms"`
 	PeakAccept  float64 `json:"peak_accept_per_sec"`
 	PeakRejoin  float64 `json:"peak_rejoin_per_sec"`
 	Shed        int64   `json:"shed"`
@@ -82,16 +98,16 @@ type chaosSample struct {
 // DrainTimeout, ConnectRate, Balancer (haproxy, nginx).
 func runChaos(ctx context.Context, env *Env) (*Report, error) {
 	o := env.Opts
-	if o.DatabaseURL == "" {
-		return nil, errors.New("bench: the chaos scenarios run nodes on Postgres: pass --database-url (or set HEARTH_BENCH_DATABASE_URL)")
-	}
 	names := o.Chaos
 	if len(names) == 0 {
-		names = chaosScenarios
+		names = chaosDefault
 	}
 	for _, n := range names {
 		if !slices.Contains(chaosScenarios, n) {
-			return nil, fmt.Errorf("bench: unknown chaos scenario %q (this tool runs %s; pg-failover, partition and soak are not built yet)", n, strings.Join(chaosScenarios, ", "))
+			return nil, fmt.Errorf("bench: unknown chaos scenario %q (this tool runs %s; partition and soak are not built yet)", n, strings.Join(chaosScenarios, ", "))
+		}
+		if o.DatabaseURL == "" && !isPGFailover(n) {
+			return nil, fmt.Errorf("bench: the %s scenario runs nodes on Postgres: pass --database-url (or set HEARTH_BENCH_DATABASE_URL)", n)
 		}
 	}
 	for _, p := range o.Policies {
@@ -115,8 +131,8 @@ func runChaos(ctx context.Context, env *Env) (*Report, error) {
 		"rate": pick(o.Rate, 20.0, 20.0, o.Smoke), "recover": !o.NoRecover}}
 	tab := &Table{
 		Title: fmt.Sprintf("chaos: %d clients on %d topics through %s, a publisher through it too", k, topics, lb),
-		Header: []string{"scenario", "policy", "nodes", "affected", "event took", "99% back", "100% back", "peak conn/s", "peak rejoin/s",
-			"shed", "client errors", "published", "lost", "duplicated", "reordered", "not recovered"},
+		Header: []string{"scenario", "policy", "nodes", "affected", "event took", "ready again", "99% back", "100% back", "peak conn/s", "peak rejoin/s",
+			"shed", "client errors", "published", "pub failed", "lost", "duplicated", "reordered", "not recovered"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	var phases []*chaosPhase
@@ -133,8 +149,8 @@ func runChaos(ctx context.Context, env *Env) (*Report, error) {
 			ph, err := chaosOne(ctx, env, name, pol, lb, k, topics)
 			if ph != nil {
 				phases = append(phases, ph)
-				tab.Add(name, pol, fint(int64(ph.Nodes)), fint(int64(ph.Affected)), fms(float64(ph.EventMS)), fms(float64(ph.Rejoin99)), fms(float64(ph.Rejoin100)),
-					fnum(ph.PeakAccept), fnum(ph.PeakRejoin), fint(ph.Shed), fint(ph.ClientErrors), fint(ph.Published),
+				tab.Add(name, pol, fint(int64(ph.Nodes)), fint(int64(ph.Affected)), fms(float64(ph.EventMS)), fms(float64(ph.ReadyAgainMS)), fms(float64(ph.Rejoin99)), fms(float64(ph.Rejoin100)),
+					fnum(ph.PeakAccept), fnum(ph.PeakRejoin), fint(ph.Shed), fint(ph.ClientErrors), fint(ph.Published), fint(ph.PubFailed),
 					fint(ph.Lost), fint(ph.Duplicates), fint(ph.Reordered), fint(ph.NotRecovered))
 				fmt.Fprintf(env.out, "chaos %s (%s policy, %d nodes behind %s, %d clients): 99%% rejoined in %s, peak %s connects/s, shed %d, client errors %d, lost %d, duplicated %d, reordered %d\n",
 					name, pol, ph.Nodes, lb, ph.Clients, fms(float64(ph.Rejoin99)), fnum(ph.PeakAccept), ph.Shed, ph.ClientErrors, ph.Lost, ph.Duplicates, ph.Reordered)
@@ -235,16 +251,20 @@ func backendName(i int) string { return fmt.Sprintf("node%d", i) }
 
 // startChaosCluster starts n hearth nodes on Postgres and a balancer in
 // front of them, and waits until the balancer has every node up.
-func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir string) (*chaosCluster, error) {
+func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir, dbURL string, extra ...string) (*chaosCluster, error) {
 	o := env.Opts
 	// Behind the balancer every connection comes from its address: the
 	// nodes read the client's from X-Forwarded-For.
 	args := append(slices.Clone(o.ServerArgs), "--trusted-proxies", "127.0.0.1")
+	args = append(args, extra...)
 	t, err := NewTarget(ctx, TargetOptions{
-		Kind: TargetHearth, HearthBin: o.HearthBin, RepoDir: o.Repo, DatabaseURL: o.DatabaseURL,
-		Args: args, LogDir: o.Out, Epoch: env.Epoch, DrainWindow: env.drainWindow(TargetHearth),
+		Kind: TargetHearth, HearthBin: o.HearthBin, RepoDir: o.Repo, DatabaseURL: dbURL,
+		Args: args, LogDir: dir, Epoch: env.Epoch, DrainWindow: env.drainWindow(TargetHearth),
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	c := &chaosCluster{t: t, nodes: make([]*Server, n)}
@@ -271,6 +291,16 @@ func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir 
 		}
 	}
 	return c, nil
+}
+
+// allReady reports whether every running node answers /readyz with 200.
+func (c *chaosCluster) allReady(ctx context.Context) bool {
+	for i, a := range c.addrs {
+		if c.node(i) != nil && !cluster.Ready(ctx, a) {
+			return false
+		}
+	}
+	return true
 }
 
 // sample records the cluster's state.
@@ -300,6 +330,7 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	rate := pick(o.Rate, 20.0, 20.0, o.Smoke)
 	warmup := pick(o.Warmup, 5*time.Second, 2*time.Second, o.Smoke)
 	evTimeout := pick(o.EventTimeout, 120*time.Second, 60*time.Second, o.Smoke)
+	var err error
 	window := env.drainWindow(TargetHearth)
 	if window == 0 {
 		window = 30 * time.Second // hearth serve's default
@@ -308,7 +339,26 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	if name == ChaosDeploy {
 		evTimeout += time.Duration(nodes) * (window + 10*time.Second)
 	}
-	c, err := startChaosCluster(ctx, env, lbKind, nodes, filepath.Join(o.Out, fmt.Sprintf("%s-%s-%s", lbKind, name, pol)))
+	dbURL := o.DatabaseURL
+	var extra []string
+	var primary, standby *cluster.Postgres
+	if isPGFailover(name) {
+		// A private primary and its streaming standby; the nodes follow the
+		// writable one through a multi-host URL.
+		if primary, err = cluster.StartPrimary(); err != nil {
+			return nil, err
+		}
+		defer primary.Remove()
+		if standby, err = cluster.StartStandby(primary, name == ChaosPGFailover); err != nil {
+			return nil, err
+		}
+		defer standby.Remove()
+		dbURL = cluster.FailoverURL(primary, standby)
+		if name == ChaosPGFailover {
+			extra = append(extra, "--synchronous-failover")
+		}
+	}
+	c, err := startChaosCluster(ctx, env, lbKind, nodes, filepath.Join(o.Out, fmt.Sprintf("chaos-%s-%s", name, pol)), dbURL, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -419,6 +469,21 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 		c.setNode(victim, nil)
 		ph.EventMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
 		done <- nil
+	case ChaosPGFailover, ChaosPGFailoverAsync:
+		// The primary dies mid-stream; the standby is promoted (what a
+		// managed Postgres does, minus its detection delay).
+		go func() {
+			if err := primary.Crash(); err != nil {
+				done <- err
+				return
+			}
+			if err := standby.Promote(); err != nil {
+				done <- err
+				return
+			}
+			ph.EventMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
+			done <- nil
+		}()
 	}
 
 	p = env.progress(label+" event", fleet, joinedLine(int64(k), "subs"))
@@ -438,7 +503,8 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 			p.done()
 			return nil, err
 		}
-		if evDone && st["subs"].Joined >= int64(k) && st["pubs"].Joined >= 1 && time.Since(mark) > 3*time.Second {
+		if evDone && st["subs"].Joined >= int64(k) && st["pubs"].Joined >= 1 && time.Since(mark) > 3*time.Second && c.allReady(ctx) {
+			ph.ReadyAgainMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
 			break
 		}
 		if time.Now().After(deadline) {
