@@ -55,16 +55,16 @@ type chaosPhase struct {
 	Affected int    `json:"affected"`
 	// Rejoin99 is the time from the event until 99% of the affected
 	// clients were joined again (ms; the deploy's event is its start).
-	Rejoin99    Float   `json:"rejoin_99_ms"`
-	Rejoin100   Float   `json:"rejoin_100_ms"`
-	NotRejoined int     `json:"not_rejoined"`
-	EventMS     Float   `json:"event_ms"` // how long the server side took (the whole deploy)
+	Rejoin99    Float `json:"rejoin_99_ms"`
+	Rejoin100   Float `json:"rejoin_100_ms"`
+	NotRejoined int   `json:"not_rejoined"`
+	EventMS     Float `json:"event_ms"` // how long the server side took (the whole deploy)
 	// ReadyAgainMS is the time from the event until every node's /readyz
 	// said 200 again (pg-failover: the listeners reconnected).
-	ReadyAgainMS Float `json:"ready_again_ms"`
-	PeakAccept  float64 `json:"peak_accept_per_sec"`
-	PeakRejoin  float64 `json:"peak_rejoin_per_sec"`
-	Shed        int64   `json:"shed"`
+	ReadyAgainMS Float   `json:"ready_again_ms"`
+	PeakAccept   float64 `json:"peak_accept_per_sec"`
+	PeakRejoin   float64 `json:"peak_rejoin_per_sec"`
+	Shed         int64   `json:"shed"`
 	// ClientErrors counts client-visible errors: failed attempts and
 	// closes other than the announced restart/retry ones.
 	ClientErrors int64            `json:"client_errors"`
