@@ -13,14 +13,15 @@ import (
 )
 
 // TestSmokeChaos is CI's run of `hearth bench chaos --scenario
-// deploy,node-kill,pg-failover --smoke`: three nodes on their own database
-// (pg-failover: on a private primary and synchronous standby) behind a
+// deploy,node-kill,pg-failover,partition --smoke`: three nodes on their own database
+// (pg-failover: on a private primary and synchronous standby; partition:
+// node 1 in a network namespace, its Postgres traffic dropped) behind a
 // real HAProxy, clients and the publisher only through it. Every scenario
 // prints its line, and nothing is lost, duplicated or reordered.
 func TestSmokeChaos(t *testing.T) {
 	opts := smokeOptions(t, TargetHearth)
 	opts.DatabaseURL = pgtest.Database(t)
-	opts.Chaos = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover}
+	opts.Chaos = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover, ChaosPartition}
 	opts.Policies = []string{"hearth"}
 	var out bytes.Buffer
 	opts.Stdout = &out

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,13 +37,16 @@ const (
 	// The same with asynchronous replication: the topics move to a new
 	// epoch, and what the last commits carried may be lost.
 	ChaosPGFailoverAsync = "pg-failover-async"
+	// Node 1 runs in a network namespace; its Postgres traffic is dropped
+	// (no reset) for a while, then let through again.
+	ChaosPartition = "partition"
 )
 
 // chaosScenarios are the ones this tool runs, in order.
-var chaosScenarios = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover, ChaosPGFailoverAsync}
+var chaosScenarios = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover, ChaosPGFailoverAsync, ChaosPartition}
 
 // chaosDefault is what runs without --scenario.
-var chaosDefault = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover}
+var chaosDefault = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover, ChaosPartition}
 
 func isPGFailover(name string) bool { return name == ChaosPGFailover || name == ChaosPGFailoverAsync }
 
@@ -61,10 +66,15 @@ type chaosPhase struct {
 	EventMS     Float `json:"event_ms"` // how long the server side took (the whole deploy)
 	// ReadyAgainMS is the time from the event until every node's /readyz
 	// said 200 again (pg-failover: the listeners reconnected).
-	ReadyAgainMS Float   `json:"ready_again_ms"`
-	PeakAccept   float64 `json:"peak_accept_per_sec"`
-	PeakRejoin   float64 `json:"peak_rejoin_per_sec"`
-	Shed         int64   `json:"shed"`
+	ReadyAgainMS Float `json:"ready_again_ms"`
+	// Partition: from the cut until the node's /readyz said 503, and until
+	// the balancer had it down; how long the cut lasted.
+	NoticedMS   Float   `json:"noticed_ms"`
+	LBOutMS     Float   `json:"balancer_out_ms"`
+	PartitionMS Float   `json:"partition_ms"`
+	PeakAccept  float64 `json:"peak_accept_per_sec"`
+	PeakRejoin  float64 `json:"peak_rejoin_per_sec"`
+	Shed        int64   `json:"shed"`
 	// ClientErrors counts client-visible errors: failed attempts and
 	// closes other than the announced restart/retry ones.
 	ClientErrors int64            `json:"client_errors"`
@@ -152,8 +162,15 @@ func runChaos(ctx context.Context, env *Env) (*Report, error) {
 				tab.Add(name, pol, fint(int64(ph.Nodes)), fint(int64(ph.Affected)), fms(float64(ph.EventMS)), fms(float64(ph.ReadyAgainMS)), fms(float64(ph.Rejoin99)), fms(float64(ph.Rejoin100)),
 					fnum(ph.PeakAccept), fnum(ph.PeakRejoin), fint(ph.Shed), fint(ph.ClientErrors), fint(ph.Published), fint(ph.PubFailed),
 					fint(ph.Lost), fint(ph.Duplicates), fint(ph.Reordered), fint(ph.NotRecovered))
-				fmt.Fprintf(env.out, "chaos %s (%s policy, %d nodes behind %s, %d clients): 99%% rejoined in %s, peak %s connects/s, shed %d, client errors %d, lost %d, duplicated %d, reordered %d\n",
-					name, pol, ph.Nodes, lb, ph.Clients, fms(float64(ph.Rejoin99)), fnum(ph.PeakAccept), ph.Shed, ph.ClientErrors, ph.Lost, ph.Duplicates, ph.Reordered)
+				extra := ""
+				switch {
+				case name == ChaosPartition:
+					extra = fmt.Sprintf("node noticed (/readyz 503) after %s, balancer out after %s, cut for %s, ", fms(float64(ph.NoticedMS)), fms(float64(ph.LBOutMS)), fms(float64(ph.PartitionMS)))
+				case isPGFailover(name):
+					extra = fmt.Sprintf("nodes ready again after %s, %d publishes refused, ", fms(float64(ph.ReadyAgainMS)), ph.PubFailed)
+				}
+				fmt.Fprintf(env.out, "chaos %s (%s policy, %d nodes behind %s, %d clients): %s99%% rejoined in %s, peak %s connects/s, shed %d, client errors %d, lost %d, duplicated %d, reordered %d\n",
+					name, pol, ph.Nodes, lb, ph.Clients, extra, fms(float64(ph.Rejoin99)), fnum(ph.PeakAccept), ph.Shed, ph.ClientErrors, ph.Lost, ph.Duplicates, ph.Reordered)
 				if ph.Unsettled {
 					rep.Notes = append(rep.Notes, fmt.Sprintf("%s/%s: deliveries were still arriving %v after publishing stopped; what had not arrived counts as lost", name, pol, settleLimit))
 				}
@@ -217,6 +234,13 @@ type chaosCluster struct {
 	t     *Target
 	lb    *cluster.Balancer
 	addrs []string
+	// The partition scenario's node: in a network namespace, reaching
+	// Postgres through a forwarder on the host the namespace can be cut
+	// from.
+	isolated int // its slot, -1 for none
+	iso      *Target
+	ns       *cluster.Netns
+	fwd      *cluster.Forwarder
 
 	mu    sync.Mutex
 	nodes []*Server // current process per slot (nil: none)
@@ -243,39 +267,95 @@ func (c *chaosCluster) close() {
 		_ = c.lb.Close()
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	stopServers(slices.DeleteFunc(slices.Clone(c.nodes), func(s *Server) bool { return s == nil }))
+	c.mu.Unlock()
+	if c.fwd != nil {
+		_ = c.fwd.Close()
+	}
+	if c.ns != nil {
+		_ = c.ns.Close()
+	}
+}
+
+// target returns the target that starts slot i.
+func (c *chaosCluster) target(i int) *Target {
+	if i == c.isolated {
+		return c.iso
+	}
+	return c.t
+}
+
+// isolate prepares slot i to run in a network namespace: its Postgres
+// traffic goes through a forwarder on the namespace's host address.
+func (c *chaosCluster) isolate(ctx context.Context, i int, dbURL string, topts TargetOptions) (string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Host == "" || strings.Contains(u.Host, ",") {
+		return "", fmt.Errorf("bench: the partition scenario needs a single-host --database-url (got %q)", dbURL)
+	}
+	pgAddr := u.Host
+	if u.Port() == "" {
+		pgAddr = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	if c.ns, err = cluster.NewNetns(); err != nil {
+		return "", err
+	}
+	if c.fwd, err = cluster.Forward(c.ns.HostIP+":0", pgAddr); err != nil {
+		return "", err
+	}
+	u.Host = c.fwd.Addr()
+	topts.DatabaseURL = u.String()
+	topts.Wrap = c.ns.Wrap()
+	// Clients reach it through the balancer, whose address on the pair is
+	// the host's: trust that one for X-Forwarded-For too.
+	topts.Args = append(slices.Clone(topts.Args), "--trusted-proxies", c.ns.HostIP)
+	if c.iso, err = NewTarget(ctx, topts); err != nil {
+		return "", err
+	}
+	c.isolated = i
+	return net.JoinHostPort(c.ns.NSIP, "4000"), nil
 }
 
 func backendName(i int) string { return fmt.Sprintf("node%d", i) }
 
 // startChaosCluster starts n hearth nodes on Postgres and a balancer in
 // front of them, and waits until the balancer has every node up.
-func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir, dbURL string, extra ...string) (*chaosCluster, error) {
+// Node isolate (-1: none) runs in a network namespace (partition).
+func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir, dbURL string, isolate int, extra ...string) (*chaosCluster, error) {
 	o := env.Opts
 	// Behind the balancer every connection comes from its address: the
 	// nodes read the client's from X-Forwarded-For.
 	args := append(slices.Clone(o.ServerArgs), "--trusted-proxies", "127.0.0.1")
 	args = append(args, extra...)
-	t, err := NewTarget(ctx, TargetOptions{
+	topts := TargetOptions{
 		Kind: TargetHearth, HearthBin: o.HearthBin, RepoDir: o.Repo, DatabaseURL: dbURL,
 		Args: args, LogDir: dir, Epoch: env.Epoch, DrainWindow: env.drainWindow(TargetHearth),
-	})
+	}
+	t, err := NewTarget(ctx, topts)
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &chaosCluster{t: t, nodes: make([]*Server, n)}
-	servers, addrs, err := startServers(ctx, t, n)
-	if err != nil {
-		return nil, err
+	c := &chaosCluster{t: t, nodes: make([]*Server, n), addrs: make([]string, n), isolated: -1}
+	for i := range n {
+		if i == isolate {
+			c.addrs[i], err = c.isolate(ctx, i, dbURL, topts)
+		} else {
+			c.addrs[i], err = FreeAddr()
+		}
+		if err == nil {
+			var srv *Server
+			if srv, err = c.target(i).Start(ctx, i, c.addrs[i]); err == nil {
+				c.setNode(i, srv)
+			}
+		}
+		if err != nil {
+			c.close()
+			return nil, err
+		}
 	}
-	c.addrs = addrs
-	for i, s := range servers {
-		c.setNode(i, s)
-	}
+	addrs := c.addrs
 	var backends []cluster.Backend
 	for i, a := range addrs {
 		backends = append(backends, cluster.Backend{Name: backendName(i), Addr: a})
@@ -331,6 +411,7 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	warmup := pick(o.Warmup, 5*time.Second, 2*time.Second, o.Smoke)
 	evTimeout := pick(o.EventTimeout, 120*time.Second, 60*time.Second, o.Smoke)
 	var err error
+	hold := pick(o.Duration, 30*time.Second, 5*time.Second, o.Smoke) // partition: how long the cut lasts after the balancer took the node out
 	window := env.drainWindow(TargetHearth)
 	if window == 0 {
 		window = 30 * time.Second // hearth serve's default
@@ -358,7 +439,11 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 			extra = append(extra, "--synchronous-failover")
 		}
 	}
-	c, err := startChaosCluster(ctx, env, lbKind, nodes, filepath.Join(o.Out, fmt.Sprintf("chaos-%s-%s", name, pol)), dbURL, extra...)
+	isolate := -1
+	if name == ChaosPartition {
+		isolate = 1
+	}
+	c, err := startChaosCluster(ctx, env, lbKind, nodes, filepath.Join(o.Out, fmt.Sprintf("chaos-%s-%s", name, pol)), dbURL, isolate, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -449,7 +534,7 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 					return
 				}
 				c.setNode(i, nil)
-				srv, err := c.t.Start(ctx, i, c.addrs[i])
+				srv, err := c.target(i).Start(ctx, i, c.addrs[i])
 				if err != nil {
 					done <- err
 					return
@@ -469,6 +554,45 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 		c.setNode(victim, nil)
 		ph.EventMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
 		done <- nil
+	case ChaosPartition:
+		// Cut node 1 from Postgres without a reset; wait until it notices
+		// (/readyz 503) and the balancer takes it out; hold the cut a while;
+		// heal.
+		go func() {
+			v := c.isolated
+			if err := c.ns.Cut(c.fwd.Port()); err != nil {
+				done <- err
+				return
+			}
+			limit := time.Now().Add(2 * time.Minute)
+			for cluster.Ready(ctx, c.addrs[v]) {
+				if time.Now().After(limit) {
+					_ = c.ns.Heal()
+					done <- fmt.Errorf("node %d still ready 2 minutes after its Postgres traffic was cut", v)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			ph.NoticedMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
+			if err := c.lb.WaitBackend(ctx, backendName(v), false, time.Minute); err != nil {
+				_ = c.ns.Heal()
+				done <- err
+				return
+			}
+			ph.LBOutMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
+			_ = sleepCtx(ctx, hold)
+			ph.PartitionMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
+			if err := c.ns.Heal(); err != nil {
+				done <- err
+				return
+			}
+			if err := c.lb.WaitBackend(ctx, backendName(v), true, 2*time.Minute); err != nil {
+				done <- err
+				return
+			}
+			ph.EventMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
+			done <- nil
+		}()
 	case ChaosPGFailover, ChaosPGFailoverAsync:
 		// The primary dies mid-stream; the standby is promoted (what a
 		// managed Postgres does, minus its detection delay).

@@ -49,6 +49,9 @@ type TargetOptions struct {
 	Epoch time.Time
 	// DrainWindow is the hearth servers' --drain-window; zero keeps theirs.
 	DrainWindow time.Duration
+	// Wrap is a command prefix for hearth servers, e.g. "ip netns exec NS"
+	// (the chaos partition runs a node in a network namespace).
+	Wrap []string
 }
 
 // Target starts and stops server processes of one kind.
@@ -249,7 +252,12 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 		if t.opts.DrainWindow > 0 {
 			args = append(args, "--drain-window", t.opts.DrainWindow.String())
 		}
-		cmd = exec.Command(t.bin, append(args, t.opts.Args...)...)
+		args = append(args, t.opts.Args...)
+		if w := t.opts.Wrap; len(w) > 0 {
+			cmd = exec.Command(w[0], append(append(w[1:len(w):len(w)], t.bin), args...)...)
+		} else {
+			cmd = exec.Command(t.bin, args...)
+		}
 	case TargetGorilla:
 		cmd = exec.Command(t.bin, append([]string{"--addr", addr}, t.opts.Args...)...)
 	case TargetSocketIO:

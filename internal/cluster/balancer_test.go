@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -219,5 +220,56 @@ func TestDocsQuoteTheTemplates(t *testing.T) {
 		if !strings.Contains(string(doc), fence) {
 			t.Errorf("docs/operations.md does not quote the %s template as rendered by DocConfig; want this block:\n%s", kind, fence)
 		}
+	}
+}
+
+// TestNetnsCut: a namespace reaches a host port through its veth pair
+// until Cut, which drops the packets (the connect times out, no reset),
+// and again after Heal; Close removes the namespace.
+func TestNetnsCut(t *testing.T) {
+	n, err := NewNetns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", n.HostIP+":0")
+	if err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	reach := func() bool {
+		args := append(n.Wrap(), "timeout", "3", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", n.HostIP, port))
+		return exec.Command(args[0], args[1:]...).Run() == nil
+	}
+	if !reach() {
+		t.Error("the namespace does not reach the host before the cut")
+	}
+	if err := n.Cut(port); err != nil {
+		t.Fatal(err)
+	}
+	if reach() {
+		t.Error("the namespace still reaches the host after the cut")
+	}
+	if err := n.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if !reach() {
+		t.Error("the namespace does not reach the host after healing")
+	}
+	ln.Close()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), n.Name) {
+		t.Errorf("namespace %s left behind", n.Name)
 	}
 }
