@@ -64,8 +64,9 @@ type chaosPhase struct {
 	Rejoin100   Float `json:"rejoin_100_ms"`
 	NotRejoined int   `json:"not_rejoined"`
 	EventMS     Float `json:"event_ms"` // how long the server side took (the whole deploy)
-	// ReadyAgainMS is the time from the event until every node's /readyz
-	// said 200 again (pg-failover: the listeners reconnected).
+	// ReadyAgainMS is the time from the event until every running node's
+	// /readyz said 200 again (pg-failover: the listeners reconnected), from
+	// the twice-a-second samples.
 	ReadyAgainMS Float `json:"ready_again_ms"`
 	// Partition: from the cut until the node's /readyz said 503, and until
 	// the balancer had it down; how long the cut lasted.
@@ -628,7 +629,6 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 			return nil, err
 		}
 		if evDone && st["subs"].Joined >= int64(k) && st["pubs"].Joined >= 1 && time.Since(mark) > 3*time.Second && c.allReady(ctx) {
-			ph.ReadyAgainMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -657,6 +657,15 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	tlStop()
 	<-tlDone
 	ph.Timeline = tl
+	// Ready again: the first sample after the last one with a running
+	// node unready (0 when none ever was).
+	for i, smp := range tl {
+		for j, r := range smp.Ready {
+			if !r && c.node(j) != nil && i+1 < len(tl) {
+				ph.ReadyAgainMS = Float(tl[i+1].T * 1000)
+			}
+		}
+	}
 	ph.Unsettled = !settled
 	sr, pr := res["subs"], res["pubs"]
 	ph.Affected = sr.Affected
