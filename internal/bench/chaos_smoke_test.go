@@ -85,3 +85,42 @@ func TestChaosNeedsDatabase(t *testing.T) {
 		t.Errorf("chaos --scenario soak: %v", err)
 	}
 }
+
+// TestSmokeChaosSoak is CI's minute of the soak: churn, the publisher, a
+// whole deploy, resources sampled every 10 s; nothing lost, duplicated or
+// reordered, and every sample has figures from every node and the
+// database.
+func TestSmokeChaosSoak(t *testing.T) {
+	opts := smokeOptions(t, TargetHearth)
+	opts.DatabaseURL = pgtest.Database(t)
+	opts.Chaos = []string{ChaosSoak}
+	var out bytes.Buffer
+	opts.Stdout = &out
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, "chaos", opts)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !regexp.MustCompile(`(?m)^chaos soak \(.*lost 0, duplicated 0, reordered 0$`).MatchString(out.String()) {
+		t.Errorf("soak line:\n%s", out.String())
+	}
+	ph := rep.Results.([]*chaosPhase)[0]
+	if ph.Deploys < 1 || ph.ChurnConns == 0 || len(ph.Soak) < 5 {
+		t.Fatalf("soak: %d deploys, %d churn clients, %d samples", ph.Deploys, ph.ChurnConns, len(ph.Soak))
+	}
+	for _, s := range ph.Soak {
+		if s.Err != "" || s.PGConns == 0 || s.History == 0 {
+			t.Errorf("sample at %.0f s: %+v", s.T, s)
+		}
+		running := 0
+		for i := range s.RSSMiB {
+			if s.RSSMiB[i] > 0 && s.Goroutines[i] > 0 && s.OpenFiles[i] > 0 {
+				running++
+			}
+		}
+		if running < 2 { // a deploy has at most one node down at a time
+			t.Errorf("sample at %.0f s has figures from %d nodes: %+v", s.T, running, s)
+		}
+	}
+}

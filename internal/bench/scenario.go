@@ -48,6 +48,7 @@ type Options struct {
 	NoRecover       bool          // do not ask Hearth to replay missed messages on rejoin
 	Chaos           []string      // chaos: the scenarios to run (deploy, node-kill)
 	Balancer        string        // chaos: the load balancer, haproxy (default) or nginx
+	DeployEvery     time.Duration // chaos soak: a whole deploy this often (default 10 min)
 
 	Workers   int // worker processes; zero picks one per 8,000 clients; -1 runs in-process
 	SourceIPs int // 127.0.x.y source addresses; zero picks one per 50 clients

@@ -37,13 +37,18 @@ const (
 	// The same with asynchronous replication: the topics move to a new
 	// epoch, and what the last commits carried may be lost.
 	ChaosPGFailoverAsync = "pg-failover-async"
+	// Churn (groups of clients connecting, joining and leaving), the
+	// publisher throughout, a whole deploy every DeployEvery; every node's
+	// RSS, goroutines and open files, the Postgres connections and the
+	// history size sampled every 10 s.
+	ChaosSoak = "soak"
 	// Node 1 runs in a network namespace; its Postgres traffic is dropped
 	// (no reset) for a while, then let through again.
 	ChaosPartition = "partition"
 )
 
 // chaosScenarios are the ones this tool runs, in order.
-var chaosScenarios = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover, ChaosPGFailoverAsync, ChaosPartition}
+var chaosScenarios = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover, ChaosPGFailoverAsync, ChaosPartition, ChaosSoak}
 
 // chaosDefault is what runs without --scenario.
 var chaosDefault = []string{ChaosDeploy, ChaosNodeKill, ChaosPGFailover, ChaosPartition}
@@ -70,12 +75,17 @@ type chaosPhase struct {
 	ReadyAgainMS Float `json:"ready_again_ms"`
 	// Partition: from the cut until the node's /readyz said 503, and until
 	// the balancer had it down; how long the cut lasted.
-	NoticedMS   Float   `json:"noticed_ms"`
-	LBOutMS     Float   `json:"balancer_out_ms"`
-	PartitionMS Float   `json:"partition_ms"`
-	PeakAccept  float64 `json:"peak_accept_per_sec"`
-	PeakRejoin  float64 `json:"peak_rejoin_per_sec"`
-	Shed        int64   `json:"shed"`
+	NoticedMS   Float `json:"noticed_ms"`
+	LBOutMS     Float `json:"balancer_out_ms"`
+	PartitionMS Float `json:"partition_ms"`
+	// Soak: the samples, the deploys made, the churn clients started.
+	Soak        []soakSample `json:"soak,omitempty"`
+	Deploys     int          `json:"deploys,omitempty"`
+	ChurnGroups int          `json:"churn_groups,omitempty"`
+	ChurnConns  int          `json:"churn_clients,omitempty"`
+	PeakAccept  float64      `json:"peak_accept_per_sec"`
+	PeakRejoin  float64      `json:"peak_rejoin_per_sec"`
+	Shed        int64        `json:"shed"`
 	// ClientErrors counts client-visible errors: failed attempts and
 	// closes other than the announced restart/retry ones.
 	ClientErrors int64            `json:"client_errors"`
@@ -115,7 +125,7 @@ func runChaos(ctx context.Context, env *Env) (*Report, error) {
 	}
 	for _, n := range names {
 		if !slices.Contains(chaosScenarios, n) {
-			return nil, fmt.Errorf("bench: unknown chaos scenario %q (this tool runs %s; partition and soak are not built yet)", n, strings.Join(chaosScenarios, ", "))
+			return nil, fmt.Errorf("bench: unknown chaos scenario %q (this tool runs %s)", n, strings.Join(chaosScenarios, ", "))
 		}
 		if o.DatabaseURL == "" && !isPGFailover(n) {
 			return nil, fmt.Errorf("bench: the %s scenario runs nodes on Postgres: pass --database-url (or set HEARTH_BENCH_DATABASE_URL)", n)
@@ -167,6 +177,11 @@ func runChaos(ctx context.Context, env *Env) (*Report, error) {
 				switch {
 				case name == ChaosPartition:
 					extra = fmt.Sprintf("node noticed (/readyz 503) after %s, balancer out after %s, cut for %s, ", fms(float64(ph.NoticedMS)), fms(float64(ph.LBOutMS)), fms(float64(ph.PartitionMS)))
+				case name == ChaosSoak && len(ph.Soak) > 1:
+					a, z := ph.Soak[0], ph.Soak[len(ph.Soak)-1]
+					extra = fmt.Sprintf("%.0f s, %d deploys, %d churn clients; first/last sample: RSS %s/%s MiB, goroutines %s/%s, open files %s/%s, PG sessions %.0f/%.0f, history %.0f/%.0f rows; ",
+						z.T, ph.Deploys, ph.ChurnConns, joinNums(a.RSSMiB), joinNums(z.RSSMiB), joinNums(a.Goroutines), joinNums(z.Goroutines),
+						joinNums(a.OpenFiles), joinNums(z.OpenFiles), a.PGConns, z.PGConns, a.History, z.History)
 				case isPGFailover(name):
 					extra = fmt.Sprintf("nodes ready again after %s, %d publishes refused, ", fms(float64(ph.ReadyAgainMS)), ph.PubFailed)
 				}
@@ -217,6 +232,7 @@ func chaosCharts(phases []*chaosPhase) []*Chart {
 		}
 		ready.Lines = []Series{{Name: "ready", Points: rd}, {Name: "balancer UP", Points: up}}
 		charts = append(charts, rate, ready)
+		charts = append(charts, soakCharts(ph)...)
 	}
 	if len(phases) > 0 {
 		var cats []string
@@ -374,6 +390,29 @@ func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir,
 	return c, nil
 }
 
+// deploy replaces every node in turn: SIGTERM (it turns unready, the
+// balancer takes it out, its sockets move over the drain window), wait for
+// its exit, start the new version on the same address, wait until the
+// balancer has it up again.
+func (c *chaosCluster) deploy(ctx context.Context, drainTimeout time.Duration) error {
+	for i := range c.addrs {
+		old := c.node(i)
+		if !old.Terminate(drainTimeout) {
+			return fmt.Errorf("node %d did not exit within %v of SIGTERM (killed)", i, drainTimeout)
+		}
+		c.setNode(i, nil)
+		srv, err := c.target(i).Start(ctx, i, c.addrs[i])
+		if err != nil {
+			return err
+		}
+		c.setNode(i, srv)
+		if err := c.lb.WaitBackend(ctx, backendName(i), true, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // allReady reports whether every running node answers /readyz with 200.
 func (c *chaosCluster) allReady(ctx context.Context) bool {
 	for i, a := range c.addrs {
@@ -413,6 +452,9 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	evTimeout := pick(o.EventTimeout, 120*time.Second, 60*time.Second, o.Smoke)
 	var err error
 	hold := pick(o.Duration, 30*time.Second, 5*time.Second, o.Smoke) // partition: how long the cut lasts after the balancer took the node out
+	if name == ChaosSoak {
+		evTimeout += pick(o.Duration, time.Hour, 60*time.Second, o.Smoke)
+	}
 	window := env.drainWindow(TargetHearth)
 	if window == 0 {
 		window = 30 * time.Second // hearth serve's default
@@ -523,31 +565,14 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	done := make(chan error, 1)
 	switch name {
 	case ChaosDeploy:
-		// Every node in turn: SIGTERM (it turns unready, the balancer takes
-		// it out, its sockets move over the drain window), wait for its
-		// exit, start the new version on the same address, wait until the
-		// balancer has it up again.
 		go func() {
-			for i := range nodes {
-				old := c.node(i)
-				if !old.Terminate(drainTimeout) {
-					done <- fmt.Errorf("node %d did not exit within %v of SIGTERM (killed)", i, drainTimeout)
-					return
-				}
-				c.setNode(i, nil)
-				srv, err := c.target(i).Start(ctx, i, c.addrs[i])
-				if err != nil {
-					done <- err
-					return
-				}
-				c.setNode(i, srv)
-				if err := c.lb.WaitBackend(ctx, backendName(i), true, 60*time.Second); err != nil {
-					done <- err
-					return
-				}
-			}
+			err := c.deploy(ctx, drainTimeout)
 			ph.EventMS = Float(float64(time.Since(mark).Microseconds()) / 1000)
-			done <- nil
+			done <- err
+		}()
+	case ChaosSoak:
+		go func() {
+			done <- c.soak(ctx, env, fleet, sub, ph, mark, drainTimeout)
 		}()
 	case ChaosNodeKill:
 		victim := 1
@@ -699,4 +724,13 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 			ph.NotRejoined, ph.Affected, evTimeout, strings.TrimSpace(sr.Stats.ErrorSummary()))
 	}
 	return ph, nil
+}
+
+// joinNums formats per-node figures as "a,b,c".
+func joinNums(vs []float64) string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = fmt.Sprintf("%.0f", v)
+	}
+	return strings.Join(out, ",")
 }

@@ -185,3 +185,17 @@ func ver(binDir string) int {
 	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
 	return v
 }
+
+// Psql runs one SQL command with psql against url and returns its
+// unaligned, tuples-only output (fields separated by "|").
+func Psql(url, sql string) (string, error) {
+	bin, err := pgBin()
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command(filepath.Join(bin, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("cluster: psql: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
