@@ -61,6 +61,7 @@ func runServe(args []string) error {
 	fs.Float64Var(&cfg.ws.ConnectRate, "conn-rate", 0, "new WebSocket connections admitted per second, the rest shed with 1013 or 503 (0: 2000 per CPU; -1: no limit)")
 	fs.Float64Var(&cfg.ws.ConnectRatePerIP, "conn-rate-per-ip", 0, "new connections per second per client address (0: a quarter of --conn-rate; -1: no limit)")
 	fs.Float64Var(&cfg.ws.MessageRate, "message-rate", 0, "inbound messages per second one socket may send, beyond which it is closed with 4029 (0: 100; -1: no limit)")
+	fs.DurationVar(&cfg.ws.IdleTimeout, "idle-timeout", 0, "close a connection from which nothing arrived for this long: a client cut off by the network, whose channels then leave and whose presence ends (0: 60s; clients send a heartbeat every 30s)")
 	fs.IntVar(&cfg.ws.MaxConnections, "max-conns", 0, "most open WebSocket connections (0: the open-file limit less a tenth; -1: no cap)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs or addresses of load balancers whose X-Forwarded-For / X-Real-IP name the client, e.g. 10.0.0.0/8")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof, /debug/vars and /debug/mem (memory figures as JSON) on this separate address, e.g. 127.0.0.1:6060")
