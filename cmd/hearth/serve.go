@@ -40,7 +40,8 @@ type serveConfig struct {
 	dbURL     string
 	listenURL string
 	nodeName  string
-	syncFail  bool // --synchronous-failover
+	syncFail  bool          // --synchronous-failover
+	evacuate  time.Duration // --evacuate-after
 	secret    string
 	ws        server.Options // admission control and drain (--drain-window, --conn-rate, ...)
 }
@@ -55,6 +56,7 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.listenURL, "listen-url", "", "direct PostgreSQL URL for the cluster listener, when --database-url goes through a transaction pooler such as PgBouncer (default $DATABASE_LISTEN_URL)")
 	fs.StringVar(&cfg.secret, "secret", "", "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
 	fs.BoolVar(&cfg.syncFail, "synchronous-failover", false, "the database fails over only to synchronous standbys: keep topic epochs on a new timeline, so clients recover across a failover (default: move topics to a new epoch, since an asynchronous failover may have lost commits)")
+	fs.DurationVar(&cfg.evacuate, "evacuate-after", 0, "cluster mode: when the node has been cut off from PostgreSQL this long, close its sockets as a drain does (1012, spread over --drain-window) so that they reconnect to other nodes; 0: never (they stay, and catch up once it is back)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
 	fs.DurationVar(&cfg.ws.DrainWindow, "drain-window", 30*time.Second, "on SIGTERM, close the sockets spread over this window (1012 with reconnect hints) so their reconnects reach the other nodes evenly; 0 closes them all at once")
@@ -134,6 +136,15 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	evCtx, evCancel := context.WithCancel(context.Background())
+	evDone := make(chan struct{})
+	if pg, ok := broker.(*postgres.Broker); ok && cfg.evacuate > 0 {
+		go func() { defer close(evDone); evacuateWhenCut(evCtx, pg, app.ws, cfg.evacuate, log) }()
+	} else {
+		close(evDone)
+	}
+	stopEvacuate := func() { evCancel(); <-evDone }
+	defer stopEvacuate()
 	hs := &http.Server{Handler: app.router, ReadHeaderTimeout: 10 * time.Second}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -146,6 +157,7 @@ func runServe(args []string) error {
 		return err
 	case <-sigs:
 	}
+	stopEvacuate()
 	// Drain: /readyz turns 503 at once, new upgrades get 503, the sockets
 	// are closed spread over the window (the HTTP server keeps serving
 	// /readyz and /healthz meanwhile). A second signal closes the rest at
@@ -297,4 +309,35 @@ func openBroker(cfg serveConfig, log *slog.Logger) (*postgres.Broker, error) {
 		return nil, fmt.Errorf("cluster mode: %w", err)
 	}
 	return pg, nil
+}
+
+// evacuateWhenCut closes the node's sockets, as a drain does, once its
+// pub/sub listener has been down for after: a node cut off from PostgreSQL
+// is unready (the balancer sends new sockets elsewhere), and its clients
+// would otherwise wait, receiving nothing, until it is back. Once per
+// outage.
+func evacuateWhenCut(ctx context.Context, pg *postgres.Broker, ws *server.Server, after time.Duration, log *slog.Logger) {
+	tk := time.NewTicker(250 * time.Millisecond)
+	defer tk.Stop()
+	var downSince time.Time
+	done := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		if pg.State() != postgres.StateDown {
+			downSince, done = time.Time{}, false
+			continue
+		}
+		if downSince.IsZero() {
+			downSince = time.Now()
+		}
+		if !done && time.Since(downSince) >= after {
+			done = true
+			log.Warn("cut off from PostgreSQL: moving this node's clients to other nodes", "down_for", time.Since(downSince).Round(time.Millisecond))
+			ws.Evacuate(ctx)
+		}
+	}
 }

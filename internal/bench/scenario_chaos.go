@@ -484,7 +484,10 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	}
 	isolate := -1
 	if name == ChaosPartition {
+		// Node 1 in a namespace; a node cut off from Postgres for 2 s moves
+		// its clients to the others.
 		isolate = 1
+		extra = append(extra, "--evacuate-after", "2s")
 	}
 	c, err := startChaosCluster(ctx, env, lbKind, nodes, filepath.Join(o.Out, fmt.Sprintf("chaos-%s-%s", name, pol)), dbURL, isolate, extra...)
 	if err != nil {
