@@ -12,4 +12,18 @@
 // backend states from its stats socket (nginx open source has no such
 // view: it reports the servers as unknown). [Render] returns the
 // configuration text itself, which is what the documentation shows.
+//
+// # PostgreSQL
+//
+// [StartPrimary] and [StartStandby] make a private primary and a streaming
+// standby (initdb, pg_basebackup -R; run as user postgres when the harness
+// is root), synchronous or not; [Postgres.Crash] and [Postgres.Promote]
+// make the failover, and [FailoverURL] is the multi-host URL the nodes use.
+//
+// # Partitions
+//
+// [NewNetns] creates a network namespace joined to the host by a veth pair
+// on a /30 of its own; a node runs inside it through [Netns.Wrap], reaches
+// the host's Postgres through a [Forwarder], and [Netns.Cut] drops a port's
+// packets both ways with iptables (no reset) until [Netns.Heal].
 package cluster
