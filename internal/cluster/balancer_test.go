@@ -62,6 +62,12 @@ func startNode(t *testing.T, secret string) (string, *exec.Cmd) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return addr, startNodeAt(t, secret, addr)
+}
+
+// startNodeAt is startNode on a given address.
+func startNodeAt(t *testing.T, secret, addr string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(hearthBin(t), "serve", "--addr", addr, "--log-level", "warn", "--database-url=",
 		"--secret", secret, "--drain-window", "1s", "--trusted-proxies", "127.0.0.1")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -82,7 +88,7 @@ func startNode(t *testing.T, secret string) (string, *exec.Cmd) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return addr, cmd
+	return cmd
 }
 
 // TestBalancersProxyTheApp runs the documented HAProxy and nginx
@@ -271,5 +277,47 @@ func TestNetnsCut(t *testing.T) {
 	}
 	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), n.Name) {
 		t.Errorf("namespace %s left behind", n.Name)
+	}
+}
+
+// TestNginxNodeBackAtOnce: nodes that refused connections during a deploy
+// (stopped, restarting) must get traffic again as soon as they are back.
+// With nginx's max_fails, the refusals marked every node failed for
+// fail_timeout and clients got 502 "no live upstreams" meanwhile (found by
+// `hearth bench chaos --balancer nginx --scenario deploy`: 410 failed
+// connects in a 60-client deploy).
+func TestNginxNodeBackAtOnce(t *testing.T) {
+	const secret = "s3cret-for-the-test"
+	a0, n0 := startNode(t, secret)
+	a1, n1 := startNode(t, secret)
+	b, err := StartNginx(context.Background(), Options{Backends: []Backend{{"node0", a0}, {"node1", a1}}, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, n := range []*exec.Cmd{n0, n1} {
+		_ = n.Process.Kill()
+	}
+	upgrade := func() int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+b.Addr+"/socket/websocket?vsn=2.0.0", nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 4 { // both refuse: nginx answers 502
+		if code := upgrade(); code != http.StatusBadGateway {
+			t.Fatalf("with both nodes stopped: %d", code)
+		}
+	}
+	startNodeAt(t, secret, a1) // node 1 is back (waits for its /readyz)
+	if code := upgrade(); code != http.StatusSwitchingProtocols {
+		t.Errorf("node 1 is back, but an upgrade through nginx got %d", code)
 	}
 }
