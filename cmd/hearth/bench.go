@@ -92,6 +92,7 @@ func runBench(args []string) error {
 	fs.DurationVar(&o.DeployEvery, "deploy-every", 0, "chaos soak: a whole rolling deploy this often (default 10m)")
 	fs.StringVar(&o.Balancer, "balancer", "", "chaos: the load balancer in front of the nodes: haproxy (default) or nginx")
 	fs.BoolVar(&o.NoRecover, "no-recover", false, "do not ask Hearth to replay missed messages on rejoin")
+	fs.BoolVar(&o.Compress, "compress", false, "clients offer permessage-deflate and servers compress every message (fanout, throughput, cluster, idle)")
 	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (0: one per 8,000 clients; -1: in-process)")
 	fs.IntVar(&o.SourceIPs, "source-ips", 0, "127.0.x.y source addresses for the clients (0: one per 50 clients)")
 	fs.StringVar(&o.DatabaseURL, "database-url", os.Getenv("HEARTH_BENCH_DATABASE_URL"), "Postgres URL for cluster runs (env HEARTH_BENCH_DATABASE_URL)")

@@ -67,6 +67,8 @@ func runServe(args []string) error {
 	fs.Float64Var(&cfg.ws.MessageRate, "message-rate", 0, "inbound messages per second one socket may send, beyond which it is closed with 4029 (0: 100; -1: no limit)")
 	fs.DurationVar(&cfg.ws.IdleTimeout, "idle-timeout", 0, "close a connection from which nothing arrived for this long: a client cut off by the network, whose channels then leave and whose presence ends (0: 60s; clients send a heartbeat every 30s)")
 	fs.IntVar(&cfg.ws.MaxConnections, "max-conns", 0, "most open WebSocket connections (0: the open-file limit less a tenth; -1: no cap)")
+	fs.BoolVar(&cfg.ws.Compression.Enabled, "compress", false, "accept permessage-deflate from clients that offer it (each broadcast is compressed once)")
+	fs.IntVar(&cfg.ws.Compression.MinSize, "compress-min", 0, "smallest payload compressed, in bytes (0: 256; -1: every message)")
 	fs.DurationVar(&cfg.ws.ReconnectCooldown, "reconnect-cooldown", 0, "how long a client that reads no Hearth close codes (phoenix.js) is refused (429) before the upgrade after being closed for what it did (4029, 1009, 4008); 6x that (403) after a terminal close (0: 10s; -1ns: off)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs or addresses of load balancers whose X-Forwarded-For / X-Real-IP name the client, e.g. 10.0.0.0/8")
 	fs.Var(&cfg.apiKeys, "api-key", "turn on the server API at /api and the dashboard at /dashboard with this key (Authorization: Bearer KEY); repeat for several keys (default $HEARTH_API_KEY; none: both off)")
