@@ -370,7 +370,7 @@ func (s *Socket) join(m *wire.Message) {
 	n.stats.joinsOK.Add(1)
 	n.stats.channels.Add(1)
 
-	var replay []pubsub.Message
+	var replay []replayItem
 	if hx != nil {
 		var info hearthReply
 		replay, info = s.recover(c, hx, log)
@@ -379,8 +379,12 @@ func (s *Socket) join(m *wire.Message) {
 	s.sendReply(m.JoinRef, m.Ref, m.Topic, "ok", resp, false)
 	log.Debug("joined")
 	c.markJoined()
-	for i := range replay {
-		c.deliverNow(&replay[i])
+	for _, it := range replay {
+		if it.frame == nil {
+			s.callOut(c, it.m)
+		} else {
+			s.sendInOrder(c, it.m, it.frame)
+		}
 	}
 	c.finishRecovery()
 }
@@ -398,12 +402,26 @@ func (s *Socket) abortJoin(c *Channel) {
 	c.mu.Unlock()
 }
 
+// replayItem is one message of a recovery replay: its frame, or (frame
+// nil) an intercepted event for Out.
+type replayItem struct {
+	m     *pubsub.Message
+	frame []byte
+}
+
 // recover reads the topic's history for a joining channel that speaks
 // Hearth's extension. It returns the messages to replay and the position
 // information for the join reply, and sets the channel's replay watermark.
+//
+// The replay's frames are made here, and their bytes reserved with the
+// transport (see [ReplayTransport]) so that the replay does not count
+// against the live queue bound: a client that reads receives all of it. A
+// replay the transport cannot take is not sent, and the reply says
+// recovered: false, so that the client refetches instead of being closed
+// as a slow consumer and asking again.
 func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	Warn(string, ...any)
-}) ([]pubsub.Message, hearthReply) {
+}) ([]replayItem, hearthReply) {
 	var since pubsub.Position
 	if hx.Since != nil {
 		since = *hx.Since
@@ -436,11 +454,28 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 		st.recoveriesIncomplete.Add(1)
 		return nil, info
 	}
-	var replay []pubsub.Message
-	for _, m := range h.Messages {
-		if m.Exclude != s.connID {
-			replay = append(replay, m)
+	replay := make([]replayItem, 0, len(h.Messages))
+	size := 0
+	for i := range h.Messages {
+		m := &h.Messages[i]
+		if m.Exclude != "" && m.Exclude == s.connID {
+			continue
 		}
+		it := replayItem{m: m}
+		if _, ok := c.route.intercept[m.Event]; ok {
+			size += len(m.Payload) + len(m.Event) + len(c.topic) + 64 // about what Out pushes
+		} else {
+			it.frame = encodeBroadcast(m, s.hearthExt)
+			size += len(it.frame)
+		}
+		replay = append(replay, it)
+	}
+	if rt, ok := s.transport.(ReplayTransport); ok && size > 0 && !rt.ReserveReplay(size) {
+		log.Warn("replay too large for the connection: recovery refused", "messages", len(replay), "bytes", size)
+		st.recoveriesIncomplete.Add(1)
+		ok := false
+		info.Recovered = &ok
+		return nil, info
 	}
 	info.Replayed = len(replay)
 	st.replayed.Add(uint64(len(replay)))
