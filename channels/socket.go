@@ -172,6 +172,12 @@ func (s *Socket) Closed() {
 // HandleMessage handles one inbound WebSocket message. It is part of the
 // [Transport] contract: an error means the message broke the protocol and
 // the connection must be closed (see [CloseCode]).
+//
+// Only a message that cannot be read as Phoenix framing is such an error.
+// One that is framed but wrong for its topic (an empty or invalid topic,
+// an empty event, a payload that is not JSON) is answered on that topic
+// with an error reply whose reason says what is wrong, as Phoenix answers
+// a join of an unknown topic: the socket's other channels are unaffected.
 func (s *Socket) HandleMessage(data []byte, binary bool) error {
 	var (
 		m   wire.Message
@@ -182,12 +188,26 @@ func (s *Socket) HandleMessage(data []byte, binary bool) error {
 	} else {
 		m, err = wire.DecodeText(data)
 	}
-	if err != nil {
+	var de *wire.DecodeError
+	if err != nil && (!errors.As(err, &de) || !de.Framed) {
 		return err
 	}
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	if s.closed {
+		return nil
+	}
+	reason := ""
+	var te *pubsub.TopicError
+	switch {
+	case err != nil:
+		reason = de.Reason
+	case m.Topic != "phoenix" && errors.As(pubsub.CheckTopic(m.Topic), &te):
+		reason = te.Reason
+	}
+	if reason != "" {
+		s.node.log.Debug("message refused", "conn", s.connID, "event", m.Event, "reason", reason)
+		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonOf(reason))
 		return nil
 	}
 	switch {
@@ -216,6 +236,12 @@ var (
 	reasonUnhandled   = json.RawMessage(`{"reason":"unhandled event"}`)
 	reasonBadParams   = json.RawMessage(`{"reason":"invalid join payload"}`)
 )
+
+// reasonOf makes the response {"reason": reason}.
+func reasonOf(reason string) json.RawMessage {
+	b := wire.AppendString(append(make([]byte, 0, len(reason)+16), `{"reason":`...), reason)
+	return append(b, '}')
+}
 
 // reply sends a phx_reply. A []byte response makes a binary reply.
 func (s *Socket) reply(joinRef, ref, topic, status string, response any) {
@@ -316,7 +342,7 @@ func (s *Socket) join(m *wire.Message) {
 		return
 	}
 	rt := n.router.match(m.Topic)
-	if rt == nil || !pubsub.ValidTopic(m.Topic) {
+	if rt == nil {
 		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
 		return
 	}

@@ -157,8 +157,8 @@ func (m *Memory) forgetLocked(name string, t *memTopic) {
 // Publish implements Broker. Delivery to the local handler happens before
 // Publish returns.
 func (m *Memory) Publish(_ context.Context, msg Message) (Position, error) {
-	if !ValidTopic(msg.Topic) {
-		return Position{}, ErrInvalidTopic
+	if err := CheckTopic(msg.Topic); err != nil {
+		return Position{}, err
 	}
 	if len(msg.Payload) > m.opts.MaxPayload {
 		return Position{}, ErrTooLarge
@@ -330,8 +330,8 @@ func (m *Memory) PublishControl(_ context.Context, data []byte) error {
 
 // Subscribe implements Broker.
 func (m *Memory) Subscribe(_ context.Context, topic string) error {
-	if !ValidTopic(topic) {
-		return ErrInvalidTopic
+	if err := CheckTopic(topic); err != nil {
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -2,6 +2,7 @@ package pubsub_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -249,4 +250,29 @@ func mib(s []uint64) []string {
 		out[i] = fmt.Sprintf("%.1f", float64(v)/(1<<20))
 	}
 	return out
+}
+
+func TestCheckTopic(t *testing.T) {
+	for _, tc := range []struct{ topic, reason string }{
+		{"room:1", ""},
+		{strings.Repeat("x", 255), ""},
+		{"", "topic must not be empty"},
+		{strings.Repeat("x", 256), "topic is longer than 255 bytes"},
+		{"a\x00b", "topic contains a NUL byte"},
+		{"a\xffb", "topic is not valid UTF-8"},
+	} {
+		err := pubsub.CheckTopic(tc.topic)
+		var te *pubsub.TopicError
+		switch {
+		case tc.reason == "" && err != nil:
+			t.Errorf("CheckTopic(%.20q) = %v", tc.topic, err)
+		case tc.reason != "" && (!errors.As(err, &te) || te.Reason != tc.reason || !errors.Is(err, pubsub.ErrInvalidTopic)):
+			t.Errorf("CheckTopic(%.20q) = %v, want %q", tc.topic, err, tc.reason)
+		}
+		// Every broker applies the same rule.
+		m := pubsub.NewMemory(pubsub.MemoryOptions{})
+		if _, err := m.Publish(context.Background(), pubsub.Message{Topic: tc.topic, Event: "e"}); (err != nil) != (tc.reason != "") {
+			t.Errorf("Memory.Publish(%.20q) = %v", tc.topic, err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package pubsub_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -125,7 +126,7 @@ func TestMemoryHistory(t *testing.T) {
 func TestMemoryRejects(t *testing.T) {
 	ctx := context.Background()
 	m := pubsub.NewMemory(pubsub.MemoryOptions{MaxPayload: 4})
-	if _, err := m.Publish(ctx, pubsub.Message{Topic: "", Event: "e"}); err != pubsub.ErrInvalidTopic {
+	if _, err := m.Publish(ctx, pubsub.Message{Topic: "", Event: "e"}); !errors.Is(err, pubsub.ErrInvalidTopic) {
 		t.Fatalf("empty topic: %v", err)
 	}
 	if _, err := m.Publish(ctx, pubsub.Message{Topic: "t", Event: "e", Payload: []byte("12345")}); err != pubsub.ErrTooLarge {
