@@ -300,25 +300,76 @@ type hearthReply struct {
 // (see docs/protocol.md). Applications should not use it.
 const HearthKey = "$hearth"
 
-// splitParams removes Hearth's reserved key from join params.
+// splitParams removes Hearth's reserved key from join params. The key is
+// recognized only as a member of the top-level object, after JSON decoding
+// (so an escaped spelling counts); "$hearth" anywhere else is the app's.
+// The rest of the params is left byte for byte as the client sent it.
 func splitParams(p []byte) (json.RawMessage, *hearthJoin, error) {
 	if len(p) == 0 {
 		return json.RawMessage("{}"), nil, nil
 	}
-	if !bytes.Contains(p, []byte(`"$hearth"`)) {
+	if t := bytes.TrimSpace(p); len(t) == 0 || t[0] != '{' {
+		return p, nil, nil // not an object: nothing reserved in it
+	}
+	if !bytes.Contains(p, []byte("$hearth")) && !bytes.Contains(p, []byte(`\u`)) {
+		return p, nil, nil // the key cannot be there, in any spelling
+	}
+	dec := json.NewDecoder(bytes.NewReader(p))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, nil, err
+	}
+	var (
+		hj    *hearthJoin
+		cut   [][2]int // byte ranges of the reserved members
+		first = true
+	)
+	for dec.More() {
+		start := int(dec.InputOffset()) // before the comma, if any
+		if n := len(cut); n > 0 {
+			start = max(start, cut[n-1][1]) // that comma went with a first member
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, err
+		}
+		if key, _ := tok.(string); key == HearthKey {
+			hj = new(hearthJoin)
+			if err := json.Unmarshal(v, hj); err != nil {
+				return nil, nil, err
+			}
+			end := int(dec.InputOffset())
+			if first {
+				// Take the comma after the member instead of the one before.
+				i := end
+				for i < len(p) && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
+					i++
+				}
+				if i < len(p) && p[i] == ',' {
+					end = i + 1
+				}
+			}
+			cut = append(cut, [2]int{start, end})
+			continue // the next member is first again if this one was
+		}
+		first = false
+	}
+	if _, err := dec.Token(); err != nil { // }
+		return nil, nil, err
+	}
+	if hj == nil {
 		return p, nil, nil
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(p, &obj); err != nil {
-		return nil, nil, err
+	rest := make([]byte, 0, len(p))
+	prev := 0
+	for _, c := range cut {
+		rest = append(rest, p[prev:c[0]]...)
+		prev = c[1]
 	}
-	var hj hearthJoin
-	if err := json.Unmarshal(obj[HearthKey], &hj); err != nil {
-		return nil, nil, err
-	}
-	delete(obj, HearthKey)
-	rest, err := json.Marshal(obj)
-	return rest, &hj, err
+	return append(rest, p[prev:]...), hj, nil
 }
 
 func (s *Socket) join(m *wire.Message) {

@@ -76,4 +76,6 @@ func TestErrorsStayOnTheirTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.expect("room:lobby", "news")
+	// "$hearth" as the app's data is the app's: the join goes through.
+	c.mustJoin("room:nick", map[string]any{"nick": "$hearth", "tags": []string{"$hearth"}})
 }
