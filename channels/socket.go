@@ -207,7 +207,7 @@ func (s *Socket) HandleMessage(data []byte, binary bool) error {
 	}
 	if reason != "" {
 		s.node.log.Debug("message refused", "conn", s.connID, "event", m.Event, "reason", reason)
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonOf(reason))
+		s.replyTo(&m, "error", reasonOf(reason))
 		return nil
 	}
 	switch {
@@ -215,7 +215,7 @@ func (s *Socket) HandleMessage(data []byte, binary bool) error {
 		if m.Event == "heartbeat" {
 			s.reply("", m.Ref, m.Topic, "ok", nil)
 		} else {
-			s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+			s.replyTo(&m, "error", reasonUnmatched)
 		}
 	case m.Event == "phx_join":
 		s.join(&m)
@@ -241,6 +241,27 @@ var (
 func reasonOf(reason string) json.RawMessage {
 	b := wire.AppendString(append(make([]byte, 0, len(reason)+16), `{"reason":`...), reason)
 	return append(b, '}')
+}
+
+// replyTo answers the client message m (echoing its refs as sent) with a
+// phx_reply. A []byte response makes a binary reply.
+func (s *Socket) replyTo(m *wire.Message, status string, response any) {
+	data, binary, err := encodePayload(response)
+	if err != nil {
+		s.node.log.Error("cannot encode reply", "conn", s.connID, "topic", m.Topic, "err", err)
+		data, binary, status = []byte(`{"reason":"reply not encodable"}`), false, "error"
+	}
+	s.sendReplyTo(m, status, data, binary)
+}
+
+func (s *Socket) sendReplyTo(m *wire.Message, status string, data []byte, binary bool) {
+	if binary || !m.JoinRefEmpty {
+		s.sendReply(m.JoinRef, m.Ref, m.Topic, status, data, binary)
+		return
+	}
+	buf := wire.BeginFrame(make([]byte, 0, 64+len(m.Topic)+len(data)))
+	buf = wire.AppendTextReplyTo(buf, m, status, data)
+	s.send(wire.FinishFrame(buf, wire.OpText))
 }
 
 // reply sends a phx_reply. A []byte response makes a binary reply.
@@ -376,12 +397,12 @@ func (s *Socket) join(m *wire.Message) {
 	n := s.node
 	log := n.log.With("conn", s.connID, "topic", m.Topic)
 	if m.Binary {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonBadParams)
+		s.replyTo(m, "error", reasonBadParams)
 		return
 	}
 	params, hx, err := splitParams(m.Payload)
 	if err != nil {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonBadParams)
+		s.replyTo(m, "error", reasonBadParams)
 		return
 	}
 	if old := s.channel(m.Topic); old != nil {
@@ -389,18 +410,18 @@ func (s *Socket) join(m *wire.Message) {
 		s.endChannel(old, ErrRejoined, "phx_close")
 	}
 	if len(s.chans) >= n.opts.MaxChannels {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonTooMany)
+		s.replyTo(m, "error", reasonTooMany)
 		return
 	}
 	rt := n.router.match(m.Topic)
 	if rt == nil {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+		s.replyTo(m, "error", reasonUnmatched)
 		return
 	}
 	if ok, wait := n.joins.allow(s.ip, time.Now()); !ok {
 		n.stats.joinsShed.Add(1)
 		log.Debug("join shed by admission control")
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", retryReply(wait))
+		s.replyTo(m, "error", retryReply(wait))
 		return
 	}
 	c := &Channel{socket: s, topic: m.Topic, joinRef: m.JoinRef, route: rt}
@@ -413,7 +434,7 @@ func (s *Socket) join(m *wire.Message) {
 		log.Error("broker subscribe failed", "err", err)
 		n.hub.remove(c)
 		c.state.Store(stateClosed)
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinFailed)
+		s.replyTo(m, "error", reasonJoinFailed)
 		return
 	}
 	c.subscribed = true
@@ -430,12 +451,12 @@ func (s *Socket) join(m *wire.Message) {
 		if errors.As(err, &re) {
 			n.stats.joinsRefused.Add(1)
 			log.Debug("join refused")
-			s.reply(m.JoinRef, m.Ref, m.Topic, "error", re.Response)
+			s.replyTo(m, "error", re.Response)
 			return
 		}
 		n.stats.joinsCrashed.Add(1)
 		logCrash(log, "join crashed", err)
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinCrashed)
+		s.replyTo(m, "error", reasonJoinCrashed)
 		return
 	}
 	resp, binary, err := encodePayload(jr.Response)
@@ -453,7 +474,7 @@ func (s *Socket) join(m *wire.Message) {
 		replay, info = s.recover(c, hx, log)
 		resp = mergeHearth(resp, &info)
 	}
-	s.sendReply(m.JoinRef, m.Ref, m.Topic, "ok", resp, false)
+	s.sendReplyTo(m, "ok", resp, false)
 	log.Debug("joined")
 	c.markJoined()
 	for _, it := range replay {
@@ -586,7 +607,7 @@ func (s *Socket) leave(m *wire.Message) {
 	// Unsubscribed before the reply: once the client has it, no broadcast
 	// that started after it reaches the client for this channel.
 	ended := c != nil && s.closeChannel(c)
-	s.reply(m.JoinRef, m.Ref, m.Topic, "ok", nil)
+	s.replyTo(m, "ok", nil)
 	if ended {
 		s.terminate(c, ErrLeft)
 	}
@@ -595,7 +616,7 @@ func (s *Socket) leave(m *wire.Message) {
 func (s *Socket) in(m *wire.Message) {
 	c := s.channel(m.Topic)
 	if c == nil {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+		s.replyTo(m, "error", reasonUnmatched)
 		return
 	}
 	if c.joinRef != m.JoinRef {
@@ -604,7 +625,7 @@ func (s *Socket) in(m *wire.Message) {
 	}
 	h := c.route.handler.In
 	if h == nil {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnhandled)
+		s.replyTo(m, "error", reasonUnhandled)
 		return
 	}
 	s.node.stats.messagesIn.Add(1)
@@ -619,10 +640,10 @@ func (s *Socket) in(m *wire.Message) {
 	switch {
 	case err == nil:
 		if r.Status != "" {
-			s.reply(m.JoinRef, m.Ref, m.Topic, r.Status, r.Response)
+			s.replyTo(m, r.Status, r.Response)
 		}
 	case errors.As(err, &re):
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", re.Response)
+		s.replyTo(m, "error", re.Response)
 	default:
 		s.stopOrCrash(c, err)
 	}

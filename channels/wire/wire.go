@@ -32,6 +32,9 @@ const (
 // for null.
 type Message struct {
 	JoinRef string
+	// JoinRefEmpty is set when the join_ref was the empty string rather
+	// than null: a reply echoes it as "" (see AppendTextReplyTo).
+	JoinRefEmpty bool
 	Ref     string
 	Topic   string
 	Event   string
@@ -73,6 +76,8 @@ func DecodeText(data []byte) (Message, error) {
 		return m, fail("message is not a JSON array")
 	}
 	var err error
+	d.ws()
+	m.JoinRefEmpty = len(d.b)-d.i >= 2 && d.b[d.i] == '"' && d.b[d.i+1] == '"'
 	if m.JoinRef, err = d.ref("join_ref"); err != nil {
 		return m, err
 	}
@@ -177,6 +182,23 @@ func AppendTextReply(dst []byte, joinRef, ref, topic, status string, response []
 	dst = AppendString(dst, status)
 	dst = append(dst, `,"response":`...)
 	return append(appendPayload(dst, response), "}]"...)
+}
+
+// AppendTextReplyTo appends the reply to m with the given status and JSON
+// response, echoing m's join_ref as it was sent (null, or a string, ""
+// included, as Phoenix does).
+func AppendTextReplyTo(dst []byte, m *Message, status string, response []byte) []byte {
+	if m.JoinRefEmpty && m.JoinRef == "" {
+		dst = append(dst, `["",`...)
+		dst = appendRef(dst, m.Ref)
+		dst = append(dst, ',')
+		dst = AppendString(dst, m.Topic)
+		dst = append(dst, `,"phx_reply",{"status":`...)
+		dst = AppendString(dst, status)
+		dst = append(dst, `,"response":`...)
+		return append(appendPayload(dst, response), "}]"...)
+	}
+	return AppendTextReply(dst, m.JoinRef, m.Ref, m.Topic, status, response)
 }
 
 // appendHead appends `[join_ref,ref,"topic",`.

@@ -204,3 +204,21 @@ func TestFrameHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestReplyEchoesJoinRef(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`["","1","t","e",{}]`, `["","1","t","phx_reply",{"status":"ok","response":{}}]`},
+		{`[ "" ,"1","t","e",{}]`, `["","1","t","phx_reply",{"status":"ok","response":{}}]`},
+		{`[null,"1","t","e",{}]`, `[null,"1","t","phx_reply",{"status":"ok","response":{}}]`},
+		{`["7","1","t","e",{}]`, `["7","1","t","phx_reply",{"status":"ok","response":{}}]`},
+		{`["",null,"t","e",{}]`, `["",null,"t","phx_reply",{"status":"ok","response":{}}]`},
+	} {
+		m, err := wire.DecodeText([]byte(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(wire.AppendTextReplyTo(nil, &m, "ok", nil)); got != tc.want {
+			t.Errorf("reply to %s = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
