@@ -79,3 +79,19 @@ func TestErrorsStayOnTheirTopic(t *testing.T) {
 	// "$hearth" as the app's data is the app's: the join goes through.
 	c.mustJoin("room:nick", map[string]any{"nick": "$hearth", "tags": []string{"$hearth"}})
 }
+
+// TestEmptyJoinRefEchoed: a join_ref sent as "" comes back as "", not null
+// (Phoenix echoes what was sent).
+func TestEmptyJoinRefEchoed(t *testing.T) {
+	srv := newTestServer(t, Options{}, channels.Options{}, nil)
+	c := dial(t, srv.url)
+	c.sendRaw(websocket.TextMessage, []byte(`["","5","room:e","phx_join",{}]`))
+	c.sendRaw(websocket.TextMessage, []byte(`["","6","","phx_join",{}]`))
+	for _, want := range []string{`["","5","room:e","phx_reply",{"status":"ok"`, `["","6","","phx_reply",{"status":"error"`} {
+		_ = c.ws.SetReadDeadline(deadline())
+		_, b, err := c.ws.ReadMessage()
+		if err != nil || !strings.HasPrefix(string(b), want) {
+			t.Fatalf("got %s (%v), want %s...", b, err, want)
+		}
+	}
+}
