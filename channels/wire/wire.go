@@ -35,9 +35,9 @@ type Message struct {
 	// JoinRefEmpty is set when the join_ref was the empty string rather
 	// than null: a reply echoes it as "" (see AppendTextReplyTo).
 	JoinRefEmpty bool
-	Ref     string
-	Topic   string
-	Event   string
+	Ref          string
+	Topic        string
+	Event        string
 	// Payload is the raw JSON value for a text message, or the raw bytes of
 	// a binary one. It aliases the decoded buffer.
 	Payload []byte
