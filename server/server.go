@@ -56,7 +56,9 @@ type Options struct {
 	MaxReplayBytes int
 	// IdleTimeout closes a connection from which nothing arrived for that
 	// long (close 1001 "idle timeout"). Phoenix clients send a heartbeat
-	// every 30 s. Zero means 60 s.
+	// every 30 s. The frames of an unfinished fragmented message (and pings
+	// between them) do not restart it: a message must be complete within
+	// it. Zero means 60 s.
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds the connect hook and the writing of the
 	// upgrade response. Zero means 10 s.
@@ -66,7 +68,8 @@ type Options struct {
 	// means 10 s.
 	WriteTimeout time.Duration
 	// MessageRate is how many inbound messages per second one connection
-	// may send on average (pings and heartbeats included). Going over
+	// may send on average (pings, pongs, heartbeats and each fragment of a
+	// fragmented message included). Going over
 	// closes it with 4029 "rate limit exceeded". Zero means 100; a negative
 	// value disables the limit.
 	MessageRate float64
