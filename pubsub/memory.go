@@ -174,14 +174,14 @@ func (m *Memory) Publish(_ context.Context, msg Message) (Position, error) {
 
 		t.pub.Lock()
 		m.mu.Lock()
+		now := m.now().UnixNano()
+		m.expireLocked(now) // may forget t, if all it had expired
 		if t.dead || m.closed {
 			// Forgotten (or closed) between the look-up and the lock.
 			m.mu.Unlock()
 			t.pub.Unlock()
 			continue
 		}
-		now := m.now().UnixNano()
-		m.expireLocked(now)
 		t.offset++
 		msg.Epoch, msg.Offset = t.epoch, t.offset
 		m.retainLocked(t, msg, now)

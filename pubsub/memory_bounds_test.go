@@ -276,3 +276,24 @@ func TestCheckTopic(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryPublishAfterExpiry: a publish to an unsubscribed topic whose
+// messages all expired starts the topic's new incarnation, and is found
+// there.
+func TestMemoryPublishAfterExpiry(t *testing.T) {
+	ctx := context.Background()
+	m, clk := newClockedMemory(t, pubsub.MemoryOptions{HistoryTTL: time.Minute})
+	old := publish(t, m, "t", []byte("{}"))
+	clk.add(2 * time.Minute) // expired, not swept yet
+	pos := publish(t, m, "t", []byte("{}"))
+	if pos.Epoch == old.Epoch || pos.Offset != 1 {
+		t.Fatalf("publish after expiry: %v (before: %v)", pos, old)
+	}
+	h, err := m.History(ctx, "t", pubsub.Position{Epoch: pos.Epoch}, 0)
+	if err != nil || !h.Complete || len(h.Messages) != 1 || h.Top != pos {
+		t.Fatalf("history of the new incarnation: %+v %v", h, err)
+	}
+	if u := m.Usage(); u.Topics != 1 || u.Messages != 1 {
+		t.Fatalf("usage: %+v", u)
+	}
+}
