@@ -46,3 +46,14 @@ func Example() {
 	_ = ws.Shutdown(ctx)
 	_ = hs.Shutdown(ctx)
 }
+
+// Accept permessage-deflate from the browsers that offer it: broadcasts are
+// compressed once per node, replies and pushes per connection, payloads
+// under 512 bytes not at all.
+func ExampleCompression() {
+	node := channels.New(channels.Options{})
+	ws := server.New(node, server.Options{
+		Compression: server.Compression{Enabled: true, MinSize: 512},
+	})
+	http.Handle("/socket/websocket", ws)
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/channels/wire"
 )
 
 // Options configures a [Server]. The zero value works: same-host origins
@@ -151,6 +152,10 @@ type Options struct {
 	// whole window. Zero means 500 per second; a negative value always
 	// uses the whole window.
 	MinDrainRate float64
+
+	// Compression configures permessage-deflate. The zero value is off;
+	// see [Compression] for the trade-offs and compress.go.
+	Compression Compression
 }
 
 // closeGrace is how long a connection waits for the client's close frame
@@ -181,6 +186,8 @@ type Server struct {
 	stopping atomic.Bool  // Shutdown has begun: not ready
 	draining atomic.Bool  // the drain is closing connections
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
+
+	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
 }
 
 // New returns a Server for node. Register the node's channel handlers
@@ -221,6 +228,7 @@ func New(node *channels.Node, opts Options) *Server {
 	}
 	applyAdmissionDefaults(&opts)
 	applyDrainDefaults(&opts)
+	applyCompressionDefaults(&opts.Compression)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -232,6 +240,7 @@ func New(node *channels.Node, opts Options) *Server {
 		conns: make(map[*conn]struct{}),
 	}
 	s.adm.init(&s.opts)
+	s.deflater = newDeflater(opts.Compression)
 	s.cool.seed = maphash.MakeSeed()
 	return s
 }

@@ -23,6 +23,9 @@ function flag(name, def) {
 const port = Number(flag("port", "4200"));
 const host = flag("host", "127.0.0.1");
 const databaseURL = flag("database-url", "");
+// --compress: accept permessage-deflate (ws compresses each message for
+// each recipient socket; threshold 0: every message, as the other targets).
+const compress = process.argv.includes("--compress");
 
 const httpServer = http.createServer((req, res) => {
   if (req.url === "/healthz") {
@@ -42,6 +45,7 @@ const httpServer = http.createServer((req, res) => {
 const io = new Server(httpServer, {
   transports: ["websocket"],
   cors: { origin: "*" },
+  perMessageDeflate: compress ? { threshold: 0 } : false,
 });
 
 async function setupAdapter() {
