@@ -569,12 +569,13 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 			size += len(m.Payload) + len(m.Event) + len(c.topic) + 64 // about what Out pushes
 		} else {
 			it.frame = encodeBroadcast(m, s.hearthExt)
-			if s.deflater != nil {
-				// Compressed now, so that the bytes reserved are those queued
-				// (the transport leaves a compressed frame as it is).
-				it.frame = s.deflater.Frame(it.frame)
-			}
 			size += len(it.frame)
+			if s.deflater != nil {
+				// The transport compresses the frame when it is sent, after
+				// the reply: reserve the plain size, and the few bytes deflate
+				// adds to what does not shrink.
+				size += 16
+			}
 		}
 		replay = append(replay, it)
 	}
