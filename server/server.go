@@ -188,6 +188,8 @@ type Server struct {
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
 
 	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
+
+	originLog originRefusals // origin_log.go
 }
 
 // New returns a Server for node. Register the node's channel handlers
