@@ -152,6 +152,9 @@ type Server struct {
 	stopping atomic.Bool  // Shutdown has begun: not ready
 	draining atomic.Bool  // the drain is closing connections
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
+
+	lpmu sync.Mutex  // guards lps
+	lps  []*LongPoll // long-poll handlers of the node (longpoll.go)
 }
 
 // New returns a Server for node. Register the node's channel handlers
@@ -226,6 +229,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	list := s.connList()
 	s.mu.Unlock()
 	s.log.Info("server shutting down", "connections", len(list))
+	s.shutdownLongPoll()
 	s.drain(ctx, list)
 
 	done := make(chan struct{})
