@@ -197,7 +197,21 @@ func (lp *LongPoll) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		answer = lp.fwd.forward(r.Context(), owner, &req)
 	}
+	if r.Method == http.MethodGet {
+		// phoenix.js takes the token of every poll answer as its own, as
+		// Phoenix sends it each time.
+		answer = withToken(answer, token)
+	}
 	writeAnswer(w, http.StatusOK, answer)
+}
+
+// withToken adds "token" to an answer.
+func withToken(answer []byte, token string) []byte {
+	b := make([]byte, 0, len(answer)+len(token)+12)
+	b = append(b, `{"token":`...)
+	b = wire.AppendString(b, token)
+	b = append(b, ',')
+	return append(b, answer[1:]...)
 }
 
 // lpVersion maps vsn to the serializer: 2.0.0, or 1.0.0 (also when vsn is

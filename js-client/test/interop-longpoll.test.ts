@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test"
 import assert from "node:assert/strict"
 import http from "node:http"
 import type { AddressInfo } from "node:net"
-import { LongPoll, Serializer, Socket as PhoenixSocket, type Channel as PhoenixChannel, type Push as PhoenixPush } from "phoenix"
+import { LongPoll, Socket as PhoenixSocket, type Channel as PhoenixChannel, type Push as PhoenixPush } from "phoenix"
 import WebSocket from "ws"
 import { eventually, HearthServer } from "./hearth-server"
 
@@ -60,17 +60,8 @@ after(async () => {
   await Promise.all(nodes.map((n) => n.stop()))
 })
 
-/** Binary frames come base64 over long-poll: phoenix.js users decode them so. */
-function decode(raw: unknown, cb: (msg: unknown) => unknown): unknown {
-  if (typeof raw === "string" && raw[0] !== "[") {
-    const bytes = Uint8Array.from(atob(raw), (c) => c.charCodeAt(0))
-    return Serializer.decode(bytes.buffer, cb)
-  }
-  return Serializer.decode(raw as string, cb)
-}
-
 function longPollSocket(opts: Record<string, unknown> = {}): PhoenixSocket {
-  const s = new PhoenixSocket(proxyURL, { transport: LongPoll, decode, ...opts } as never)
+  const s = new PhoenixSocket(proxyURL, { transport: LongPoll, ...opts } as never)
   sockets.push(s)
   s.connect()
   return s
@@ -102,7 +93,7 @@ function owner(s: PhoenixSocket): number {
   return payload.startsWith("lp-a.") ? 0 : 1
 }
 
-describe("phoenix.js LongPoll through a round-robin proxy over two nodes", { timeout: 90_000 }, () => {
+describe("phoenix.js LongPoll through a round-robin proxy over two nodes", { timeout: 150_000 }, () => {
   test("joins, is refused, pushes (text and binary) and gets replies", async () => {
     const s = longPollSocket()
     await eventually("long-poll socket open", () => s.isConnected())
@@ -113,11 +104,13 @@ describe("phoenix.js LongPoll through a round-robin proxy over two nodes", { tim
     for (let n = 0; n < 6; n++) { // the POSTs alternate between the nodes
       assert.deepEqual(await outcome(ch.push("ping", { n })), { status: "ok", response: { n } })
     }
-    const bytes = new Uint8Array([0, 1, 2, 250, 255])
-    const r = await outcome(ch.push("ping", bytes.buffer as never))
-    assert.equal(r.status, "ok")
-    assert.ok(r.response instanceof ArrayBuffer, "binary reply is an ArrayBuffer")
-    assert.deepEqual(Array.from(new Uint8Array(r.response)), Array.from(bytes))
+    // A binary push travels base64 in the POST and reaches the handler as
+    // binary (the demo's new_msg wants JSON, so it says so). phoenix.js
+    // ignores custom decoders with LongPoll and cannot read binary frames
+    // from any server over it: the Hearth client can (longpoll.test.ts).
+    const r = await outcome(ch.push("new_msg", new Uint8Array([0, 1, 2, 250, 255]).buffer as never))
+    assert.equal(r.status, "error")
+    assert.match(String(r.response.reason), /new_msg needs/)
   })
 
   test("a stream from the other node arrives whole and in order", async () => {
@@ -142,28 +135,30 @@ describe("phoenix.js LongPoll through a round-robin proxy over two nodes", { tim
     assert.deepEqual(got, want)
   })
 
-  test("vsn 1.0.0 (V1 serializer) connects, joins, pushes and receives broadcasts on both transports", async () => {
+  // phoenix.js uses its own V2 serializer with LongPoll whatever the
+  // options say: V1 over long-poll is tested in Go (server/longpoll_test.go).
+  test("vsn 1.0.0 (V1 serializer) connects, joins, pushes and receives broadcasts", async () => {
     const encode = (m: any, cb: (s: string) => unknown) => cb(JSON.stringify({ join_ref: m.join_ref, ref: m.ref, topic: m.topic, event: m.event, payload: m.payload }))
     const decodeV1 = (raw: string, cb: (m: unknown) => unknown) => cb(JSON.parse(raw))
     const v1 = { vsn: "1.0.0", encode, decode: decodeV1 }
-    const lp = longPollSocket(v1)
-    const ws = new PhoenixSocket(`ws://127.0.0.1:${nodes[0].port}/socket`, { transport: WebSocket as never, ...v1 } as never)
-    sockets.push(ws)
-    ws.connect()
-    const got: Record<string, string[]> = { lp: [], ws: [] }
+    const got: Record<string, string[]> = { a: [], b: [] }
     const chans: PhoenixChannel[] = []
-    for (const [name, s] of [["lp", lp], ["ws", ws]] as const) {
+    for (const [name, node] of [["a", nodes[0]], ["b", nodes[1]]] as const) {
+      const s = new PhoenixSocket(`ws://127.0.0.1:${node.port}/socket`, { transport: WebSocket as never, ...v1 } as never)
+      sockets.push(s)
+      s.connect()
       const [ch, joined] = await join(s, "room:lp-v1")
       assert.equal(joined.status, "ok", `${name} join`)
       ch.on("new_msg", (p: { body: string }) => { got[name].push(p.body) })
       assert.deepEqual(await outcome(ch.push("ping", { v: 1 })), { status: "ok", response: { v: 1 } })
       chans.push(ch)
     }
-    assert.equal((await outcome(chans[0].push("new_msg", { user: "a", body: "from lp" }))).status, "ok")
-    assert.equal((await outcome(chans[1].push("new_msg", { user: "b", body: "from ws" }))).status, "ok")
-    await eventually("both broadcasts on both V1 sockets", () => got.lp.length === 2 && got.ws.length === 2, 20_000)
-    assert.deepEqual(got.lp, ["from lp", "from ws"])
-    assert.deepEqual(got.ws, ["from lp", "from ws"])
+    assert.equal((await outcome(chans[0].push("new_msg", { user: "a", body: "from a" }))).status, "ok")
+    await eventually("a's broadcast on both V1 sockets", () => got.a.length === 1 && got.b.length === 1, 20_000)
+    assert.equal((await outcome(chans[1].push("new_msg", { user: "b", body: "from b" }))).status, "ok")
+    await eventually("b's broadcast on both V1 sockets", () => got.a.length === 2 && got.b.length === 2, 20_000)
+    assert.deepEqual(got.a, ["from a", "from b"])
+    assert.deepEqual(got.b, ["from a", "from b"])
   })
 
   test("a node dying under a long-poll client: 410, a new session on the other node, channels rejoined", async () => {
