@@ -12,7 +12,7 @@ import http from "node:http"
 import type { AddressInfo } from "node:net"
 import { LongPoll, Socket as PhoenixSocket, type Channel as PhoenixChannel, type Push as PhoenixPush } from "phoenix"
 import WebSocket from "ws"
-import { eventually, HearthServer } from "./hearth-server"
+import { eventually, HearthServer, roundRobinProxy } from "./hearth-server"
 
 const DATABASE_URL = process.env.HEARTH_TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test"
 const SECRET = "long-poll interop secret, shared by both nodes"
@@ -22,35 +22,13 @@ let proxy: http.Server
 let proxyURL = ""
 const sockets: PhoenixSocket[] = []
 
-/** A round-robin reverse proxy over the live nodes: no stickiness at all. */
-function roundRobin(): Promise<void> {
-  let next = 0
-  const down = new Set<number>()
-  proxy = http.createServer((req, res) => {
-    let i = next++ % nodes.length
-    if (down.has(i)) i = (i + 1) % nodes.length
-    const up = http.request({ host: "127.0.0.1", port: nodes[i].port, path: req.url, method: req.method, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers)
-      r.pipe(res)
-    })
-    up.on("error", () => {
-      down.add(i) // a dead node: the balancer takes it out
-      res.writeHead(502).end()
-    })
-    req.pipe(up)
-  })
-  return new Promise((resolve) => proxy.listen(0, "127.0.0.1", () => {
-    proxyURL = `ws://127.0.0.1:${(proxy.address() as AddressInfo).port}/socket`
-    resolve()
-  }))
-}
-
 before(async () => {
   const args = (name: string) => ["--database-url", DATABASE_URL, "--secret", SECRET, "--node-name", name]
   nodes = await Promise.all([HearthServer.start(args("lp-a")), HearthServer.start(args("lp-b"))]).catch((err: Error) => {
     throw new Error(`cannot start two hearth serve nodes on PostgreSQL at ${DATABASE_URL} (set HEARTH_TEST_DATABASE_URL): ${err.message}`)
   })
-  await roundRobin()
+  proxy = await roundRobinProxy(nodes)
+  proxyURL = `ws://127.0.0.1:${(proxy.address() as AddressInfo).port}/socket`
 })
 
 after(async () => {
