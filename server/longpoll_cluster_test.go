@@ -27,7 +27,7 @@ type lpNode struct {
 	gone   bool
 }
 
-func (n *lpNode) kill(t *testing.T) {
+func (n *lpNode) kill(t testing.TB) {
 	n.gone = true
 	n.http.CloseClientConnections()
 	n.http.Close()
@@ -37,7 +37,7 @@ func (n *lpNode) kill(t *testing.T) {
 	_ = n.broker.Close()
 }
 
-func newLPNode(t *testing.T, u, schema, id string, secret []byte) *lpNode {
+func newLPNode(t testing.TB, u, schema, id string, secret []byte) *lpNode {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -46,7 +46,7 @@ func newLPNode(t *testing.T, u, schema, id string, secret []byte) *lpNode {
 		t.Fatalf("postgres.New: %v", err)
 	}
 	node, _ := newTestNode(t, channels.Options{Broker: b, NodeID: id})
-	srv := New(node, Options{DrainWindow: -1})
+	srv := New(node, Options{DrainWindow: -1, MessageRate: -1})
 	lp := NewLongPoll(srv, LongPollOptions{Secret: secret, PollTimeout: time.Second})
 	mux := http.NewServeMux()
 	mux.Handle("/socket/websocket", srv)
