@@ -20,6 +20,7 @@ import (
 
 	"github.com/hearth-rt/hearth/channels"
 	"github.com/hearth-rt/hearth/channels/wire"
+	"github.com/hearth-rt/hearth/pubsub"
 )
 
 // LongPollOptions configures a [LongPoll] handler. The zero value works on
@@ -194,6 +195,8 @@ func (lp *LongPoll) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var answer []byte
 	if owner == lp.node.ID() {
 		answer = lp.serveLocal(r.Context(), &req)
+	} else if _, single := lp.node.Broker().(*pubsub.Memory); single {
+		answer = lpGone // no other node to ask: a session of a previous run
 	} else {
 		answer = lp.fwd.forward(r.Context(), owner, &req)
 	}
