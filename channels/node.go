@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hearth-rt/hearth/channels/wire"
 	"github.com/hearth-rt/hearth/pubsub"
@@ -475,6 +476,12 @@ func (n *Node) NewSocket(ctx context.Context, ev ConnectEvent) (*Socket, error) 
 		hearthExt: ev.Params.Get(ExtParam) != "",
 	}
 	if n.opts.Refresh != nil && !reply.ExpiresAt.IsZero() {
+		if !time.Now().Before(reply.ExpiresAt) {
+			// Expired already (a verifier's leeway let it through): refuse
+			// now, before the transport upgrades, rather than close the
+			// socket as soon as it starts.
+			return nil, &CloseError{Code: CloseTokenExpired, Reason: "token expired"}
+		}
 		s.refresh = &refresher{expiresAt: reply.ExpiresAt}
 	}
 	return s, nil

@@ -104,7 +104,12 @@ func TestTokenRefreshRevokesEndedSession(t *testing.T) {
 	}
 }
 
-func TestExpiredCredentialsAtStartClose(t *testing.T) {
+// TestExpiredCredentialsRefusedAtConnect: credentials that the connect
+// hook let through (a verifier's leeway) but that expired already are
+// refused by NewSocket with 4502, before the transport upgrades, instead
+// of a socket closed as soon as it starts (which phoenix.js, reading no
+// close codes, would answer with a reconnect 10 ms later).
+func TestExpiredCredentialsRefusedAtConnect(t *testing.T) {
 	n := channels.New(channels.Options{
 		Connect: func(context.Context, channels.ConnectEvent) (channels.ConnectReply, error) {
 			return channels.ConnectReply{ExpiresAt: time.Now().Add(-time.Second)}, nil
@@ -113,9 +118,9 @@ func TestExpiredCredentialsAtStartClose(t *testing.T) {
 			return "", time.Time{}, errors.New("must not be called")
 		}},
 	})
-	c := connect(t, n, nil)
-	if c.r.code != channels.CloseTokenExpired {
-		t.Fatalf("expired socket: close code %d", c.r.code)
+	s, err := n.NewSocket(context.Background(), channels.ConnectEvent{})
+	if code, _ := channels.CloseCode(err); s != nil || code != channels.CloseTokenExpired {
+		t.Fatalf("expired credentials: %v %v, want close 4502 before the socket exists", s, err)
 	}
 }
 

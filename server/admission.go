@@ -461,15 +461,16 @@ var (
 )
 
 // shed refuses an upgrade request: HTTP 503 with Retry-After for clients
-// that can read a status (no Origin header, or ShedWithHTTP), otherwise an
-// upgrade followed at once by close 1013 "try again later" whose reason
-// carries retry_after_ms=<n>, which a browser's WebSocket can read. The
-// connect hook never runs for a shed request.
+// that do not read Hearth's close codes (see readsCloseCodes: their
+// backoff climbs only when they are refused before the upgrade) or with
+// ShedWithHTTP, otherwise an upgrade followed at once by close 1013 "try
+// again later" whose reason carries retry_after_ms=<n>, which a browser's
+// WebSocket can read. The connect hook never runs for a shed request.
 func (s *Server) shed(w http.ResponseWriter, r *http.Request, why shedReason, hint time.Duration) {
 	s.stats.shed[why].Add(1)
 	s.logShedding(why)
 	ms := hint.Milliseconds()
-	if s.opts.ShedWithHTTP || r.Header.Get("Origin") == "" {
+	if s.opts.ShedWithHTTP || !readsCloseCodes(r) {
 		h := w.Header()
 		h["Retry-After"] = []string{strconv.FormatInt(max((ms+999)/1000, 1), 10)}
 		h["Connection"] = headerClose
@@ -502,6 +503,7 @@ func (s *Server) upgradeAndClose(w http.ResponseWriter, r *http.Request, code in
 		return
 	}
 	defer nc.Close()
+	s.stats.upgrades.Add(1)
 	_ = nc.SetDeadline(time.Now().Add(shedLinger))
 	if _, err := nc.Write(closeFrame(code, reason)); err != nil {
 		return

@@ -38,7 +38,11 @@ type rawOpts struct {
 	header http.Header
 	local  string // source address, e.g. "127.0.0.2"
 	join   bool   // join room:raw after the upgrade, then close
+	query  string // appended to the URL's query, e.g. "&_hearth=1"
 }
+
+// hearthQuery is the marker of a client that reads Hearth's close codes.
+const hearthQuery = "&" + channels.ExtParam + "=1"
 
 // rawConnect opens one connection with a minimal client: the handshake,
 // then either the server's immediate close (a shed) or, with join, a join
@@ -55,7 +59,7 @@ func rawConnect(addr string, o rawOpts) (outcome, error) {
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(wait))
 	var req strings.Builder
-	req.WriteString("GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: " + addr +
+	req.WriteString("GET /socket/websocket?vsn=2.0.0" + o.query + " HTTP/1.1\r\nHost: " + addr +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
 	for k, vs := range o.header {
 		for _, v := range vs {
@@ -189,8 +193,8 @@ func TestShedByNodeRate(t *testing.T) {
 		t.Fatalf("first connection (within the burst): %+v %v", first, err)
 	}
 
-	t.Run("browser: upgrade, then 1013 with a hint", func(t *testing.T) {
-		out, err := rawConnect(srv.addr(), rawOpts{header: browser, join: true})
+	t.Run("Hearth client in a browser: upgrade, then 1013 with a hint", func(t *testing.T) {
+		out, err := rawConnect(srv.addr(), rawOpts{header: browser, join: true, query: hearthQuery})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,6 +206,15 @@ func TestShedByNodeRate(t *testing.T) {
 		}
 		if h := hintOf(t, out.reason); h > 20*time.Second {
 			t.Fatalf("hint %v over RetryAfterMax", h)
+		}
+	})
+	t.Run("Phoenix client in a browser: HTTP 503, no upgrade", func(t *testing.T) {
+		out, err := rawConnect(srv.addr(), rawOpts{header: browser, join: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.status != http.StatusServiceUnavailable || out.retryAfter == "" {
+			t.Fatalf("got %+v, want 503 with Retry-After: an upgrade would reset phoenix.js's backoff", out)
 		}
 	})
 	t.Run("no Origin: HTTP 503 with Retry-After", func(t *testing.T) {
@@ -232,8 +245,8 @@ func TestShedByNodeRate(t *testing.T) {
 		t.Fatalf("the connect hook ran %d times, want once: shed requests must not reach it", n)
 	}
 	st := srv.Stats()
-	if st.Accepted != 1 || st.Shed.NodeRate != 3 || st.Shed.Total() != 3 {
-		t.Fatalf("stats %+v, want 1 accepted and 3 shed by the node rate", st)
+	if st.Accepted != 1 || st.Shed.NodeRate != 4 || st.Shed.Total() != 4 || st.Upgrades != 2 {
+		t.Fatalf("stats %+v, want 1 accepted, 4 shed by the node rate, 2 upgrades (one only to close)", st)
 	}
 }
 
@@ -277,7 +290,7 @@ func TestShedByAddress(t *testing.T) {
 			t.Fatalf("connection %d from 127.0.0.2: %+v %v", i, out, err)
 		}
 	}
-	out, err := rawConnect(srv.addr(), rawOpts{local: "127.0.0.2", header: http.Header{"Origin": {"http://" + srv.addr()}}})
+	out, err := rawConnect(srv.addr(), rawOpts{local: "127.0.0.2", header: http.Header{"Origin": {"http://" + srv.addr()}}, query: hearthQuery})
 	if err != nil || out.code != channels.CloseTryAgainLater {
 		t.Fatalf("third from 127.0.0.2: %+v %v, want 1013", out, err)
 	}
@@ -349,7 +362,7 @@ func TestMaxConnections(t *testing.T) {
 	srv := newTestServer(t, noLimits(Options{MaxConnections: 2}), channels.Options{}, nil)
 	a := joinedSocket(t, srv, "room:a")
 	b := joinedSocket(t, srv, "room:b")
-	out, err := rawConnect(srv.addr(), rawOpts{header: http.Header{"Origin": {"http://" + srv.addr()}}, join: true})
+	out, err := rawConnect(srv.addr(), rawOpts{header: http.Header{"Origin": {"http://" + srv.addr()}}, join: true, query: hearthQuery})
 	if err != nil || out.code != channels.CloseTryAgainLater || out.joined {
 		t.Fatalf("third connection: %+v %v, want 1013", out, err)
 	}
@@ -377,7 +390,10 @@ func TestMaxConnectionsCountsFailedHandshakes(t *testing.T) {
 		if _, err := dialWith(t, srv.url, dialOpts{query: "deny=1"}); err == nil {
 			t.Fatal("deny=1 was accepted")
 		}
-		c, err := dialWith(t, srv.url, dialOpts{query: "close=1"})
+		if _, err := dialWith(t, srv.url, dialOpts{query: "close=1"}); err == nil {
+			t.Fatal("close=1 was upgraded for a client that does not read close codes")
+		}
+		c, err := dialWith(t, srv.url, dialOpts{query: "close=1&" + channels.ExtParam + "=1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -524,7 +540,7 @@ func TestBenchClientHonoursHint(t *testing.T) {
 	if out, err := rawConnect(srv.addr(), rawOpts{header: browser, join: true}); err != nil || !out.joined {
 		t.Fatalf("first: %+v %v", out, err)
 	}
-	out, err := rawConnect(srv.addr(), rawOpts{header: browser})
+	out, err := rawConnect(srv.addr(), rawOpts{header: browser, query: hearthQuery})
 	if err != nil || out.code != channels.CloseTryAgainLater {
 		t.Fatalf("%+v %v", out, err)
 	}
@@ -549,7 +565,8 @@ func BenchmarkConnect(b *testing.B) {
 }
 
 // BenchmarkShed measures refusing: every request is over the node's rate.
-// 503 is the reply to clients without Origin; 1013 upgrades and closes.
+// 503 is the reply to clients that do not read close codes; 1013 (for
+// those that do) upgrades and closes.
 func BenchmarkShed(b *testing.B) {
 	for _, tc := range []struct {
 		name string
@@ -557,7 +574,7 @@ func BenchmarkShed(b *testing.B) {
 		ok   func(outcome) bool
 	}{
 		{"503", rawOpts{}, func(o outcome) bool { return o.status == http.StatusServiceUnavailable }},
-		{"1013", rawOpts{header: http.Header{"Origin": {"x"}}}, func(o outcome) bool { return o.code == channels.CloseTryAgainLater }},
+		{"1013", rawOpts{header: http.Header{"Origin": {"x"}}, query: hearthQuery}, func(o outcome) bool { return o.code == channels.CloseTryAgainLater }},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			srv := newTestServer(b, noLimits(Options{ConnectRate: 1e-9, ConnectBurst: 1, InsecureSkipOriginCheck: true}), channels.Options{}, nil)

@@ -56,6 +56,10 @@ type conn struct {
 	initiator string // "server" or "client"
 
 	tornDown atomic.Bool
+
+	// coolKey identifies the client for Options.ReconnectCooldown (refuse.go);
+	// 0 when it is not tracked (it reads close codes, or cooldowns are off).
+	coolKey uint64
 }
 
 // limiter is a token bucket for a connection's inbound messages. Only the
@@ -149,6 +153,9 @@ func (c *conn) Close(code int, reason string) {
 	c.mu.Lock()
 	c.closeLocked(code, reason, false)
 	c.mu.Unlock()
+	if c.coolKey != 0 {
+		c.srv.rememberClose(c) // before the client can reconnect (refuse.go)
+	}
 }
 
 // closeLocked queues a close frame (code 0: one without a body) unless the

@@ -44,12 +44,30 @@
 //     "phoenix"; the server decodes it into [channels.ConnectEvent].Token,
 //     removes it from the headers the connect hook sees, selects "phoenix",
 //     and never logs it.
+//   - HTTP 429 (or 403 after a terminal close) during a reconnect cooldown
+//     (below).
 //   - Admission control (below): over a limit, close 1013 after the
 //     upgrade, or HTTP 503 with Retry-After; the connect hook does not run.
 //   - The node's connect hook runs before the upgrade: an error refuses with
 //     HTTP 403 and the error's text as the body; a *[channels.CloseError]
 //     upgrades and then closes with its code and reason, which a browser
-//     can read (it cannot read an HTTP status).
+//     can read (it cannot read an HTTP status), for a client that announced
+//     it reads Hearth's close codes; every other client gets 403, 429 or
+//     503 before the upgrade (below).
+//
+// # Refusals every client backs off from
+//
+// Phoenix clients (phoenix.js, Swift, Kotlin, Dart) read no close codes,
+// reconnect 10 ms after any close and reset their backoff on every
+// successful upgrade: a refusal told after an upgrade is a reconnect loop
+// for them. Only a client that sends the query parameter _hearth
+// ([channels.ExtParam]; the Hearth client does) is upgraded to be told a
+// refusal's close code; every other one gets an HTTP status before the
+// upgrade, and its backoff climbs. Closes of an open connection caused by
+// the client (4029, 1009, 4008, 1002, 1007) or terminal (4500-4999) start
+// a reconnect cooldown ([Options.ReconnectCooldown]): the same client's
+// reconnects are refused before the upgrade until it ends.
+// docs/protocol.md has the table of every close and what follows it.
 //
 // # Connections
 //
@@ -107,7 +125,7 @@
 // X-Forwarded-For or X-Real-IP only when the peer is one of
 // [Options.TrustedProxies]; it is also what the connect hook sees as
 // [channels.ConnectEvent].RemoteAddr. A refused request costs no connect
-// hook: a browser (a request with an Origin header) is upgraded and closed
+// hook: a Hearth client (one that sent _hearth=1) is upgraded and closed
 // with 1013 "try again later retry_after_ms=<n>", other clients get HTTP
 // 503 with Retry-After. The hints are jittered over the time the node
 // needs to take everyone it refused, so they do not come back together.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,18 @@ func (c *client) writeRaw(b []byte) {
 	}
 }
 
+// dialAs connects as a client of its own (a query naming who): the server's
+// reconnect cooldown after a close it caused (refuse.go) concerns that
+// client alone.
+func dialAs(t testing.TB, srv *testServer, who string) *client {
+	t.Helper()
+	c, err := dialWith(t, srv.url, dialOpts{query: "who=" + url.QueryEscape(who)})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	return c
+}
+
 func TestIdleTimeout(t *testing.T) {
 	t.Run("silent client closed", func(t *testing.T) {
 		srv := newTestServer(t, Options{IdleTimeout: 200 * time.Millisecond}, channels.Options{}, nil)
@@ -76,19 +89,19 @@ func TestOversizeMessage(t *testing.T) {
 	srv := newTestServer(t, Options{MaxMessageSize: 1024}, channels.Options{}, nil)
 
 	t.Run("one frame", func(t *testing.T) {
-		c := dial(t, srv.url)
+		c := dialAs(t, srv, t.Name())
 		c.send("", "1", "phoenix", "heartbeat", map[string]string{"pad": strings.Repeat("x", 2000)})
 		c.expectClose(channels.CloseTooBig, "message too big")
 	})
 	t.Run("fragments", func(t *testing.T) {
-		c := dial(t, srv.url)
+		c := dialAs(t, srv, t.Name())
 		part := []byte(strings.Repeat("x", 600))
 		c.writeRaw(rawFrame(false, 0, 0x1, part))
 		c.writeRaw(rawFrame(true, 0, 0x0, part))
 		c.expectClose(channels.CloseTooBig, "message too big")
 	})
 	t.Run("at the limit", func(t *testing.T) {
-		c := dial(t, srv.url)
+		c := dialAs(t, srv, t.Name())
 		head := `[null,"1","phoenix","heartbeat",{"p":"`
 		tail := `"}]`
 		c.sendRaw(websocket.TextMessage, []byte(head+strings.Repeat("y", 1024-len(head)-len(tail))+tail))
@@ -120,7 +133,7 @@ func TestInvalidMessages(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, srv.url)
+			c := dialAs(t, srv, t.Name())
 			typ := websocket.TextMessage
 			if tc.binary {
 				typ = websocket.BinaryMessage
@@ -136,7 +149,7 @@ func TestInvalidMessages(t *testing.T) {
 		})
 	}
 	t.Run("invalid UTF-8", func(t *testing.T) {
-		c := dial(t, srv.url)
+		c := dialAs(t, srv, t.Name())
 		c.sendRaw(websocket.TextMessage, []byte("[null,\"1\",\"phoenix\",\"heartbeat\",\"\xff\xfe\"]"))
 		c.expectClose(channels.CloseInvalidPayload, "invalid UTF-8 in text message")
 	})
@@ -171,7 +184,7 @@ func TestProtocolErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, srv.url)
+			c := dialAs(t, srv, t.Name())
 			c.writeRaw(tc.frame)
 			c.expectClose(channels.CloseProtocolError, "")
 		})
@@ -323,6 +336,11 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	fast.heartbeat()
 	t.Logf("slow client received %d of %d before the close", got, n)
+	// Its reconnect meets the cooldown (refuse.go): 429 before the upgrade,
+	// so that phoenix.js's backoff holds.
+	if c, err := dialWith(t, srv.url, dialOpts{netDial: smallReadBuffer}); err == nil || c.resp == nil || c.resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("reconnect after 4008: %v, want HTTP 429", err)
+	}
 }
 
 func TestWriteTimeout(t *testing.T) {

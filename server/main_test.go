@@ -62,7 +62,8 @@ func (r *recorder) terminations() []string {
 //     true} does not get it, others get it with "filtered": true added.
 //
 // The connect hook refuses sockets whose params say deny=1 (HTTP 403) or
-// close=1 (close 4501 after the upgrade).
+// close=1 (close 4501: after the upgrade for clients that send _hearth=1,
+// else HTTP 403).
 func newTestNode(t testing.TB, opts channels.Options) (*channels.Node, *recorder) {
 	rec := &recorder{}
 	opts.Connect = func(ctx context.Context, ev channels.ConnectEvent) (channels.ConnectReply, error) {

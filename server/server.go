@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"net/http"
@@ -104,14 +105,30 @@ type Options struct {
 	// ignored. A malformed entry makes New panic (see ParseTrustedProxy).
 	TrustedProxies []string
 	// ShedWithHTTP answers every shed request with HTTP 503 and
-	// Retry-After. By default only requests without an Origin header
-	// (non-browser clients, which can read the status) do; browsers are
-	// upgraded and closed with 1013, because a browser's WebSocket cannot
-	// see the status of a failed handshake.
+	// Retry-After. By default only clients that announced that they read
+	// Hearth's close codes (the Hearth client's query parameter _hearth,
+	// channels.ExtParam) are upgraded and closed with 1013 and a retry
+	// hint, because a browser's WebSocket cannot see the status of a
+	// failed handshake; every other client gets the 503, which makes
+	// Phoenix clients back off (an upgrade would reset their backoff).
 	ShedWithHTTP bool
 	// RetryAfterMax bounds the retry hints given to shed clients. Zero
 	// means 30 s.
 	RetryAfterMax time.Duration
+
+	// ReconnectCooldown is how long the server refuses, before the
+	// upgrade, the reconnect of a client that does not read Hearth's close
+	// codes (no _hearth query parameter) after closing its connection for
+	// what it did: 4029 too many messages, 1009 a message too big, 4008
+	// too slow to read, 1002 or 1007 a broken frame. It answers 429 with
+	// Retry-After, so that a Phoenix client, which reconnects 10 ms after
+	// any close and resets its backoff on every upgrade, backs off instead
+	// of looping. After a terminal close (4500-4999: revoked, expired,
+	// unauthorized) the same credentials get 403 for 6 times as long. The
+	// client is recognized by its address, query and offered
+	// subprotocols (which carry a Phoenix 1.8 token). Zero means 10 s; a
+	// negative value disables it. See refuse.go.
+	ReconnectCooldown time.Duration
 
 	// DrainWindow is the time over which Shutdown spreads the closing of
 	// the open connections (1012 "service restart retry_after_ms=<n>"), so
@@ -148,6 +165,7 @@ type Server struct {
 	shutdown bool
 
 	adm      admission    // admission.go
+	cool     cooldowns    // refuse.go
 	stats    serverStats  // stats.go
 	stopping atomic.Bool  // Shutdown has begun: not ready
 	draining atomic.Bool  // the drain is closing connections
@@ -187,6 +205,9 @@ func New(node *channels.Node, opts Options) *Server {
 	if opts.MessageBurst <= 0 && opts.MessageRate > 0 {
 		opts.MessageBurst = int(math.Min(math.Max(1, 2*opts.MessageRate), math.MaxInt32))
 	}
+	if opts.ReconnectCooldown == 0 {
+		opts.ReconnectCooldown = defaultReconnectCooldown
+	}
 	applyAdmissionDefaults(&opts)
 	applyDrainDefaults(&opts)
 	log := opts.Logger
@@ -200,6 +221,7 @@ func New(node *channels.Node, opts Options) *Server {
 		conns: make(map[*conn]struct{}),
 	}
 	s.adm.init(&s.opts)
+	s.cool.seed = maphash.MakeSeed()
 	return s
 }
 
@@ -286,6 +308,7 @@ func (s *Server) register(c *conn) bool {
 
 func (s *Server) unregister(c *conn) {
 	s.countClose(c)
+	s.rememberClose(c)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()

@@ -15,6 +15,18 @@ type Stats struct {
 	Connections int
 	// Accepted counts the upgrades admission control let through.
 	Accepted uint64
+	// Upgrades counts every WebSocket upgrade the server completed,
+	// including those made only to send a close frame (a refusal or a
+	// shed told to a client that reads close codes).
+	Upgrades uint64
+	// RefusedHTTP counts connect requests refused by the connect hook and
+	// answered with an HTTP status before the upgrade (clients that do not
+	// read close codes: see Options.ReconnectCooldown).
+	RefusedHTTP uint64
+	// CooledDown counts reconnects refused before the upgrade because the
+	// same client's connection was just closed for what it did (see
+	// Options.ReconnectCooldown).
+	CooledDown uint64
 	// Shed counts the upgrade requests refused by admission control or
 	// because the server was shutting down, by reason.
 	Shed ShedStats
@@ -82,6 +94,9 @@ func (r shedReason) String() string {
 // with atomic operations; none is on the per-message path.
 type serverStats struct {
 	accepted     atomic.Uint64
+	upgrades     atomic.Uint64
+	refusedHTTP  atomic.Uint64
+	cooledDown   atomic.Uint64
 	shed         [numShedReasons]atomic.Uint64
 	slowConsumer atomic.Uint64
 	rateLimited  atomic.Uint64
@@ -95,6 +110,9 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Connections: s.Connections(),
 		Accepted:    st.accepted.Load(),
+		Upgrades:    st.upgrades.Load(),
+		RefusedHTTP: st.refusedHTTP.Load(),
+		CooledDown:  st.cooledDown.Load(),
 		Shed: ShedStats{
 			NodeRate:       st.shed[shedNodeRate].Load(),
 			IPRate:         st.shed[shedIPRate].Load(),

@@ -60,6 +60,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server: origin not allowed", http.StatusForbidden)
 		return
 	}
+	coolKey := s.trackedKey(r)
+	if s.refuseCoolingDown(w, r, coolKey) {
+		return
+	}
 	remote, ok := s.admit(w, r) // sheds before any work for the connect hook
 	if !ok {
 		return
@@ -91,6 +95,15 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}
+	if refusal != nil && coolKey != 0 {
+		// A client that cannot read the close code: refuse before the
+		// upgrade, so that its backoff holds (refuse.go).
+		code, reason := channels.CloseCode(refusal)
+		log.Debug("connection refused by the connect hook", "code", code, "reason", reason)
+		s.stats.refusedHTTP.Add(1)
+		s.refuseConnect(w, code, reason, 0)
+		return
+	}
 
 	up := upgrader
 	up.Timeout = s.opts.HandshakeTimeout
@@ -114,8 +127,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		pre = bytes.Clone(b)
 	}
 
+	s.stats.upgrades.Add(1)
 	c := newConn(s, nc, sock, pre)
 	c.v1 = v1
+	c.coolKey = coolKey
 	slot = false // unregister gives it back
 	s.stats.accepted.Add(1)
 	open := s.register(c)
@@ -138,6 +153,20 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.startReading()
+}
+
+// trackedKey returns the key under which a client that does not read
+// Hearth's close codes is remembered for Options.ReconnectCooldown, or 0
+// for a client that reads them (it is upgraded to be told the code, and
+// backs off by itself), or when cooldowns are off.
+func (s *Server) trackedKey(r *http.Request) uint64 {
+	if readsCloseCodes(r) {
+		return 0
+	}
+	if s.opts.ReconnectCooldown <= 0 {
+		return 1 // refusals still go before the upgrade; nothing is remembered
+	}
+	return s.cooldownKey(r)
 }
 
 // checkWebSocketRequest returns a non-zero HTTP status and a message when

@@ -160,8 +160,14 @@ func TestConnectHookRefusal(t *testing.T) {
 			t.Fatalf("got %d %q", status, body)
 		}
 	})
-	t.Run("CloseError: close code readable by the client", func(t *testing.T) {
-		c, err := dialWith(t, srv.url, dialOpts{query: "close=1"})
+	t.Run("CloseError, Phoenix client: 403 before the upgrade", func(t *testing.T) {
+		status, body := refusedDial(t, srv.url+"?vsn=2.0.0&close=1", nil, nil)
+		if status != http.StatusForbidden || strings.TrimSpace(body) != "server: unauthorized (close 4501)" {
+			t.Fatalf("got %d %q", status, body)
+		}
+	})
+	t.Run("CloseError, Hearth client: close code readable by the client", func(t *testing.T) {
+		c, err := dialWith(t, srv.url, dialOpts{query: "close=1&" + channels.ExtParam + "=1"})
 		if err != nil {
 			t.Fatal(err)
 		}

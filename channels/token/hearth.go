@@ -19,13 +19,25 @@ type ConnectOptions struct {
 	// ID derives the socket id (see channels.ConnectReply.ID) from the
 	// claims. Nil means the subject.
 	ID func(*Claims) string
+	// Session, when set, re-checks the session behind a valid token at
+	// connect, as Mint does at every refresh. A session that ended
+	// (channels.ErrRevoked) gets close 4503 "session revoked": a client
+	// that still holds a token from before a logout (phoenix.js reconnects
+	// with it after the revocation) is refused at once, instead of
+	// connecting again until the next refresh revokes it. Any other error
+	// gets 1013 "try again later" (the server answers 503 to clients that
+	// cannot read close codes). Nil means the token alone decides.
+	Session SessionCheck
 }
 
 // Connect returns a channels.ConnectFunc that authenticates sockets by
 // token, from the Phoenix bearer subprotocol or the query. A missing or
 // invalid token gets close 4501 "unauthorized", an expired one 4502 "token
-// expired": terminal answers the client can read, so it stops retrying
-// instead of looping. The socket's Assigns are its *Claims and its
+// expired" (and, with ConnectOptions.Session, an ended session 4503
+// "session revoked"): terminal answers the Hearth client reads, so it stops
+// retrying instead of looping. Package server answers them with HTTP 403
+// before the upgrade to clients that cannot read close codes (phoenix.js),
+// so that their backoff holds. The socket's Assigns are its *Claims and its
 // credentials expire with the token (so RefreshOptions applies).
 func Connect(v Verifier, opts ConnectOptions) channels.ConnectFunc {
 	if opts.Param == "" {
@@ -48,6 +60,13 @@ func Connect(v Verifier, opts ConnectOptions) channels.ConnectFunc {
 			return channels.ConnectReply{}, &channels.CloseError{Code: channels.CloseTokenExpired, Reason: "token expired"}
 		case err != nil:
 			return channels.ConnectReply{}, &channels.CloseError{Code: channels.CloseUnauthorized, Reason: "unauthorized"}
+		}
+		if opts.Session != nil {
+			if err := opts.Session(ctx, c); errors.Is(err, channels.ErrRevoked) {
+				return channels.ConnectReply{}, &channels.CloseError{Code: channels.CloseRevoked, Reason: "session revoked"}
+			} else if err != nil {
+				return channels.ConnectReply{}, &channels.CloseError{Code: channels.CloseTryAgainLater, Reason: "try again later"}
+			}
 		}
 		id := c.Subject
 		if opts.ID != nil {

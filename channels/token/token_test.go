@@ -153,6 +153,43 @@ func TestConnect(t *testing.T) {
 	}
 }
 
+// TestConnectSessionCheck: with ConnectOptions.Session, a valid token of
+// an ended session is refused with 4503 at connect (so that phoenix.js,
+// reconnecting with the token it held, is refused before the upgrade), and
+// a session store that cannot tell gets 1013.
+func TestConnectSessionCheck(t *testing.T) {
+	ctx := context.Background()
+	k := token.NewHS256("k", secret)
+	ended := map[string]bool{"gone": true}
+	connect := token.Connect(k, token.ConnectOptions{Session: func(_ context.Context, c *token.Claims) error {
+		switch {
+		case c.Session == "flaky":
+			return errors.New("session store unreachable")
+		case ended[c.Session]:
+			return channels.ErrRevoked
+		}
+		return nil
+	}})
+	for sess, want := range map[string]int{"live": 0, "gone": channels.CloseRevoked, "flaky": channels.CloseTryAgainLater} {
+		tok, _, _ := k.Issue("user:1", sess, time.Minute)
+		_, err := connect(ctx, channels.ConnectEvent{Token: tok, Params: url.Values{}})
+		var ce *channels.CloseError
+		switch {
+		case want == 0 && err != nil:
+			t.Errorf("session %s: %v, want connected", sess, err)
+		case want != 0 && (!errors.As(err, &ce) || ce.Code != want):
+			t.Errorf("session %s: %v, want close %d", sess, err, want)
+		}
+	}
+	// The token is checked first: an expired token of an ended session
+	// is "token expired".
+	old, _, _ := k.Issue("user:1", "gone", -time.Minute)
+	var ce *channels.CloseError
+	if _, err := connect(ctx, channels.ConnectEvent{Token: old, Params: url.Values{}}); !errors.As(err, &ce) || ce.Code != channels.CloseTokenExpired {
+		t.Errorf("expired token of an ended session: %v", err)
+	}
+}
+
 // transport records the frames and close of one socket.
 type transport struct {
 	mu     sync.Mutex

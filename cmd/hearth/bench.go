@@ -82,7 +82,7 @@ func runBench(args []string) error {
 	fs.DurationVar(&o.Warmup, "warmup", 0, "publishing time before the measurement or the event")
 	fs.IntVar(&o.Nodes, "nodes", 0, "cluster: server nodes")
 	fs.Var(&policies, "policies", "storm: reconnect policies to compare: hearth,phoenix,socketio")
-	fs.Var(&events, "events", "storm: events to run: kill,drain,rolling")
+	fs.Var(&events, "events", "storm: events to run: kill,drain,rolling,expired (clients holding an expired token: upgrades/s)")
 	fs.DurationVar(&o.EventTimeout, "event-timeout", 0, "storm: longest wait for every client to rejoin")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 0, "storm: longest wait for a server to drain and exit after SIGTERM")
 	fs.DurationVar(&o.DrainWindow, "drain-window", 0, "hearth servers' --drain-window (default: the server's own; 2s with --smoke)")

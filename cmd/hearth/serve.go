@@ -60,6 +60,7 @@ func runServe(args []string) error {
 	fs.Float64Var(&cfg.ws.ConnectRatePerIP, "conn-rate-per-ip", 0, "new connections per second per client address (0: a quarter of --conn-rate; -1: no limit)")
 	fs.Float64Var(&cfg.ws.MessageRate, "message-rate", 0, "inbound messages per second one socket may send, beyond which it is closed with 4029 (0: 100; -1: no limit)")
 	fs.IntVar(&cfg.ws.MaxConnections, "max-conns", 0, "most open WebSocket connections (0: the open-file limit less a tenth; -1: no cap)")
+	fs.DurationVar(&cfg.ws.ReconnectCooldown, "reconnect-cooldown", 0, "how long a client that reads no Hearth close codes (phoenix.js) is refused (429) before the upgrade after being closed for what it did (4029, 1009, 4008); 6x that (403) after a terminal close (0: 10s; -1ns: off)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs or addresses of load balancers whose X-Forwarded-For / X-Real-IP name the client, e.g. 10.0.0.0/8")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof, /debug/vars and /debug/mem (memory figures as JSON) on this separate address, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
@@ -201,7 +202,7 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 		Logger: log,
 		// Anonymous sockets may chat in room:*; a token (from GET /token)
 		// identifies the user and opens private:*.
-		Connect: token.Connect(auth.keys, token.ConnectOptions{Optional: true}),
+		Connect: token.Connect(auth.keys, token.ConnectOptions{Optional: true, Session: auth.checkSession}),
 		Refresh: auth.refreshOptions(),
 	})
 	auth.attach(d.node)

@@ -247,9 +247,19 @@ func TestDemoSessionFlow(t *testing.T) {
 	if res, _ := hc.Get(hs.URL + "/token"); res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("token after logout: %s", res.Status)
 	}
-	// An expired token at connect gets the terminal answer, not a retry loop.
+	// The token of the ended session, still valid, no longer connects: a
+	// client that reads no close codes gets 403 before the upgrade.
+	if _, res, err := websocket.DefaultDialer.Dial(wsURL(hs, "token="+tok.Token), nil); err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+		t.Fatalf("the revoked session's token: %v, want HTTP 403", err)
+	}
+	// An expired token at connect gets the terminal answer, not a retry
+	// loop: 403 before the upgrade, or, for a Hearth client (_hearth=1),
+	// an upgrade and close 4502.
 	expired, _, _ := newDemoAuth([]byte("test secret, 16+ chars"), time.Minute, [2]float64{0.5, 0.9}).keys.Issue("ada", "s", -time.Minute)
-	c2, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "token="+expired), nil)
+	if _, res, err := websocket.DefaultDialer.Dial(wsURL(hs, "token="+expired), nil); err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+		t.Fatalf("expired token: %v, want HTTP 403", err)
+	}
+	c2, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "token="+expired+"&_hearth=1"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,8 @@ type stormPhase struct {
 // runStorm reads Clients (K, default 15,000), Topics (default 50),
 // Rate (publisher, default 20 msg/s), Size, Warmup (default 5 s), Events
 // (default kill, drain, and rolling when DatabaseURL is set), Policies
-// (default hearth, phoenix, socketio), EventTimeout (default 90 s),
+// (default hearth, phoenix, socketio), EventTimeout (default 90 s; for the
+// expired event, the measured window, default 20 s),
 // DrainTimeout (default 45 s), ConnectRate (default 3,000/s), NoRecover.
 // Each event runs once per policy, from a fresh server and fresh clients.
 func runStorm(ctx context.Context, env *Env) (*Report, error) {
@@ -111,13 +112,13 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 	}
 	for _, ev := range events {
 		switch ev {
-		case EventKill, EventDrain:
+		case EventKill, EventDrain, EventExpired:
 		case EventRolling:
 			if o.DatabaseURL == "" {
 				return nil, errors.New("bench: the rolling event runs three nodes on Postgres: pass --database-url")
 			}
 		default:
-			return nil, fmt.Errorf("bench: unknown storm event %q (want kill, drain or rolling)", ev)
+			return nil, fmt.Errorf("bench: unknown storm event %q (want kill, drain, rolling or expired)", ev)
 		}
 	}
 	rep := &Report{Params: map[string]any{
@@ -132,10 +133,25 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 	}
 	rep.Tables = append(rep.Tables, tab)
 	var phases []*stormPhase
+	var expired []*expiredPhase // the expired event (scenario_storm_expired.go)
+	expWindow := pick(o.EventTimeout, 20*time.Second, 5*time.Second, o.Smoke)
+	expTab := expiredTable(k, expWindow)
 	var firstErr error
 	for _, kind := range o.Targets {
 		for _, ev := range events {
 			for _, pol := range policies {
+				if ev == EventExpired {
+					ph, err := stormExpiredOne(ctx, env, kind, pol, k, expWindow)
+					if ph != nil {
+						expired = append(expired, ph)
+						ph.row(expTab)
+					}
+					if err != nil {
+						firstErr = fmt.Errorf("storm %s/%s/%s: %w", kind, ev, pol, err)
+						break
+					}
+					continue
+				}
 				ph, err := stormOne(ctx, env, kind, ev, pol, k, topics, rate, size, warmup, evTimeout, drainTimeout)
 				if ph != nil {
 					phases = append(phases, ph)
@@ -164,13 +180,27 @@ func runStorm(ctx context.Context, env *Env) (*Report, error) {
 		}
 	}
 	rep.Results = phases
+	if len(expired) > 0 {
+		rep.Results = map[string]any{"phases": phases, "expired": expired}
+		rep.Tables = append(rep.Tables, expTab)
+	}
 	errTab := &Table{Title: "storm: what the clients saw (counts by kind)", Header: []string{"target", "event", "policy", "errors and closes"}}
 	for _, ph := range phases {
 		s := GroupStats{Errors: ph.Errors}
 		errTab.Add(ph.Target, ph.Event, ph.Policy, s.ErrorSummary())
 	}
 	rep.Tables = append(rep.Tables, errTab)
-	rep.Charts = stormCharts(o.Targets, events, policies, phases)
+	var chartEvents []string
+	for _, ev := range events {
+		if ev != EventExpired {
+			chartEvents = append(chartEvents, ev)
+		}
+	}
+	if len(chartEvents) == 0 {
+		rep.Tables = []*Table{expTab} // only the expired event ran
+	} else {
+		rep.Charts = stormCharts(o.Targets, chartEvents, policies, phases)
+	}
 	return rep, firstErr
 }
 

@@ -216,6 +216,28 @@ func TestSmokeStorm(t *testing.T) {
 	}
 }
 
+// TestSmokeStormExpired runs the expired event: Phoenix-policy clients
+// holding an expired token keep trying on their schedule and are never
+// upgraded (the server refuses them with 403 before the upgrade).
+func TestSmokeStormExpired(t *testing.T) {
+	t.Parallel()
+	opts := smokeOptions(t, TargetHearth)
+	opts.Events, opts.Policies = []string{EventExpired}, []string{"phoenix"}
+	rep := runSmoke(t, "storm", opts)
+	res := rep.Results.(map[string]any)
+	exp := res["expired"].([]*expiredPhase)
+	if len(exp) != 1 {
+		t.Fatalf("%d expired phases, want 1", len(exp))
+	}
+	ph := exp[0]
+	if ph.AttemptsPerSec <= 0 || ph.UpgradesPerSec != 0 || ph.PeakUpgrades != 0 || ph.Errors["connect_http_403"] == 0 {
+		t.Errorf("expired/phoenix: %+v, want attempts, all refused with 403 before the upgrade", ph)
+	}
+	if len(rep.Tables) != 1 || len(rep.Tables[0].Rows) != 1 {
+		t.Errorf("tables %+v", rep.Tables)
+	}
+}
+
 // TestSmokeCluster runs the cluster scenario against Postgres. Until `hearth
 // serve` has --database-url the scenario must refuse with a clear message
 // (nothing is stubbed); once it has, the run must be clean.

@@ -69,6 +69,8 @@ func TestHandler(t *testing.T) {
 		"hearth_channels 1\n",
 		`hearth_joins_total{result="ok"} 1` + "\n",
 		"hearth_deliveries_total 1\n",
+		"hearth_upgrades_total 1\n",
+		"hearth_connects_refused_http_total 0\n",
 		"test_broker_published_total 3\n", // the broker's own collector
 		"go_goroutines ",
 		"process_resident_memory_bytes ",

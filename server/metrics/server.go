@@ -5,6 +5,9 @@ import "github.com/hearth-rt/hearth/server"
 var (
 	mConnections = gauge("connections", "WebSocket connections open now.")
 	mAccepted    = counter("connections_accepted_total", "Upgrades admission control let through.")
+	mUpgrades    = counter("upgrades_total", "WebSocket upgrades completed, including those made only to send a close frame.")
+	mRefusedHTTP = counter("connects_refused_http_total", "Connects the connect hook refused, answered with an HTTP status before the upgrade.")
+	mCooledDown  = counter("reconnects_cooled_down_total", "Reconnects refused before the upgrade because the server had just closed the same client for what it did.")
 	mShed        = counter("connections_shed_total", "Upgrade requests refused by admission control or shutdown, by reason.", "reason")
 	mSlow        = counter("slow_consumer_closes_total", "Connections closed (4008) because their outgoing queue overflowed.")
 	mRateLimited = counter("rate_limit_closes_total", "Connections closed (4029) for sending too many messages.")
@@ -14,12 +17,15 @@ var (
 	mDrainClosed = gauge("drain_closed_connections", "Connections the current drain has closed so far.")
 )
 
-var serverMetrics = []metric{mConnections, mAccepted, mShed, mSlow, mRateLimited, mReady, mDraining, mDrainTotal, mDrainClosed}
+var serverMetrics = []metric{mConnections, mAccepted, mUpgrades, mRefusedHTTP, mCooledDown, mShed, mSlow, mRateLimited, mReady, mDraining, mDrainTotal, mDrainClosed}
 
 func collectServer(s *server.Server, emit func(metric, float64, ...string)) {
 	st := s.Stats()
 	emit(mConnections, float64(st.Connections))
 	emit(mAccepted, float64(st.Accepted))
+	emit(mUpgrades, float64(st.Upgrades))
+	emit(mRefusedHTTP, float64(st.RefusedHTTP))
+	emit(mCooledDown, float64(st.CooledDown))
 	emit(mShed, float64(st.Shed.NodeRate), "node_rate")
 	emit(mShed, float64(st.Shed.IPRate), "ip_rate")
 	emit(mShed, float64(st.Shed.MaxConnections), "max_connections")
