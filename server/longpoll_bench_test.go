@@ -1,8 +1,13 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,6 +78,69 @@ func BenchmarkLongPollForwarded(b *testing.B) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkLongPollBroadcast measures one broadcast delivered to n
+// long-poll sessions over loopback HTTP, each with a poll always in
+// flight (the clients run in this process). Compare with
+// BenchmarkBroadcast, in the same run:
+//
+//	go test -run '^$' -bench 'LongPollBroadcast|Broadcast/1000_' -benchtime 200x ./server/
+func BenchmarkLongPollBroadcast(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(strconv.Itoa(n)+"_sessions", func(b *testing.B) {
+			srv := newLPServer(b, Options{MessageRate: -1, ConnectRate: -1, ConnectRatePerIP: -1}, LongPollOptions{})
+			var got atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for range n {
+				c := mustOpenLP(b, srv.base, "")
+				c.join("room:lpbench", map[string]string{})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						a := c.poll()
+						for _, m := range a.Messages {
+							if strings.Contains(m, `"new_msg"`) {
+								got.Add(1)
+							}
+						}
+					}
+				}()
+			}
+			ctx := context.Background()
+			payload := json.RawMessage(`{"user":"bench","body":"hello, subscribers: a message of ordinary size"}`)
+			await := func(total int64) {
+				for got.Load() < total {
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+			total := int64(n)
+			if err := srv.node.Broadcast(ctx, "room:lpbench", "new_msg", payload); err != nil {
+				b.Fatal(err)
+			}
+			await(total)
+			b.ResetTimer()
+			for range b.N {
+				total += int64(n)
+				if err := srv.node.Broadcast(ctx, "room:lpbench", "new_msg", payload); err != nil {
+					b.Fatal(err)
+				}
+				await(total)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			close(stop)
+			// The polls in flight end with the server (Shutdown at cleanup).
+			b.Cleanup(wg.Wait)
 		})
 	}
 }

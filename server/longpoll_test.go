@@ -70,6 +70,10 @@ type lpClient struct {
 	inbox []string // messages received and not yet expected
 }
 
+// lpHTTP keeps a connection per session in flight (http.DefaultClient
+// keeps two per host and would open a new one for almost every poll).
+var lpHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4096}}
+
 func lpDo(t testing.TB, method, u string, header http.Header, body string) lpAnswer {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
@@ -79,7 +83,7 @@ func lpDo(t testing.TB, method, u string, header http.Header, body string) lpAns
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := lpHTTP.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, u, err)
 	}
