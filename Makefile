@@ -31,9 +31,10 @@ test-js: node_modules
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-## fuzz: a short fuzz run of the wire decoder.
+## fuzz: a short fuzz run of the wire decoder and the permessage-deflate inflater.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./channels/wire/
+	$(GO) test -run '^$$' -fuzz FuzzInflate -fuzztime 30s ./channels/wire/
 
 ## bench: the Go benchmarks behind docs/benchmarks.md.
 bench:

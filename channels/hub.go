@@ -87,6 +87,7 @@ func (h *hub) fanout(m *pubsub.Message) {
 	}
 	_, intercepted := ts.route.intercept[m.Event]
 	var plain, ext []byte // the encoded frames, built on first use
+	var zip frameZip      // their compressed twins, made on first use too
 	delivered := 0
 	defer func() {
 		h.stats.broadcasts.Add(1)
@@ -108,7 +109,8 @@ func (h *hub) fanout(m *pubsub.Message) {
 			continue
 		}
 		var f []byte
-		if s.hearthExt && m.Binary {
+		isExt := s.hearthExt && m.Binary
+		if isExt {
 			if ext == nil {
 				ext = encodeBroadcast(m, true)
 			}
@@ -119,9 +121,38 @@ func (h *hub) fanout(m *pubsub.Message) {
 			}
 			f = plain
 		}
+		if s.deflater != nil {
+			f = zip.frame(s.deflater, f, isExt)
+		}
 		delivered++
 		s.sendInOrder(c, m, f)
 	}
+}
+
+// frameZip holds the compressed frames of one broadcast: each wire
+// variant is compressed once, by the first compressing recipient that
+// needs it, and the same bytes go to every other one.
+type frameZip struct {
+	d          *wire.Deflater // the Deflater that made them
+	plain, ext []byte
+}
+
+// frame returns f, the broadcast's Hearth binary variant when isExt,
+// compressed by d. A recipient with another Deflater (a second server on
+// the node, with other settings) costs a compression of its own: the
+// cache keeps the last Deflater's frames.
+func (z *frameZip) frame(d *wire.Deflater, f []byte, isExt bool) []byte {
+	if z.d != d {
+		*z = frameZip{d: d}
+	}
+	slot := &z.plain
+	if isExt {
+		slot = &z.ext
+	}
+	if *slot == nil {
+		*slot = d.Frame(f)
+	}
+	return *slot
 }
 
 // encodeBroadcast builds the complete WebSocket frame of a broadcast. ext

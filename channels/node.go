@@ -384,6 +384,10 @@ func (h *brokerHandler) HandleControl(data []byte) {
 		n.disconnectLocal(body)
 		return
 	}
+	if typ == controlUnsubscribe {
+		n.unsubscribeLocal(body)
+		return
+	}
 	n.cmu.RLock()
 	fn := n.control[typ]
 	n.cmu.RUnlock()

@@ -26,6 +26,8 @@ type Socket struct {
 	ip        string     // client IP, for join admission
 	refresh   *refresher // nil unless the node refreshes tokens and the socket's expire
 
+	deflater *wire.Deflater // the transport's when it compresses (CompressingTransport); set by Start
+
 	dead atomic.Bool   // closed: the socket's context is done
 	done chan struct{} // the context's Done channel, made on first use (omu)
 
@@ -126,6 +128,9 @@ func (s *Socket) Close(code int, reason string) {
 // contract.
 func (s *Socket) Start(t Transport) {
 	s.transport = t
+	if ct, ok := t.(CompressingTransport); ok {
+		s.deflater = ct.Deflater()
+	}
 	s.node.register(s)
 	s.startRefresh()
 	s.node.log.Debug("socket connected", "conn", s.connID, "socket_id", s.id)

@@ -1,5 +1,7 @@
 package channels
 
+import "github.com/hearth-rt/hearth/channels/wire"
+
 // Transport is a client connection as package channels sees it. Package
 // server implements it on gobwas/ws; a test or another transport may too.
 //
@@ -28,6 +30,21 @@ type Transport interface {
 	// Close writes a close frame with code and reason after what is
 	// queued, then closes the connection.
 	Close(code int, reason string)
+}
+
+// A CompressingTransport is a [Transport] whose connection negotiated
+// per-message compression (permessage-deflate without context takeover).
+// The node compresses each broadcast frame once, with the first such
+// transport's Deflater, the first time one of the broadcast's recipients
+// needs it, and hands the same compressed frame to every transport that
+// returns the same Deflater; the others get the plain frame. Frames sent
+// to one socket only (replies, pushes) go to Send uncompressed: the
+// transport compresses them itself.
+type CompressingTransport interface {
+	Transport
+	// Deflater returns the connection's compression settings, or nil when
+	// it does not compress. It is called once, by Socket.Start.
+	Deflater() *wire.Deflater
 }
 
 // WebSocket close codes Hearth uses. Codes 4000-4499 invite the client to

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 
 	"github.com/hearth-rt/hearth/channels"
 	"github.com/hearth-rt/hearth/channels/wire"
@@ -86,16 +88,25 @@ type benchClients struct {
 
 // newBenchClients dials n clients to srv and joins each to topic.
 func newBenchClients(b *testing.B, srv *testServer, n int, topic string) *benchClients {
+	return newBenchClientsWith(b, srv, n, topic, nil)
+}
+
+// newBenchClientsWith dials n clients that offer extensions (the frame
+// counter counts compressed frames without inflating them).
+func newBenchClientsWith(b *testing.B, srv *testServer, n int, topic string, extensions []httphead.Option) *benchClients {
 	b.Helper()
 	bc := &benchClients{reached: make(chan struct{}, 1)}
 	join := rawFrame(true, 0, 0x1, []byte(`["1","1","`+topic+`","phx_join",{}]`))
 	for range n {
-		nc, br, _, err := ws.Dialer{Timeout: wait}.Dial(context.Background(), srv.url+"?vsn=2.0.0")
+		nc, br, hs, err := ws.Dialer{Timeout: wait, Extensions: extensions}.Dial(context.Background(), srv.url+"?vsn=2.0.0")
 		if err != nil {
 			b.Fatalf("dial: %v", err)
 		}
 		if br != nil {
 			b.Fatal("unexpected bytes after the handshake")
+		}
+		if len(extensions) > 0 && len(hs.Extensions) == 0 {
+			b.Fatal("the server did not accept the extensions offered")
 		}
 		bc.conns = append(bc.conns, nc)
 		if _, err := nc.Write(join); err != nil {
@@ -111,6 +122,11 @@ func newBenchClients(b *testing.B, srv *testServer, n int, topic string) *benchC
 		reply := make([]byte, h.Length)
 		if _, err := io.ReadFull(nc, reply); err != nil {
 			b.Fatalf("join: %v", err)
+		}
+		if h.Rsv != 0 { // compressed
+			if reply, err = wire.Inflate(nil, reply, 1<<20, nil); err != nil {
+				b.Fatalf("join: %v", err)
+			}
 		}
 		if !bytes.Contains(reply, []byte(`"status":"ok"`)) {
 			b.Fatalf("join refused: %s", reply)
@@ -174,50 +190,65 @@ func (bc *benchClients) await(b *testing.B, total int64) {
 // same frame on every connection, start the writers), the writes, and the
 // clients reading (on the same machine). publish-ns/op is the time spent in
 // node.Broadcast alone; allocs/recipient counts every allocation of the
-// process (the clients allocate nothing) divided by the subscribers.
+// process (the clients allocate nothing) divided by the subscribers. In
+// the _deflate runs every subscriber negotiated permessage-deflate and the
+// server compresses every frame (MinSize -1): once per broadcast.
 func BenchmarkBroadcast(b *testing.B) {
 	// 9,000 subscribers: the clients' connections and the server's (18,000
 	// descriptors) share this process and its limit of 20,000 open files.
 	for _, n := range []int{1, 100, 1000, 9000} {
-		b.Run(strconv.Itoa(n)+"_subscribers", func(b *testing.B) {
-			if lim := openFileLimit(); lim != 0 && lim < 2*n+256 {
-				b.Fatalf("%d subscribers need %d open files in this process; the limit is %d (raise ulimit -n)", n, 2*n+256, lim)
+		for _, deflate := range []bool{false, true} {
+			name := strconv.Itoa(n) + "_subscribers"
+			if deflate {
+				name += "_deflate"
 			}
-			// All subscribers connect and join from one address at once.
-			srv := newTestServer(b, Options{MessageRate: -1, ConnectRate: -1, ConnectRatePerIP: -1},
-				channels.Options{JoinRate: -1, JoinRatePerIP: -1}, nil)
-			bc := newBenchClients(b, srv, n, "room:bench")
-			payload := json.RawMessage(`{"user":"bench","body":"hello, subscribers: a message of ordinary size"}`)
-			ctx := context.Background()
-			// One broadcast before measuring: the first one to n
-			// connections creates n writer goroutines, whose g structures
-			// the runtime allocates once and reuses afterwards.
-			if err := srv.node.Broadcast(ctx, "room:bench", "new_msg", payload); err != nil {
-				b.Fatal(err)
-			}
-			total := int64(n)
-			bc.await(b, total)
-			var publish time.Duration
-			var ms0, ms1 runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&ms0)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				total += int64(n)
-				t0 := time.Now()
-				if err := srv.node.Broadcast(ctx, "room:bench", "new_msg", payload); err != nil {
-					b.Fatal(err)
-				}
-				publish += time.Since(t0)
-				bc.await(b, total)
-			}
-			b.StopTimer()
-			runtime.ReadMemStats(&ms1)
-			b.ReportMetric(float64(publish.Nanoseconds())/float64(b.N), "publish-ns/op")
-			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N)/float64(n), "allocs/recipient")
-		})
+			b.Run(name, func(b *testing.B) { benchBroadcast(b, n, deflate) })
+		}
 	}
+}
+
+func benchBroadcast(b *testing.B, n int, deflate bool) {
+	if lim := openFileLimit(); lim != 0 && lim < 2*n+256 {
+		b.Fatalf("%d subscribers need %d open files in this process; the limit is %d (raise ulimit -n)", n, 2*n+256, lim)
+	}
+	// All subscribers connect and join from one address at once.
+	opts := Options{MessageRate: -1, ConnectRate: -1, ConnectRatePerIP: -1}
+	var exts []httphead.Option
+	if deflate {
+		opts.Compression = Compression{Enabled: true, MinSize: -1}
+		exts = []httphead.Option{wsflate.DefaultParameters.Option()}
+	}
+	srv := newTestServer(b, opts, channels.Options{JoinRate: -1, JoinRatePerIP: -1}, nil)
+	bc := newBenchClientsWith(b, srv, n, "room:bench", exts)
+	payload := json.RawMessage(`{"user":"bench","body":"hello, subscribers: a message of ordinary size"}`)
+	ctx := context.Background()
+	// One broadcast before measuring: the first one to n
+	// connections creates n writer goroutines, whose g structures
+	// the runtime allocates once and reuses afterwards.
+	if err := srv.node.Broadcast(ctx, "room:bench", "new_msg", payload); err != nil {
+		b.Fatal(err)
+	}
+	total := int64(n)
+	bc.await(b, total)
+	var publish time.Duration
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		total += int64(n)
+		t0 := time.Now()
+		if err := srv.node.Broadcast(ctx, "room:bench", "new_msg", payload); err != nil {
+			b.Fatal(err)
+		}
+		publish += time.Since(t0)
+		bc.await(b, total)
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(publish.Nanoseconds())/float64(b.N), "publish-ns/op")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N)/float64(n), "allocs/recipient")
 }
 
 // BenchmarkSendWrite measures the transport's Send and write path on one

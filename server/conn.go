@@ -38,6 +38,9 @@ type conn struct {
 	hdr   [ws.MaxHeaderSize]byte // frame header scratch space
 	nread uint64                 // bytes read so far (reader goroutine)
 	pr    *polled                // poller state; nil for a reader goroutine
+	zin   bool                   // the message being read is compressed (compress.go)
+
+	deflate bool // permessage-deflate was negotiated (compress.go)
 
 	mu        sync.Mutex
 	one       []byte      // a lone frame waiting for the writer (queue.go)
@@ -87,8 +90,8 @@ func (l *limiter) allow(rate float64, burst int) bool {
 
 var refusedSeq atomic.Uint64
 
-func newConn(s *Server, nc net.Conn, sock *channels.Socket, pre []byte) *conn {
-	c := &conn{srv: s, nc: nc, sock: sock, pre: pre}
+func newConn(s *Server, nc net.Conn, sock *channels.Socket, pre []byte, deflate bool) *conn {
+	c := &conn{srv: s, nc: nc, sock: sock, pre: pre, deflate: deflate}
 	if sock != nil {
 		c.id = sock.ConnID()
 	} else {
@@ -98,7 +101,7 @@ func newConn(s *Server, nc net.Conn, sock *channels.Socket, pre []byte) *conn {
 	c.lim.tokens = float64(s.opts.MessageBurst)
 	if !s.opts.BlockingReads && !netpollDisabled {
 		if rc := pollable(nc); rc != nil && s.poll.get(s) != nil {
-			c.pr = &polled{rc: rc, state: ws.StateServerSide}
+			c.pr = &polled{rc: rc, state: c.readState()}
 		}
 	}
 	return c
@@ -126,6 +129,11 @@ func (c *conn) startReading() {
 // the frame would take the queue over its byte limit; in that case the
 // connection is closed with 4008 "slow consumer".
 func (c *conn) Send(frame []byte) bool {
+	if c.deflate {
+		// A broadcast comes compressed already (RSV1 set); a reply or a
+		// push is compressed here, before taking the lock.
+		frame = c.srv.deflater.Frame(frame)
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()

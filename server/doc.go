@@ -102,6 +102,7 @@
 //	1001  "idle timeout"                  nothing received for IdleTimeout (60 s)
 //	1002  "protocol error: ..."           reserved bits or opcodes, unmasked or bad control frames
 //	1007  "invalid UTF-8 in text message" text message that is not UTF-8
+//	1007  "invalid compressed message"    permessage-deflate data that does not inflate
 //	1007  "invalid message: ..."          not a Phoenix V2 message (what is wrong follows)
 //	1009  "message too big"               message over MaxMessageSize (64 KiB)
 //	1011  "internal error"                the channel layer failed unexpectedly
@@ -117,6 +118,19 @@
 // it waits up to 3 s for the client's before closing the TCP connection,
 // reading and discarding what arrives meanwhile, so that the client
 // receives the close frame instead of a reset.
+//
+// # Compression
+//
+// With [Options.Compression] enabled (it is off by default) the server
+// accepts permessage-deflate (RFC 7692) from clients that offer it, as every
+// browser does, always without context takeover: no connection keeps a
+// compression window, a broadcast is compressed once per node and the same
+// bytes are queued on every compressing connection, and compressors and
+// decompressors come from pools. Frames below [Compression].MinSize and
+// control frames go out uncompressed. A compressed message from the client
+// is bounded by MaxMessageSize once inflated: past it, inflation stops and
+// the connection is closed with 1009. See [Compression] and
+// docs/server.md.
 //
 // # Admission control
 //

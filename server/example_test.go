@@ -62,3 +62,14 @@ func ExampleNewLongPoll() {
 	hs := &http.Server{Addr: "127.0.0.1:4000", Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	_ = hs
 }
+
+// Accept permessage-deflate from the browsers that offer it: broadcasts are
+// compressed once per node, replies and pushes per connection, payloads
+// under 512 bytes not at all.
+func ExampleCompression() {
+	node := channels.New(channels.Options{})
+	ws := server.New(node, server.Options{
+		Compression: server.Compression{Enabled: true, MinSize: 512},
+	})
+	http.Handle("/socket/websocket", ws)
+}

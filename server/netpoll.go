@@ -593,6 +593,9 @@ func (c *conn) feed(p []byte) (stop, bool) {
 			if err := ws.CheckHeader(h, pr.state); err != nil {
 				return c.pollViolation(channels.CloseProtocolError, "protocol error: "+err.Error())
 			}
+			if err := c.checkRsv(h); err != nil {
+				return c.pollViolation(channels.CloseProtocolError, err.Error())
+			}
 			control := h.OpCode.IsControl()
 			if !control {
 				var have int64

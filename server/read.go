@@ -61,7 +61,7 @@ func (c *conn) idle(err error) bool {
 // log.
 func (c *conn) read() (hard bool, code int, reason string) {
 	var (
-		state = ws.StateServerSide
+		state = c.readState()
 		msg   *[]byte // the message being assembled
 		op    ws.OpCode
 	)
@@ -86,6 +86,9 @@ func (c *conn) read() (hard bool, code int, reason string) {
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
 			return c.fail(channels.CloseProtocolError, "protocol error: "+err.Error())
+		}
+		if err := c.checkRsv(h); err != nil {
+			return c.fail(channels.CloseProtocolError, err.Error())
 		}
 		if h.OpCode.IsControl() {
 			end, err := c.control(h)
@@ -140,6 +143,15 @@ func (c *conn) message(data []byte, binary bool) {
 	}
 	if !c.allow() {
 		return
+	}
+	if c.zin { // compress.go
+		c.zin = false
+		p, ok := c.inflate(data)
+		if !ok {
+			return
+		}
+		defer putBuf(p)
+		data = *p
 	}
 	if !binary && !utf8.Valid(data) {
 		c.srv.log.Debug("closing: invalid UTF-8", "conn", c.id, "socket_id", c.socketID())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/channels/wire"
 )
 
 // Options configures a [Server]. The zero value works: same-host origins
@@ -140,6 +141,10 @@ type Options struct {
 	// whole window. Zero means 500 per second; a negative value always
 	// uses the whole window.
 	MinDrainRate float64
+
+	// Compression configures permessage-deflate. The zero value is off;
+	// see [Compression] for the trade-offs and compress.go.
+	Compression Compression
 }
 
 // closeGrace is how long a connection waits for the client's close frame
@@ -173,6 +178,8 @@ type Server struct {
 
 	lpmu sync.Mutex  // guards lps
 	lps  []*LongPoll // long-poll handlers of the node (longpoll.go)
+
+	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
 }
 
 // New returns a Server for node. Register the node's channel handlers
@@ -210,6 +217,7 @@ func New(node *channels.Node, opts Options) *Server {
 	}
 	applyAdmissionDefaults(&opts)
 	applyDrainDefaults(&opts)
+	applyCompressionDefaults(&opts.Compression)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -221,6 +229,7 @@ func New(node *channels.Node, opts Options) *Server {
 		conns: make(map[*conn]struct{}),
 	}
 	s.adm.init(&s.opts)
+	s.deflater = newDeflater(opts.Compression)
 	s.cool.seed = maphash.MakeSeed()
 	return s
 }

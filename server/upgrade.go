@@ -107,6 +107,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 
 	up := upgrader
 	up.Timeout = s.opts.HandshakeTimeout
+	deflate := new(bool)
+	if s.deflater != nil {
+		up.Negotiate, deflate = negotiateDeflate() // compress.go
+	}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
 		// The upgrader has answered the client with an HTTP error.
@@ -128,7 +132,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.stats.upgrades.Add(1)
-	c := newConn(s, nc, sock, pre)
+	c := newConn(s, nc, sock, pre, *deflate)
 	c.v1 = v1
 	c.coolKey = coolKey
 	slot = false // unregister gives it back

@@ -248,7 +248,7 @@ func (c *Client) PushBinary(topic, event string, data []byte) Reply {
 	b = append(b, 0, byte(len(joinRef)), byte(len(ref)), byte(len(topic)), byte(len(event)))
 	b = append(append(append(append(append(b, joinRef...), ref...), topic...), event...), data...)
 	if err := c.write(ws.NewBinaryFrame(b)); err != nil {
-		c.t.Fatalf("channeltest: send %s on %s: %v", event, topic, err)
+		c.t.Fatalf("channeltest: send %s on %s: %v", event, topic, c.sendErr(err))
 	}
 	return c.reply(topic, ref)
 }
@@ -343,9 +343,33 @@ func (c *Client) send(joinRef, topic, event string, payload any) string {
 		c.t.Fatalf("channeltest: encode %s: %v", event, err)
 	}
 	if err := c.write(ws.NewTextFrame(frame)); err != nil {
-		c.t.Fatalf("channeltest: send %s on %s: %v", event, topic, err)
+		c.t.Fatalf("channeltest: send %s on %s: %v", event, topic, c.sendErr(err))
 	}
 	return ref
+}
+
+// sendErr explains a failed write: once the server has closed the
+// connection (its close frame read, or the socket reset before the write),
+// that close is the reason, not the broken pipe that followed it.
+func (c *Client) sendErr(err error) error {
+	if c.awaitClosed(time.Second) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed != nil {
+			return fmt.Errorf("closed by the server: %d %q (%w)", c.closed.code, c.closed.reason, err)
+		}
+	}
+	return err
+}
+
+// awaitClosed waits up to d for the reader to end.
+func (c *Client) awaitClosed(d time.Duration) bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // write masks and writes one frame, whoever calls it.

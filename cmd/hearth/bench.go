@@ -89,6 +89,7 @@ func runBench(args []string) error {
 	fs.Float64Var(&o.ConnectRate, "connect-rate", 0, "initial connects per second for the whole fleet (default 1500)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "Phoenix heartbeat interval (default 30s)")
 	fs.BoolVar(&o.NoRecover, "no-recover", false, "do not ask Hearth to replay missed messages on rejoin")
+	fs.BoolVar(&o.Compress, "compress", false, "clients offer permessage-deflate and servers compress every message (fanout, throughput, cluster, idle)")
 	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (0: one per 8,000 clients; -1: in-process)")
 	fs.IntVar(&o.SourceIPs, "source-ips", 0, "127.0.x.y source addresses for the clients (0: one per 50 clients)")
 	fs.StringVar(&o.DatabaseURL, "database-url", os.Getenv("HEARTH_BENCH_DATABASE_URL"), "Postgres URL for cluster runs (env HEARTH_BENCH_DATABASE_URL)")

@@ -25,6 +25,7 @@ import (
 	"github.com/hearth-rt/hearth/pubsub"
 	"github.com/hearth-rt/hearth/pubsub/postgres"
 	"github.com/hearth-rt/hearth/server"
+	"github.com/hearth-rt/hearth/server/api"
 	"github.com/hearth-rt/hearth/templates"
 )
 
@@ -42,6 +43,7 @@ type serveConfig struct {
 	nodeName  string
 	secret    string
 	ws        server.Options // admission control and drain (--drain-window, --conn-rate, ...)
+	apiKeys   repeatFlag     // server API and dashboard keys (--api-key, $HEARTH_API_KEY); none: off
 }
 
 func runServe(args []string) error {
@@ -60,8 +62,11 @@ func runServe(args []string) error {
 	fs.Float64Var(&cfg.ws.ConnectRatePerIP, "conn-rate-per-ip", 0, "new connections per second per client address (0: a quarter of --conn-rate; -1: no limit)")
 	fs.Float64Var(&cfg.ws.MessageRate, "message-rate", 0, "inbound messages per second one socket may send, beyond which it is closed with 4029 (0: 100; -1: no limit)")
 	fs.IntVar(&cfg.ws.MaxConnections, "max-conns", 0, "most open WebSocket connections (0: the open-file limit less a tenth; -1: no cap)")
+	fs.BoolVar(&cfg.ws.Compression.Enabled, "compress", false, "accept permessage-deflate from clients that offer it (each broadcast is compressed once)")
+	fs.IntVar(&cfg.ws.Compression.MinSize, "compress-min", 0, "smallest payload compressed, in bytes (0: 256; -1: every message)")
 	fs.DurationVar(&cfg.ws.ReconnectCooldown, "reconnect-cooldown", 0, "how long a client that reads no Hearth close codes (phoenix.js) is refused (429) before the upgrade after being closed for what it did (4029, 1009, 4008); 6x that (403) after a terminal close (0: 10s; -1ns: off)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs or addresses of load balancers whose X-Forwarded-For / X-Real-IP name the client, e.g. 10.0.0.0/8")
+	fs.Var(&cfg.apiKeys, "api-key", "turn on the server API at /api and the dashboard at /dashboard with this key (Authorization: Bearer KEY); repeat for several keys (default $HEARTH_API_KEY; none: both off)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof, /debug/vars and /debug/mem (memory figures as JSON) on this separate address, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -79,6 +84,9 @@ func runServe(args []string) error {
 	}
 	if !set["secret"] {
 		cfg.secret = os.Getenv("HEARTH_SECRET")
+	}
+	if !set["api-key"] && os.Getenv("HEARTH_API_KEY") != "" {
+		cfg.apiKeys = repeatFlag{os.Getenv("HEARTH_API_KEY")}
 	}
 	var err error
 	if cfg.ws.DrainWindow == 0 {
@@ -164,6 +172,7 @@ func runServe(args []string) error {
 	}
 	// The sockets are gone: send the last presence changes and say goodbye
 	// to the cluster (the broker closes after, deferred above).
+	app.api.Close() // server API: stop the heartbeat before presence says goodbye
 	if err := app.presence.Shutdown(sctx); err != nil {
 		log.Warn("presence shutdown", "err", err)
 	}
@@ -181,6 +190,8 @@ type demo struct {
 	auth   *demoAuth
 	// presence tracks who is in each room, across the cluster.
 	presence *presence.Presence
+	// api is the server API (/api) and the dashboard (/dashboard).
+	api *api.API
 
 	extraMetrics prometheus.Collector // the broker's, in cluster mode
 }
@@ -237,6 +248,7 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 	r.Handle("/demo/*", http.StripPrefix("/demo/", http.FileServerFS(templates.Demo())))
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, templates.Demo(), "index.html") })
 	mountClient(r)
+	d.mountAPI(r, log, cfg, broker)
 	d.router = r
 	return d, nil
 }
@@ -297,4 +309,35 @@ func openBroker(cfg serveConfig, log *slog.Logger) (*postgres.Broker, error) {
 		return nil, fmt.Errorf("cluster mode: %w", err)
 	}
 	return pg, nil
+}
+
+// mountAPI mounts the server API at /api and the dashboard at /dashboard,
+// on with --api-key (or $HEARTH_API_KEY), answering 404 otherwise.
+func (d *demo) mountAPI(r chi.Router, log *slog.Logger, cfg serveConfig, broker pubsub.Broker) {
+	pg, _ := broker.(*postgres.Broker)
+	d.api = api.New(api.Options{
+		Node:     d.node,
+		Presence: d.presence,
+		Keys:     cfg.apiKeys,
+		Logger:   log,
+		Health: func() api.Health {
+			st := d.ws.Stats()
+			h := api.Health{
+				Ready: st.Ready, Draining: st.Draining,
+				ConnectionsShed: st.Shed.Total(), SlowConsumerCloses: st.SlowConsumerCloses, RateLimitCloses: st.RateLimitCloses,
+			}
+			if pg != nil {
+				ps := pg.Stats()
+				h.Listener, h.Published, h.PublishSeconds = ps.State.String(), ps.Published, ps.PublishSeconds
+				h.Ready = h.Ready && ps.State != postgres.StateDown
+			}
+			return h
+		},
+	})
+	if d.api.Enabled() {
+		log.Info("server API on /api, dashboard on /dashboard", "keys", len(cfg.apiKeys))
+	}
+	r.Mount("/api", d.api)
+	r.Handle("/dashboard", d.api.Dashboard())
+	r.Handle("/dashboard/*", d.api.Dashboard())
 }

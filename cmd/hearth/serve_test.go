@@ -29,7 +29,11 @@ func startDemo(t *testing.T, ttl time.Duration) *httptest.Server {
 
 func startDemoOn(t *testing.T, ttl time.Duration, broker pubsub.Broker) *httptest.Server {
 	t.Helper()
-	cfg := serveConfig{tokenTTL: ttl, window: [2]float64{0.1, 0.2}, secret: "test secret, 16+ chars"}
+	return startDemoCfg(t, serveConfig{tokenTTL: ttl, window: [2]float64{0.1, 0.2}, secret: "test secret, 16+ chars"}, broker)
+}
+
+func startDemoCfg(t *testing.T, cfg serveConfig, broker pubsub.Broker) *httptest.Server {
+	t.Helper()
 	d, err := newDemo(slog.New(slog.DiscardHandler), cfg, broker)
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +43,7 @@ func startDemoOn(t *testing.T, ttl time.Duration, broker pubsub.Broker) *httptes
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = d.ws.Shutdown(ctx)
+		d.api.Close()
 		_ = d.presence.Shutdown(ctx)
 		hs.Close()
 		d.node.Wait()

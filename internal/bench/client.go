@@ -129,7 +129,7 @@ func (c *client) run(ctx context.Context, ready <-chan struct{}) {
 		}
 		first = false
 		g.add(cConnAttempts, 1)
-		conn, err := g.w.dial.dialWS(ctx, src, g.spec.Addrs[addrIdx], path)
+		conn, err := g.w.dial.dialWS(ctx, src, g.spec.Addrs[addrIdx], path, g.spec.Deflate)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -47,6 +47,13 @@ type pubsubRun struct {
 	Unsettled       bool `json:"unsettled,omitempty"`
 	latency, lastSb *Histogram
 	usage           []ProcSample
+
+	// ServerWritten is what the servers wrote to their sockets from the
+	// start of publishing until every delivery was in (/proc/PID/io
+	// wchar), and WrittenPerDelivery that divided by the deliveries.
+	ServerWritten      int64   `json:"server_written_bytes,omitempty"`
+	WrittenPerDelivery float64 `json:"written_per_delivery,omitempty"`
+	Compressed         bool    `json:"compressed,omitempty"` // --compress
 }
 
 // pubsubSetup describes the groups of a pubsub run.
@@ -85,7 +92,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	sub := GroupSpec{
 		Name: "subs", Proto: s.proto, Addrs: s.subAddrs, Policy: "hearth", Topics: s.topics,
 		TopicsPerClient: s.tpc, Count: s.subs, SourceIPs: env.SourceIPs(s.subs), ConnectRate: connRate,
-		HeartbeatMS: env.heartbeatMS(), PerMessage: s.perMessage, EpochNS: epoch,
+		HeartbeatMS: env.heartbeatMS(), PerMessage: s.perMessage, EpochNS: epoch, Deflate: o.Compress,
 	}
 	p := env.progress(s.label+" connect", fleet, joinedLine(int64(s.subs), "subs"))
 	if err := fleet.Start(sub); err != nil {
@@ -99,7 +106,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	}
 	pub := GroupSpec{
 		Name: "pubs", Proto: s.proto, Addrs: s.pubAddrs, Policy: "hearth", Topics: s.topics,
-		Count: s.pubs, HeartbeatMS: env.heartbeatMS(), EpochNS: epoch,
+		Count: s.pubs, HeartbeatMS: env.heartbeatMS(), EpochNS: epoch, Deflate: o.Compress,
 		Publish: &PublishSpec{Total: s.pubs, Rate: s.rate, Size: s.size},
 	}
 	if err := fleet.Start(pub); err != nil {
@@ -112,6 +119,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	if err != nil {
 		return nil, err
 	}
+	written0 := writtenBytes(s.servers)
 	start := time.Now()
 	p = env.progress(s.label+" publish", fleet, func(st map[string]GroupStats) (int64, int64, string) {
 		el := time.Since(start)
@@ -136,6 +144,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	if err != nil {
 		return nil, err
 	}
+	written1 := writtenBytes(s.servers)
 	sr, pr := res["subs"], res["pubs"]
 	run := &pubsubRun{
 		Target: s.kind, Subscribers: s.subs, Topics: len(s.topics), Publishers: s.pubs, RatePerPub: s.rate,
@@ -150,6 +159,13 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 	}
 	for k, v := range pr.Stats.Errors {
 		run.Errors[k] += v
+	}
+	run.Compressed = o.Compress
+	if written0 >= 0 && written1 >= 0 {
+		run.ServerWritten = written1 - written0
+		if run.Received > 0 {
+			run.WrittenPerDelivery = float64(run.ServerWritten) / float64(run.Received)
+		}
 	}
 	run.PublishedPerSec = float64(pubWindow) / secs
 	run.DeliveriesPerSec = float64(inWindow) / secs

@@ -54,6 +54,8 @@ type GroupSpec struct {
 	EpochNS int64 `json:"epoch_ns"`
 	// Query is extra query parameters for the socket URL ("k=v&k2=v2").
 	Query string `json:"query,omitempty"`
+	// Deflate offers permessage-deflate (compress.go).
+	Deflate bool `json:"deflate,omitempty"`
 }
 
 // PublishSpec makes clients publishers. Publisher p of Total owns the topics

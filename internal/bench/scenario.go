@@ -46,6 +46,10 @@ type Options struct {
 	ConnectRate     float64       // initial connects per second (whole fleet)
 	Heartbeat       time.Duration // Phoenix heartbeat interval
 	NoRecover       bool          // do not ask Hearth to replay missed messages on rejoin
+	// Compress has the clients offer permessage-deflate (without context
+	// takeover) and every target accept it, compressing every message
+	// (see compress.go).
+	Compress bool
 
 	Workers   int // worker processes; zero picks one per 8,000 clients; -1 runs in-process
 	SourceIPs int // 127.0.x.y source addresses; zero picks one per 50 clients
@@ -178,7 +182,7 @@ func (e *Env) Target(ctx context.Context, kind string, databaseURL string) (*Tar
 	bin := o.HearthBin
 	return NewTarget(ctx, TargetOptions{
 		Kind: kind, HearthBin: bin, GorillaBin: o.GorillaBin, RepoDir: o.Repo,
-		DatabaseURL: databaseURL, Args: o.ServerArgs, LogDir: e.Opts.Out, Epoch: e.Epoch,
+		DatabaseURL: databaseURL, Args: append(compressArgs(kind, o.Compress), o.ServerArgs...), LogDir: e.Opts.Out, Epoch: e.Epoch,
 		DrainWindow: e.drainWindow(kind),
 	})
 }

@@ -24,10 +24,10 @@ func runFanout(ctx context.Context, env *Env) (*Report, error) {
 	rates := env.rates(2, 5)
 	size := pick(o.Size, 64, 64, o.Smoke)
 	dur := pick(o.Duration, 30*time.Second, 3*time.Second, o.Smoke)
-	rep := &Report{Params: map[string]any{"subscribers": subs, "rates": rates, "size": size, "seconds": dur.Seconds()}}
+	rep := &Report{Params: map[string]any{"subscribers": subs, "rates": rates, "size": size, "seconds": dur.Seconds(), "compress": o.Compress}}
 	tab := &Table{
-		Title:  fmt.Sprintf("fanout: 1 publisher, %d subscribers on one topic, %v", subs, dur),
-		Header: []string{"target", "msg/s", "msgs", "deliveries/s", "backlog", "last-sub p50", "last-sub p99", "last-sub max", "all p50", "all p99", "lost", "errors", "srv cpu peak", "srv rss peak", "client cpu peak"},
+		Title:  fmt.Sprintf("fanout: 1 publisher, %d subscribers on one topic, %v, %d-byte payloads%s", subs, dur, size, compressTitle(o.Compress)),
+		Header: []string{"target", "msg/s", "msgs", "deliveries/s", "backlog", "last-sub p50", "last-sub p99", "last-sub max", "all p50", "all p99", "lost", "errors", "srv cpu peak", "srv rss peak", "client cpu peak", "srv bytes/delivery"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	runs, err := sweep(o.Targets, rates, "fanout", func(kind string, rate float64) (*pubsubRun, error) {
@@ -37,7 +37,7 @@ func runFanout(ctx context.Context, env *Env) (*Report, error) {
 	cdf := &Chart{Title: "Latency to the last subscriber (per message)", XLabel: "ms (log)", YLabel: "fraction of messages", LogX: true}
 	for _, run := range runs {
 		tab.Add(run.Target, fnum(run.RatePerPub), fint(run.Published), fnum(run.DeliveriesPerSec), fint(run.Backlog), fms(float64(run.LastSubP50)), fms(float64(run.LastSubP99)), fms(float64(run.LastSubMax)),
-			fms(float64(run.P50)), fms(float64(run.P99)), fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS), fmt.Sprintf("%.0f%%", run.ClientPeakCPU))
+			fms(float64(run.P50)), fms(float64(run.P99)), fint(run.Lost), fint(sumErrors(run.Errors)), fmt.Sprintf("%.0f%%", run.ServerPeakCPU), fmib(run.ServerPeakRSS), fmt.Sprintf("%.0f%%", run.ClientPeakCPU), fnum(run.WrittenPerDelivery))
 		cdf.Lines = append(cdf.Lines, Series{Name: runLabel(run, sweeping), Points: run.lastSb.CDF()})
 		if run.IncompleteMsgs > 0 {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d of %d messages did not reach every subscriber", runLabel(run, true), run.IncompleteMsgs, run.IncompleteMsgs+run.CompleteMsgs))

@@ -47,9 +47,9 @@ func runIdle(ctx context.Context, env *Env) (*Report, error) {
 	slices.Sort(counts)
 	topics := pick(o.Topics, 100, 4, o.Smoke)
 	maxN := counts[len(counts)-1]
-	rep := &Report{Params: map[string]any{"counts": counts, "topics": topics, "heartbeat_ms": env.heartbeatMS()}}
+	rep := &Report{Params: map[string]any{"counts": counts, "topics": topics, "heartbeat_ms": env.heartbeatMS(), "compress": env.Opts.Compress}}
 	tab := &Table{
-		Title:  fmt.Sprintf("idle: joined connections (one topic each of %d), memory after settling", topics),
+		Title:  fmt.Sprintf("idle: joined connections (one topic each of %d), memory after settling%s", topics, compressTitle(env.Opts.Compress)),
 		Header: []string{"target", "connections", "server RSS", "server heap", "RSS/conn", "heap/conn"},
 	}
 	rep.Tables = append(rep.Tables, tab)
@@ -172,6 +172,7 @@ func idleOne(ctx context.Context, env *Env, kind string, counts []int, topics, m
 			Name: fmt.Sprintf("idle%d", i), Proto: t.Proto(), Addrs: addrs, Policy: "hearth",
 			Topics: topicNames("room:idle", topics), TopicsPerClient: 1, Count: n - have,
 			SourceIPs: env.SourceIPs(maxN), ConnectRate: connRate, HeartbeatMS: env.heartbeatMS(), EpochNS: env.Epoch.UnixNano(),
+			Deflate: env.Opts.Compress,
 		}
 		groups := make([]string, i+1)
 		for j := range groups {

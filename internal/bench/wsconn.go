@@ -62,6 +62,9 @@ type wsConn struct {
 	br  *bufio.Reader
 	buf []byte // reassembly of the current message
 
+	deflate bool   // permessage-deflate was negotiated (compress.go)
+	zbuf    []byte // the current message, inflated
+
 	wmu  sync.Mutex
 	wbuf []byte
 }
@@ -91,7 +94,7 @@ func (d *dialer) get(src string) *net.Dialer {
 }
 
 // dialWS opens a WebSocket to ws://addr+path from source address src.
-func (d *dialer) dialWS(ctx context.Context, src, addr, path string) (*wsConn, error) {
+func (d *dialer) dialWS(ctx context.Context, src, addr, path string, deflate bool) (*wsConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	c, err := d.get(src).DialContext(ctx, "tcp", addr)
@@ -107,7 +110,7 @@ func (d *dialer) dialWS(ctx context.Context, src, addr, path string) (*wsConn, e
 	k := base64.StdEncoding.EncodeToString(key[:])
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + k +
-		"\r\nSec-WebSocket-Version: 13\r\nOrigin: http://" + addr + "\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\nOrigin: http://" + addr + "\r\n" + deflateOffer(deflate) + "\r\n"
 	if _, err := io.WriteString(c, req); err != nil {
 		c.Close()
 		return nil, err
@@ -134,7 +137,14 @@ func (d *dialer) dialWS(ctx context.Context, src, addr, path string) (*wsConn, e
 		return nil, errors.New("bench: bad Sec-WebSocket-Accept")
 	}
 	_ = c.SetDeadline(time.Time{})
-	return &wsConn{c: c, br: br}, nil
+	w := &wsConn{c: c, br: br}
+	if deflate {
+		if w.deflate = deflateAccepted(resp.Header); !w.deflate {
+			c.Close()
+			return nil, errors.New("bench: the server did not accept permessage-deflate")
+		}
+	}
+	return w, nil
 }
 
 // readMessage returns the next data message (text or binary). It answers
@@ -143,12 +153,19 @@ func (d *dialer) dialWS(ctx context.Context, src, addr, path string) (*wsConn, e
 func (w *wsConn) readMessage() (op byte, data []byte, err error) {
 	w.buf = w.buf[:0]
 	var msgOp byte
+	compressed := false
 	for {
 		var h [2]byte
 		if _, err := io.ReadFull(w.br, h[:]); err != nil {
 			return 0, nil, err
 		}
 		fin, opcode := h[0]&0x80 != 0, h[0]&0x0F
+		if h[0]&0x40 != 0 && opcode != opContinuation && opcode < opClose {
+			if !w.deflate {
+				return 0, nil, errors.New("bench: compressed frame without permessage-deflate")
+			}
+			compressed = true
+		}
 		if h[1]&0x80 != 0 {
 			return 0, nil, errors.New("bench: server sent a masked frame")
 		}
@@ -205,6 +222,9 @@ func (w *wsConn) readMessage() (op byte, data []byte, err error) {
 			msgOp = opcode
 		}
 		if fin {
+			if compressed {
+				return w.inflate(msgOp)
+			}
 			return msgOp, w.buf, nil
 		}
 	}

@@ -11,6 +11,11 @@
 //
 //	go run ./bench/peers/gorilla --addr 127.0.0.1:4100
 //
+// With --compress it accepts permessage-deflate (gorilla's
+// EnableCompression, no context takeover) and writes each broadcast as one
+// websocket.PreparedMessage shared by all subscribers: gorilla then
+// compresses it once per compression mode, not once per connection.
+//
 // net/http/pprof is mounted on the same address (/debug/pprof/), which the
 // bench tool reads for Go heap figures.
 package main
@@ -46,11 +51,20 @@ var upgrader = websocket.Upgrader{
 	CheckOrigin:     func(*http.Request) bool { return true },
 }
 
+// compress is --compress: broadcasts go out as prepared messages.
+var compress bool
+
 // client is one connection.
 type client struct {
 	hub  *hub
 	conn *websocket.Conn
-	send chan []byte
+	send chan outFrame
+}
+
+// outFrame is a frame to write: raw bytes, or a prepared broadcast.
+type outFrame struct {
+	frame    []byte
+	prepared *websocket.PreparedMessage
 }
 
 type subscription struct {
@@ -61,7 +75,7 @@ type subscription struct {
 
 type envelope struct {
 	topic string
-	frame []byte
+	frame outFrame
 }
 
 // hub owns the topic registry; only its run goroutine touches the maps.
@@ -179,7 +193,11 @@ func (c *client) readPump() {
 			c.reply(joinRef, ref, topic, "ok")
 		case "new_msg":
 			frame, _ := json.Marshal([]any{nil, nil, topic, "new_msg", msg[4]})
-			c.hub.broadcast <- envelope{topic: topic, frame: frame}
+			out := outFrame{frame: frame}
+			if compress {
+				out.prepared, _ = websocket.NewPreparedMessage(websocket.TextMessage, frame)
+			}
+			c.hub.broadcast <- envelope{topic: topic, frame: out}
 			c.reply(joinRef, ref, topic, "ok")
 		default:
 			c.reply(joinRef, ref, topic, "error")
@@ -192,7 +210,7 @@ func (c *client) reply(joinRef, ref *string, topic, status string) {
 	// The send channel may be closed by the hub; a closed client just stops.
 	defer func() { _ = recover() }()
 	select {
-	case c.send <- frame:
+	case c.send <- outFrame{frame: frame}:
 	default:
 	}
 }
@@ -212,7 +230,13 @@ func (c *client) writePump() {
 				_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""))
 				return
 			}
-			if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+			var err error
+			if frame.prepared != nil {
+				err = c.conn.WritePreparedMessage(frame.prepared)
+			} else {
+				err = c.conn.WriteMessage(websocket.TextMessage, frame.frame)
+			}
+			if err != nil {
 				return
 			}
 		case <-ticker.C:
@@ -233,7 +257,7 @@ func serveWS(h *hub, w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	c := &client{hub: h, conn: conn, send: make(chan []byte, sendBuffer)}
+	c := &client{hub: h, conn: conn, send: make(chan outFrame, sendBuffer)}
 	h.register <- c
 	go c.writePump()
 	go c.readPump()
@@ -241,7 +265,9 @@ func serveWS(h *hub, w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:4100", "listen address")
+	flag.BoolVar(&compress, "compress", false, "accept permessage-deflate; broadcasts as prepared messages")
 	flag.Parse()
+	upgrader.EnableCompression = compress
 	h := newHub()
 	go h.run()
 	http.HandleFunc("/socket/websocket", func(w http.ResponseWriter, r *http.Request) { serveWS(h, w, r) })

@@ -25,6 +25,9 @@ function flag(name, def) {
 const port = Number(flag("port", "4200"));
 const host = flag("host", "127.0.0.1");
 const databaseURL = flag("database-url", "");
+// --compress: accept permessage-deflate (ws compresses each message for
+// each recipient socket; threshold 0: every message, as the other targets).
+const compress = process.argv.includes("--compress");
 
 const httpServer = http.createServer((req, res) => {
   if (req.url === "/healthz") {
@@ -45,6 +48,7 @@ const io = new Server(httpServer, {
   // --transports websocket,polling lets HTTP long-polling in (docs/benchmarks.md, "Long-poll").
   transports: flag("transports", "websocket").split(","),
   cors: { origin: "*" },
+  perMessageDeflate: compress ? { threshold: 0 } : false,
 });
 
 async function setupAdapter() {

@@ -59,7 +59,7 @@ func run(tests, check bool) error {
 			}
 		}
 		fmt.Println("js-client/dist is up to date")
-		return nil
+		return checkDashboard(root)
 	}
 	out, err := build.WriteBundles(root)
 	if err != nil {
@@ -71,6 +71,32 @@ func run(tests, check bool) error {
 		}
 		fmt.Printf("js-client/dist/%-14s %6d bytes, %5d gzipped\n", f.Name, len(f.Contents), gzipSize(f.Contents))
 	}
+	return writeDashboard(root)
+}
+
+// writeDashboard builds the dashboard page's script of package server/api.
+func writeDashboard(root string) error {
+	js, err := build.Dashboard(root)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(build.DashboardOutput)), js, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("%s %6d bytes, %5d gzipped\n", build.DashboardOutput, len(js), gzipSize(js))
+	return nil
+}
+
+func checkDashboard(root string) error {
+	js, err := build.Dashboard(root)
+	if err != nil {
+		return err
+	}
+	have, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(build.DashboardOutput)))
+	if err != nil || !bytes.Equal(have, js) {
+		return fmt.Errorf("%s is stale: run `go run ./js-client/cmd/build`", build.DashboardOutput)
+	}
+	fmt.Println(build.DashboardOutput + " is up to date")
 	return nil
 }
 

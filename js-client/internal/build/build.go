@@ -109,6 +109,46 @@ func WriteBundles(root string) ([]Output, error) {
 	return out, nil
 }
 
+// DashboardSource is the dashboard page's script (package server/api),
+// and DashboardOutput the bundle built from it, both relative to the root.
+const (
+	DashboardSource = "server/api/dashboard/dashboard.ts"
+	DashboardOutput = "server/api/dashboard/dashboard.js"
+)
+
+// Dashboard builds the dashboard's script (DashboardSource, with the client
+// sources inlined) into one minified IIFE, without writing it.
+func Dashboard(root string) ([]byte, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	res := api.Build(api.BuildOptions{
+		EntryPoints:       []string{filepath.FromSlash(DashboardSource)},
+		AbsWorkingDir:     root,
+		Outfile:           filepath.Join(root, filepath.FromSlash(DashboardOutput)),
+		Bundle:            true,
+		Format:            api.FormatIIFE,
+		Platform:          api.PlatformBrowser,
+		Target:            api.ES2020,
+		MinifyWhitespace:  true,
+		MinifyIdentifiers: true,
+		MinifySyntax:      true,
+		LegalComments:     api.LegalCommentsNone,
+		Charset:           api.CharsetUTF8,
+		Banner:            map[string]string{"js": "/* Hearth dashboard: built from " + DashboardSource + " by `go run ./js-client/cmd/build`; do not edit. */"},
+		LogLevel:          api.LogLevelSilent,
+		Write:             false,
+	})
+	if err := buildError(res); err != nil {
+		return nil, err
+	}
+	if len(res.OutputFiles) != 1 {
+		return nil, fmt.Errorf("build: dashboard: %d output files", len(res.OutputFiles))
+	}
+	return res.OutputFiles[0].Contents, nil
+}
+
 // TestDir is where Tests writes the built tests, relative to the root. It
 // lies inside the repository so that Node finds the root node_modules.
 const TestDir = "js-client/.build/test"

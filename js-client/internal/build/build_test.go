@@ -51,3 +51,27 @@ func TestBundlesDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardUpToDate: the committed dashboard script of package
+// server/api is what its source builds to (run `go run ./js-client/cmd/build`
+// after changing it or the client), and holds no absolute path.
+func TestDashboardUpToDate(t *testing.T) {
+	root, err := Root(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := Dashboard(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(DashboardOutput)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(have, js) {
+		t.Fatalf("%s is stale: run `go run ./js-client/cmd/build`", DashboardOutput)
+	}
+	if strings.Contains(string(js), root) {
+		t.Fatalf("%s contains the absolute path %s", DashboardOutput, root)
+	}
+}
