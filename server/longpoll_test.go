@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -453,9 +454,16 @@ func TestLongPollV1(t *testing.T) {
 }
 
 func TestWebSocketV1(t *testing.T) {
-	srv := newTestServer(t, Options{}, channels.Options{}, nil)
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compression %v", compress), func(t *testing.T) { testWebSocketV1(t, compress) })
+	}
+}
+
+func testWebSocketV1(t *testing.T, compress bool) {
+	srv := newTestServer(t, Options{Compression: Compression{Enabled: compress}}, channels.Options{}, nil)
+	d := websocket.Dialer{EnableCompression: compress, HandshakeTimeout: wait}
 	for _, q := range []string{"?vsn=1.0.0", ""} {
-		ws, _, err := websocket.DefaultDialer.Dial(srv.url+q, nil)
+		ws, _, err := d.Dial(srv.url+q, nil)
 		if err != nil {
 			t.Fatalf("dial %q: %v", q, err)
 		}
@@ -481,7 +489,8 @@ func TestWebSocketV1(t *testing.T) {
 		if m := read(); m["event"] != "phx_reply" || m["ref"] != "1" || m["payload"].(map[string]any)["status"] != "ok" {
 			t.Fatalf("join reply %v", m)
 		}
-		send(map[string]any{"topic": "room:1", "event": "shout", "ref": "2", "join_ref": "1", "payload": map[string]any{"a": 1}})
+		// Large enough to be compressed when the connection compresses.
+		send(map[string]any{"topic": "room:1", "event": "shout", "ref": "2", "join_ref": "1", "payload": map[string]any{"a": strings.Repeat("abc", 1000)}})
 		got := map[string]bool{}
 		for range 2 {
 			m := read()

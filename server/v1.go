@@ -11,6 +11,11 @@ import (
 // frames are not sent to it.
 type v1Conn struct{ *conn }
 
+// Deflater hides the connection's: the node must hand a V1 connection
+// plain V2 frames to translate (Send compresses the V1 frame itself when
+// the connection negotiated compression).
+func (c v1Conn) Deflater() *wire.Deflater { return nil }
+
 // Send implements channels.Transport.
 func (c v1Conn) Send(frame []byte) bool {
 	op, p, ok := wire.FramePayload(frame)
