@@ -352,11 +352,16 @@ func (lp *LongPoll) open(w http.ResponseWriter, r *http.Request, v1 bool) {
 		writeAnswer(w, http.StatusServiceUnavailable, lpError)
 		return
 	}
+	// The expiry timer exists (stopped) before anyone can see the
+	// session, and runs only once the socket has started: an early expiry
+	// must not tell a socket Closed before Start.
+	ss.expiry = time.AfterFunc(time.Hour, ss.expire)
+	ss.expiry.Stop()
 	lp.sessions[ss.sid] = ss
 	lp.mu.Unlock()
 	s.stats.accepted.Add(1)
-	ss.expiry = time.AfterFunc(lp.opts.SessionTimeout, ss.expire)
 	sock.Start(ss)
+	ss.expiry.Reset(lp.opts.SessionTimeout)
 	b := append([]byte(`{"status":410,"token":`), wire.AppendString(nil, lp.sign(ss.sid))...)
 	writeAnswer(w, http.StatusOK, append(b, `,"messages":[]}`...))
 }

@@ -355,7 +355,7 @@ func TestLongPollRefusals(t *testing.T) {
 }
 
 func TestLongPollSessionExpires(t *testing.T) {
-	srv := newLPServer(t, Options{}, LongPollOptions{SessionTimeout: 100 * time.Millisecond, PollTimeout: 50 * time.Millisecond})
+	srv := newLPServer(t, Options{}, LongPollOptions{SessionTimeout: 2 * time.Second, PollTimeout: 50 * time.Millisecond})
 	c := mustOpenLP(t, srv.base, "")
 	if _, st, _ := c.join("room:exp", map[string]string{}); st != "ok" {
 		t.Fatal("join failed")
