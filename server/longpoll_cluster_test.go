@@ -47,7 +47,7 @@ func newLPNode(t testing.TB, u, schema, id string, secret []byte) *lpNode {
 	}
 	node, _ := newTestNode(t, channels.Options{Broker: b, NodeID: id})
 	srv := New(node, Options{DrainWindow: -1, MessageRate: -1})
-	lp := NewLongPoll(srv, LongPollOptions{Secret: secret, PollTimeout: time.Second})
+	lp := NewLongPoll(srv, LongPollOptions{Secret: secret, PollTimeout: time.Second, ForwardTimeout: 5 * time.Second})
 	mux := http.NewServeMux()
 	mux.Handle("/socket/websocket", srv)
 	mux.Handle("/socket/longpoll", lp)
