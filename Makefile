@@ -1,19 +1,23 @@
 # Hearth's build and test entry points. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test test-go test-js fuzz bench build client lint demo staticcheck
+.PHONY: test test-go test-js fuzz bench build client lint demo staticcheck deps
 
 ## test: everything: Go (race detector, leak checks), the JS client in Node and Chromium.
-test: lint test-go test-js
+test: deps lint test-go test-js
+
+## deps: the system packages the tests need (scripts/deps, shared with CI):
+## installed when running as root with apt-get, else the command to run.
+deps:
+	@scripts/deps
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test-go: node_modules
-	@command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || \
-		echo "note: pgbouncer is not installed, so the PgBouncer tests will be skipped (apt-get install pgbouncer; CI installs it and requires them)"
-	$(GO) test -race -count=1 -timeout 15m ./...
+# scripts/deps has made sure pgbouncer is there, so its tests must run.
+test-go: deps node_modules
+	HEARTH_TEST_REQUIRE_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 15m ./...
 	# The server again with the goroutine-per-connection reader (the
 	# fallback for TLS and non-Linux systems) instead of epoll.
 	HEARTH_SERVER_READER=goroutine $(GO) test -race -count=1 ./server/
@@ -24,7 +28,7 @@ node_modules: package.json package-lock.json
 
 # The JS suite's server tests need PostgreSQL: withpg finds it, or starts a
 # private one, exactly as the Go tests do.
-test-js: node_modules
+test-js: deps node_modules
 	$(GO) run ./internal/pgtest/withpg npm test
 
 ## staticcheck: static analysis beyond go vet (CI runs it too).

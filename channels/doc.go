@@ -26,6 +26,26 @@
 // anywhere with [Node.Broadcast], or from a handler with
 // [Channel.Broadcast] and [Channel.BroadcastFrom].
 //
+// # Typed events
+//
+// A handler may declare its events with their Go types: [HandleIn] for a
+// client push (payload and reply) and [Emits] for what the server pushes
+// or broadcasts, in [Handler].Events. Typed pushes are decoded strictly
+// (unknown fields and wrong types get an error reply saying so) before the
+// function sees them, and [Node.Events] lists the declarations, from which
+// package channels/tstypes (`hearth gen types`) writes the TypeScript
+// types that the Hearth client's socket.channel<Events>(topic) checks.
+//
+//	node.Handle("room:*", channels.Handler{
+//		Join: join,
+//		Events: []channels.Event{
+//			channels.HandleIn("new_msg", func(ctx context.Context, c *channels.Channel, m NewMsg) (Ack, error) {
+//				return Ack{}, c.Broadcast(ctx, "new_msg", Message{Body: m.Body})
+//			}),
+//			channels.Emits[Message]("new_msg"),
+//		},
+//	})
+//
 // # Delivery
 //
 // A broadcast goes through the broker (which stores it and assigns its

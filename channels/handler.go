@@ -121,7 +121,7 @@ func ErrorReply(response any) Reply { return Reply{Status: "error", Response: re
 
 // Handler defines a channel: what happens when clients join a topic that
 // matches its pattern, push to it, or receive broadcasts on it. Only Join is
-// required.
+// required: [Node.Handle] panics without it.
 //
 // # Concurrency
 //
@@ -132,7 +132,9 @@ func ErrorReply(response any) Reply { return Reply{Status: "error", Response: re
 // client receives phx_error (and rejoins), Terminate runs, the server and
 // every other channel go on.
 type Handler struct {
-	// Join authorizes a join. Return a JoinReply to accept; return
+	// Join authorizes a join, and is required: [Node.Handle] panics
+	// without it, since a channel that anyone may join has to say so
+	// (return JoinReply{}, nil). Return a JoinReply to accept; return
 	// [Refuse] (or any *ReplyError) to refuse with a response. Any other
 	// error refuses with {"reason":"join crashed"} and is logged.
 	Join func(ctx context.Context, c *Channel, ev JoinEvent) (JoinReply, error)
@@ -149,6 +151,12 @@ type Handler struct {
 	Intercept []string
 	// Out filters or rewrites an intercepted broadcast for one subscriber.
 	Out func(ctx context.Context, c *Channel, ev OutEvent) error
+
+	// Events declares typed events ([HandleIn], [Emits]): the client
+	// pushes they name are decoded strictly and handled by their
+	// functions (In gets the others), and [Node.Events] lists them all for
+	// `hearth gen types`, which writes the matching TypeScript types.
+	Events []Event
 
 	// Terminate runs once when the channel ends: the client left (reason
 	// [ErrLeft]), the socket closed ([ErrSocketClosed]), the channel was

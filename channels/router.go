@@ -35,6 +35,7 @@ func (r *router) add(pattern string, h Handler) {
 	if len(h.Intercept) > 0 && h.Out == nil {
 		panic("channels: handler for " + pattern + " intercepts events but has no Out")
 	}
+	h = withEvents(pattern, h)
 	rt := &route{pattern: pattern, handler: h}
 	if len(h.Intercept) > 0 {
 		rt.intercept = make(map[string]struct{}, len(h.Intercept))

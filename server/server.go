@@ -180,6 +180,8 @@ type Server struct {
 	lps  []*LongPoll // long-poll handlers of the node (longpoll.go)
 
 	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
+
+	originLog originRefusals // origin_log.go
 }
 
 // New returns a Server for node. Register the node's channel handlers

@@ -56,7 +56,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.checkOrigin(r) {
-		log.Debug("upgrade refused: origin not allowed", "origin", truncate(r.Header.Get("Origin"), 256))
+		s.logOriginRefused(log, r)
 		http.Error(w, "server: origin not allowed", http.StatusForbidden)
 		return
 	}

@@ -17,8 +17,8 @@ import (
 // The scaffolding of `hearth new` (app/) and `hearth gen channel`
 // (channel/). Every file is a text/template named like its output with
 // ".tmpl" appended, so that no embedded file is compiled or taken for a
-// go.mod. In paths, "NAME" stands for the channel's name and "gitignore"
-// for ".gitignore".
+// go.mod. In paths, "NAME" stands for the channel's name, "gitignore" and
+// "dockerignore" for ".gitignore" and ".dockerignore".
 //
 //go:embed app channel
 var scaffold embed.FS
@@ -62,6 +62,9 @@ type ChannelData struct {
 	// Intercept adds an Out handler that rewrites each broadcast for its
 	// subscriber.
 	Intercept bool
+	// Presence tracks the joined users with the app's Deps.Presence, so
+	// that clients see who is in the topic (presence_state, presence_diff).
+	Presence bool
 }
 
 // Pascal returns the name as an exported Go identifier: "chat_room" is
@@ -84,14 +87,18 @@ func (c ChannelData) Camel() string {
 	return strings.ToLower(p[:1]) + p[1:]
 }
 
-// Type is the handler's type: "chatRoomChannel".
-func (c ChannelData) Type() string { return c.Camel() + "Channel" }
+// Type is the handler's type, named as Phoenix names it: "ChatRoomChannel".
+func (c ChannelData) Type() string { return c.Pascal() + "Channel" }
 
 // Ctor is the handler's constructor: "newChatRoomChannel".
 func (c ChannelData) Ctor() string { return "new" + c.Pascal() + "Channel" }
 
-// Msg is the type of the channel's message: "chatRoomMessage".
-func (c ChannelData) Msg() string { return c.Camel() + "Message" }
+// Msg is the type of the channel's message as subscribers receive it:
+// "ChatRoomMessage".
+func (c ChannelData) Msg() string { return c.Pascal() + "Message" }
+
+// In is the type of the message a client pushes: "ChatRoomNewMsg".
+func (c ChannelData) In() string { return c.Pascal() + "NewMsg" }
 
 // Test is the prefix of the channel's test functions: "TestChatRoomChannel".
 func (c ChannelData) Test() string { return "Test" + c.Pascal() + "Channel" }
@@ -102,7 +109,7 @@ func (c ChannelData) Topic() string { return c.Name + ":*" }
 // Identifiers lists the package-level identifiers the channel's files
 // declare (test functions included), to check them against the package's.
 func (c ChannelData) Identifiers() []string {
-	ids := []string{c.Type(), c.Ctor(), c.Msg(), c.Camel() + "MaxBody", "new" + c.Pascal() + "Server"}
+	ids := []string{c.Type(), c.Ctor(), c.Msg(), c.In(), c.Camel() + "MaxBody", "new" + c.Pascal() + "Server"}
 	for _, t := range channelTests {
 		ids = append(ids, c.Test()+t)
 	}
@@ -110,8 +117,8 @@ func (c ChannelData) Identifiers() []string {
 }
 
 // channelTests are the suffixes of the test functions in
-// channel/channels/NAME_test.go.tmpl.
-var channelTests = []string{"Join", "NewMsg", "Ping", "UnknownEvent"}
+// channel/channels/NAME_channel_test.go.tmpl.
+var channelTests = []string{"Join", "NewMsg", "Ping", "UnknownEvent", "Presence"}
 
 var (
 	appNameRE     = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
@@ -155,7 +162,7 @@ func CheckChannelName(name string) error {
 	case name == "":
 		return bad("empty")
 	case !channelNameRE.MatchString(name):
-		return bad("use a lower-case letter, then lower-case letters, digits and '_' (e.g. chat_room)")
+		return bad("use a letter, then letters, digits and '_' (e.g. chat_room or ChatRoom)")
 	case len(name) > 40:
 		return bad("longer than 40 bytes")
 	case strings.Contains(name, "__"), strings.HasSuffix(name, "_"):
@@ -177,6 +184,38 @@ func CheckChannelName(name string) error {
 	}
 	return nil
 }
+
+// ChannelName turns what a user types after `hearth gen channel` into a
+// channel name, as Phoenix's mix phx.gen.channel does: CamelCase is
+// underscored ("Room" is "room", "ChatRoom" and "chatRoom" are
+// "chat_room", "HTTPLog" is "http_log"), snake_case is kept. The result
+// must still pass [CheckChannelName].
+func ChannelName(arg string) (string, error) {
+	var b strings.Builder
+	r := []rune(arg)
+	for i, c := range r {
+		if c >= 'A' && c <= 'Z' {
+			// A word starts at an upper-case letter after a lower-case
+			// one or a digit, or before a lower-case one in a run of
+			// capitals ("HTTPLog": "http" + "log").
+			if i > 0 && r[i-1] != '_' && (isLowerOrDigit(r[i-1]) || i+1 < len(r) && r[i+1] >= 'a' && r[i+1] <= 'z' && r[i-1] >= 'A' && r[i-1] <= 'Z') {
+				b.WriteByte('_')
+			}
+			c += 'a' - 'A'
+		}
+		b.WriteRune(c)
+	}
+	name := b.String()
+	if err := CheckChannelName(name); err != nil {
+		if name != arg {
+			return "", fmt.Errorf("%w (from %q)", err, arg)
+		}
+		return "", err
+	}
+	return name, nil
+}
+
+func isLowerOrDigit(c rune) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 // knownOS and knownArch are the GOOS and GOARCH values that make a file
 // name suffix a build constraint (go/build's lists).
@@ -241,8 +280,8 @@ func render(root string, data any, names *strings.Replacer) ([]File, error) {
 		if names != nil {
 			rel = names.Replace(rel)
 		}
-		if path.Base(rel) == "gitignore" {
-			rel = path.Join(path.Dir(rel), ".gitignore")
+		if b := path.Base(rel); b == "gitignore" || b == "dockerignore" {
+			rel = path.Join(path.Dir(rel), "."+b)
 		}
 		f, err := renderFile(p, rel, data)
 		files = append(files, f)

@@ -52,6 +52,23 @@ func TestCheckAppNameAndModule(t *testing.T) {
 	}
 }
 
+func TestChannelName(t *testing.T) {
+	for arg, want := range map[string]string{
+		"room": "room", "Room": "room", "ChatRoom": "chat_room", "chatRoom": "chat_room", "chat_room": "chat_room",
+		"HTTPLog": "http_log", "Game2": "game2", "Game2Lobby": "game2_lobby", "URL": "url", "Chat_Room": "chat_room",
+	} {
+		got, err := ChannelName(arg)
+		if err != nil || got != want {
+			t.Errorf("ChannelName(%q) = %q, %v; want %q", arg, got, err, want)
+		}
+	}
+	for _, arg := range []string{"", "2Room", "Chat-Room", "ChatLinux", "Room_", "Chat__Room", "RoomTest", "Chät"} {
+		if got, err := ChannelName(arg); err == nil {
+			t.Errorf("ChannelName(%q) = %q, want an error", arg, got)
+		}
+	}
+}
+
 func TestChannelIdentifiers(t *testing.T) {
 	names := []string{"room", "chat_room", "chatroom", "chat_rooms", "a1", "a1b", "a_b", "ab", "go", "type", "x_y_z", "xy_z"}
 	seen := map[string]string{}
@@ -72,7 +89,7 @@ func TestChannelIdentifiers(t *testing.T) {
 func ExampleChannelData() {
 	d := ChannelData{Name: "chat_room"}
 	fmt.Println(d.Topic(), d.Pascal(), d.Type(), d.Ctor())
-	// Output: chat_room:* ChatRoom chatRoomChannel newChatRoomChannel
+	// Output: chat_room:* ChatRoom ChatRoomChannel newChatRoomChannel
 }
 
 func TestApp(t *testing.T) {
@@ -100,8 +117,8 @@ func TestApp(t *testing.T) {
 		}
 	}
 	want := []string{
-		".gitignore", "README.md", "app.go", "assets/room.ts", "channels/channels.go", "channels/room.go",
-		"channels/room_test.go", "channels/socket.go", "go.mod",
+		".dockerignore", ".gitignore", "Dockerfile", "README.md", "app.go", "assets/room.ts", "channels/channels.go", "channels/events_test.go",
+		"channels/room_channel.go", "channels/room_channel_test.go", "channels/socket.go", "go.mod",
 		"main.go", "main_test.go", "static/app.js", "static/index.html", "static/style.css",
 	}
 	slices.Sort(paths)
@@ -133,6 +150,25 @@ func TestApp(t *testing.T) {
 	}
 }
 
+func TestChannelPresence(t *testing.T) {
+	for _, p := range []bool{false, true} {
+		files, err := Channel(ChannelData{Name: "lounge", Module: "example.com/app", Presence: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f.Path, ".go") && p != bytes.Contains(f.Data, []byte("presence")) {
+				t.Errorf("presence=%v: %s mentions presence: %v", p, f.Path, !p)
+			}
+			if strings.HasSuffix(f.Path, ".go") {
+				if formatted, err := format.Source(f.Data); err != nil || !bytes.Equal(formatted, f.Data) {
+					t.Errorf("presence=%v: %s is not gofmt-formatted (%v)", p, f.Path, err)
+				}
+			}
+		}
+	}
+}
+
 func TestChannel(t *testing.T) {
 	for _, intercept := range []bool{false, true} {
 		files, err := Channel(ChannelData{Name: "chat_room", Module: "example.com/app", Intercept: intercept})
@@ -142,12 +178,13 @@ func TestChannel(t *testing.T) {
 		var paths []string
 		for _, f := range files {
 			paths = append(paths, f.Path)
-			if intercept != bytes.Contains(f.Data, []byte("mine")) {
+			// (The TypeScript gets the field from assets/events.gen.ts.)
+			if strings.HasSuffix(f.Path, ".go") && intercept != bytes.Contains(f.Data, []byte("mine")) {
 				t.Errorf("intercept=%v: %s mentions mine: %v", intercept, f.Path, !intercept)
 			}
 		}
 		slices.Sort(paths)
-		if want := []string{"assets/chat_room.ts", "channels/chat_room.go", "channels/chat_room_test.go"}; !slices.Equal(paths, want) {
+		if want := []string{"assets/chat_room.ts", "channels/chat_room_channel.go", "channels/chat_room_channel_test.go"}; !slices.Equal(paths, want) {
 			t.Errorf("Channel wrote %v, want %v", paths, want)
 		}
 	}

@@ -18,19 +18,25 @@ import (
 )
 
 func init() {
-	register("gen", "add code to an application: hearth gen channel NAME", func(args []string) error {
+	register("gen", "add code to an application: hearth gen channel NAME, hearth gen types", func(args []string) error {
 		return runGen(args, os.Stdout)
 	})
 }
 
 func genUsage(w io.Writer) {
 	fmt.Fprint(w, `usage: hearth gen channel NAME [flags]
+       hearth gen types [--dir DIR]
+
+gen types writes assets/events.gen.ts: the TypeScript types of the typed
+events (channels.HandleIn, channels.Emits) of the app's channels, for
+socket.channel<RoomEvents>(...). gen channel runs it too.
 
 Run inside an app made by `+"`hearth new`"+`. Adds the channel NAME, handling the
-topics "NAME:*": channels/NAME.go (join authorization, handle-in), its test
-channels/NAME_test.go, and a TypeScript module assets/NAME.ts. Never
-overwrites a file. NAME is lower-case: a letter, then letters, digits and
-single underscores (chat_room).
+topics "NAME:*": channels/NAME_channel.go (join authorization, handle-in), its test
+channels/NAME_channel_test.go, and a TypeScript module assets/NAME.ts. Never
+overwrites a file. NAME is snake_case (chat_room) or CamelCase (ChatRoom,
+underscored as Phoenix does: both make channels/chat_room_channel.go, the
+type ChatRoomChannel and the topics "chat_room:*").
 
 flags:
 `)
@@ -40,24 +46,27 @@ func runGen(args []string, out io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		genUsage(os.Stderr)
 		genChannelFlags(new(genConfig)).PrintDefaults()
-		return errors.New("want a generator: channel")
+		return errors.New("want a generator: channel or types")
 	}
 	switch args[0] {
 	case "channel":
 		return runGenChannel(args[1:], out)
+	case "types":
+		return runGenTypes(args[1:], out)
 	}
-	return fmt.Errorf("unknown generator %q: want channel", args[0])
+	return fmt.Errorf("unknown generator %q: want channel or types", args[0])
 }
 
 type genConfig struct {
-	dir       string
-	intercept bool
+	dir                 string
+	intercept, presence bool
 }
 
 func genChannelFlags(cfg *genConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("gen channel", flag.ContinueOnError)
 	fs.StringVar(&cfg.dir, "dir", ".", "the app's directory, or any directory inside it")
 	fs.BoolVar(&cfg.intercept, "intercept", false, "also intercept new_msg with an Out handler that rewrites it per subscriber")
+	fs.BoolVar(&cfg.presence, "presence", false, "track who is in each topic (Deps.Presence): clients get presence_state and presence_diff")
 	fs.Usage = func() {
 		genUsage(fs.Output())
 		fs.PrintDefaults()
@@ -74,14 +83,14 @@ func runGenChannel(args []string, out io.Writer) error {
 	} else if err != nil {
 		return err
 	}
-	if err := templates.CheckChannelName(name); err != nil {
+	if name, err = templates.ChannelName(name); err != nil {
 		return unprefix(err)
 	}
 	app, err := findApp(cfg.dir)
 	if err != nil {
 		return err
 	}
-	data := templates.ChannelData{Name: name, Module: app.module, Intercept: cfg.intercept}
+	data := templates.ChannelData{Name: name, Module: app.module, Intercept: cfg.intercept, Presence: cfg.presence}
 	files, err := templates.Channel(data)
 	if err != nil {
 		return unprefix(err)
@@ -97,9 +106,12 @@ func runGenChannel(args []string, out io.Writer) error {
 	if err := writeFiles(app.rel, files, out); err != nil {
 		return err
 	}
+	if err := app.writeTypes(out); err != nil {
+		return fmt.Errorf("the channel is written, but: %w\nFix the cause, then run `hearth gen types`", err)
+	}
 	fmt.Fprintf(out, `
 The channel handles the topics %[1]q. It registers itself (init in
-channels/%[2]s.go calls define), so `+"`go run .`"+` serves it. Check it:
+channels/%[2]s_channel.go calls define), so `+"`go run .`"+` serves it. Check it:
 
     go test ./channels -run %[3]s
 
@@ -109,12 +121,17 @@ From the browser (the global Hearth of /hearth.js, as in static/app.js):
     ch.on("new_msg", ({ user, body }) => console.log(user, body))
     ch.join().receive("ok", () => ch.push("new_msg", { body: "hi" }))
 
-or, with a bundler, join%[4]s from assets/%[2]s.ts. Make the channel yours in
-channels/%[2]s.go:
+or, with a bundler and checked by tsc, join%[4]s from assets/%[2]s.ts (its
+types come from the Go handler: assets/events.gen.ts, rewritten by
+`+"`hearth gen types`"+` after you change the channel's events). Make the
+channel yours in channels/%[2]s_channel.go:
 
-    join       who may join which topic
-    handleIn   what clients may push%[5]s
-`, data.Topic(), name, data.Test(), data.Pascal(), map[bool]string{true: "\n    out        how each subscriber sees a new_msg", false: ""}[cfg.intercept])
+    join       who may join which topic%[6]s
+    newMsg     the typed new_msg push (%[4]sNewMsg in, %[4]sMessage out)
+    handleIn   the other pushes%[5]s
+`, data.Topic(), name, data.Test(), data.Pascal(),
+		map[bool]string{true: "\n    out        how each subscriber sees a new_msg", false: ""}[cfg.intercept],
+		map[bool]string{true: " (and presence tracking: Deps.Presence)", false: ""}[cfg.presence])
 	return nil
 }
 

@@ -53,7 +53,7 @@ func newFlags(cfg *newConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("new", flag.ContinueOnError)
 	fs.StringVar(&cfg.module, "module", "", "Go module path (default APP)")
 	fs.StringVar(&cfg.dir, "dir", "", "directory to write the app into (default ./APP)")
-	fs.StringVar(&cfg.replace, "replace", "", "use this checkout of Hearth (a directory) through a replace directive")
+	fs.StringVar(&cfg.replace, "replace", "", "use this checkout of Hearth (a directory) through a replace directive (default: the checkout this binary was built from, if it was)")
 	fs.BoolVar(&cfg.tidy, "tidy", true, "run go mod tidy in the new app; -tidy=false skips it")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: hearth new APP [flags]
@@ -97,6 +97,15 @@ func runNew(args []string, out io.Writer) error {
 
 	data := templates.AppData{Name: cfg.name, Module: cfg.module, GoVersion: goDirective}
 	hearthVersion := ""
+	if cfg.replace == "" && ownVersion() == "" {
+		// Built in a checkout (go build, go run, go install from a
+		// directory): no version a go.mod could require, so the app uses
+		// that checkout, which is where this binary's code came from.
+		if src := sourceCheckout(); src != "" {
+			cfg.replace = src
+			fmt.Fprintf(out, "* this hearth was built from the checkout %s: the app uses it (a replace directive in go.mod; --replace DIR picks another)\n", src)
+		}
+	}
 	if cfg.replace != "" {
 		if cfg.replace, err = checkHearthCheckout(cfg.replace); err != nil {
 			return err
@@ -141,6 +150,14 @@ Build the app against that checkout:
 			}
 			return fmt.Errorf("the app is written in %s, but `go mod tidy` failed: %v\n%s", rel, err, fix)
 		}
+		// The TypeScript types of the channels' events (assets/events.gen.ts).
+		a, err := findApp(cfg.dir)
+		if err == nil {
+			err = a.writeTypes(out)
+		}
+		if err != nil {
+			return fmt.Errorf("the app is written in %s, but writing its TypeScript types failed: %v\nFix the cause, then run `hearth gen types` there", rel, err)
+		}
 	}
 	fmt.Fprintf(out, `
 Your Hearth app is ready. Run it:
@@ -157,7 +174,7 @@ Add a channel (topics "game:*", its test and assets/game.ts):
     hearth gen channel game
 
 See README.md for the layout and what to change before production.
-`, rel, map[bool]string{true: "", false: "    go mod tidy\n"}[cfg.tidy])
+`, rel, map[bool]string{true: "", false: "    go mod tidy\n    hearth gen types\n"}[cfg.tidy])
 	return nil
 }
 

@@ -110,10 +110,13 @@ func TestNewAndGen(t *testing.T) {
 	app := filepath.Join(t.TempDir(), "myapp")
 
 	var out bytes.Buffer
-	if err := runNew([]string{"myapp", "--module", "example.com/myapp", "--dir", app, "--replace", root}, &out); err != nil {
+	// No --replace: a hearth built in a checkout (this test binary is)
+	// makes the app use that checkout by itself.
+	if err := runNew([]string{"myapp", "--module", "example.com/myapp", "--dir", app}, &out); err != nil {
 		t.Fatalf("hearth new: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"* creating " + filepath.Join(app, "channels", "room.go"), "* running go mod tidy", "go run ."} {
+	for _, want := range []string{"* this hearth was built from the checkout " + root + ": the app uses it",
+		"* creating " + filepath.Join(app, "channels", "room_channel.go"), "* running go mod tidy", "* writing " + filepath.Join(app, "assets", "events.gen.ts"), "go run ."} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("hearth new printed no %q:\n%s", want, out.String())
 		}
@@ -156,13 +159,13 @@ func TestNewAndGen(t *testing.T) {
 	// gen channel from a subdirectory of the app, and with --dir.
 	out.Reset()
 	t.Chdir(filepath.Join(app, "channels"))
-	if err := runGen([]string{"channel", "chat_room", "--intercept"}, &out); err != nil {
-		t.Fatalf("hearth gen channel chat_room: %v\n%s", err, out.String())
+	if err := runGen([]string{"channel", "ChatRoom", "--intercept"}, &out); err != nil {
+		t.Fatalf("hearth gen channel ChatRoom: %v\n%s", err, out.String())
 	}
-	if err := runGen([]string{"channel", "--dir", app, "lounge"}, &out); err != nil {
+	if err := runGen([]string{"channel", "--dir", app, "lounge", "--presence"}, &out); err != nil {
 		t.Fatalf("hearth gen channel lounge: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"channels/chat_room.go", "channels/chat_room_test.go", "assets/chat_room.ts", `"chat_room:*"`, "go test ./channels -run TestChatRoomChannel", "out        how each", "channels/lounge_test.go"} {
+	for _, want := range []string{"channels/chat_room_channel.go", "channels/chat_room_channel_test.go", "assets/chat_room.ts", `"chat_room:*"`, "go test ./channels -run TestChatRoomChannel", "out        how each", "channels/lounge_channel_test.go"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("hearth gen printed no %q:\n%s", want, out.String())
 		}
@@ -171,7 +174,7 @@ func TestNewAndGen(t *testing.T) {
 	t.Run("channels", func(t *testing.T) {
 		goTool(t, app, "vet", "./...")
 		res := goTool(t, app, "test", "-race", "-count=1", "-v", "./channels")
-		for _, test := range []string{"TestChatRoomChannelJoin", "TestChatRoomChannelNewMsg", "TestChatRoomChannelPing", "TestLoungeChannelNewMsg", "TestRoomChannelNewMsg"} {
+		for _, test := range []string{"TestChatRoomChannelJoin", "TestChatRoomChannelNewMsg", "TestChatRoomChannelPing", "TestLoungeChannelNewMsg", "TestLoungeChannelPresence", "TestRoomChannelNewMsg"} {
 			if !strings.Contains(res, "--- PASS: "+test+" ") {
 				t.Errorf("%s did not pass:\n%s", test, res)
 			}
@@ -198,17 +201,74 @@ func TestNewAndGen(t *testing.T) {
 		if res, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("tsc: %v\n%s", err, res)
 		}
+
+		// The types come from the Go handlers: a misspelt field or event
+		// in the front end is a compile error.
+		mistake := `import type { Socket } from "@hearth-rt/client"
+import type { RoomEvents } from "./events.gen"
+export function f(socket: Socket) {
+  const room = socket.channel<RoomEvents>("room:lobby")
+  room.on("new_msg", (m) => console.log(m.bdy))
+  room.push("new_msg", { body: "hi", user: "mallory" })
+  room.on("new_mgs", () => {})
+}
+`
+		bad := filepath.Join(app, "assets", "mistake.ts")
+		if err := os.WriteFile(bad, []byte(mistake), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(bad)
+		cmd = exec.CommandContext(ctx, tsc, "-p", "tsconfig.check.json")
+		cmd.Dir = app
+		res, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatal("tsc accepted assets/mistake.ts")
+		}
+		for _, want := range []string{"Property 'bdy' does not exist on type 'RoomMessage'", "'user' does not exist in type 'RoomNewMsg'", `"new_mgs"`} {
+			if !strings.Contains(string(res), want) {
+				t.Errorf("tsc did not report %s:\n%s", want, res)
+			}
+		}
+	})
+
+	t.Run("types stay in step", func(t *testing.T) {
+		// The app's own test notices a change to a channel's events until
+		// hearth gen types runs.
+		p := filepath.Join(app, "channels", "lounge_channel.go")
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := strings.Replace(string(src), "Body string `json:\"body\"`\n}", "Body string `json:\"body\"`\n\tTo   string `json:\"to,omitempty\"`\n}", 1)
+		if changed == string(src) {
+			t.Fatal("LoungeNewMsg was not found in lounge_channel.go")
+		}
+		if err := os.WriteFile(p, []byte(changed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := goToolErr(app, "test", "-count=1", "-run", "TestEventTypesUpToDate", "./channels")
+		if err == nil || !strings.Contains(res, "run `hearth gen types`") {
+			t.Fatalf("the app's test passed stale types:\n%s", res)
+		}
+		var out bytes.Buffer
+		if err := runGen([]string{"types", "--dir", app}, &out); err != nil || !strings.Contains(out.String(), "* writing ") {
+			t.Fatalf("gen types: %v\n%s", err, out.String())
+		}
+		if ts, _ := os.ReadFile(filepath.Join(app, "assets", "events.gen.ts")); !strings.Contains(string(ts), "  to?: string\n") {
+			t.Errorf("events.gen.ts lacks the new field:\n%s", ts)
+		}
+		goTool(t, app, "test", "-count=1", "-run", "TestEventTypesUpToDate", "./channels")
 	})
 
 	t.Run("tests catch a broken join", func(t *testing.T) {
-		p := filepath.Join(app, "channels", "lounge.go")
+		p := filepath.Join(app, "channels", "lounge_channel.go")
 		src, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		broken := strings.Replace(string(src), "if user == nil {", "if user == nil && false {", 1)
 		if broken == string(src) {
-			t.Fatal("the join check to break was not found in lounge.go")
+			t.Fatal("the join check to break was not found in lounge_channel.go")
 		}
 		if err := os.WriteFile(p, []byte(broken), 0o644); err != nil {
 			t.Fatal(err)
@@ -533,7 +593,7 @@ func TestNewNeverOverwrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Unrelated files may be there already (a .git, a LICENSE).
-	for name, body := range map[string]string{"main.go": "package main // mine\n", "channels/room.go": "mine\n", "LICENSE": "mine\n"} {
+	for name, body := range map[string]string{"main.go": "package main // mine\n", "channels/room_channel.go": "mine\n", "LICENSE": "mine\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -542,7 +602,7 @@ func TestNewNeverOverwrites(t *testing.T) {
 	if err == nil {
 		t.Fatal("hearth new overwrote existing files")
 	}
-	for _, want := range []string{"refusing to overwrite", filepath.Join(dir, "main.go"), filepath.Join(dir, "channels", "room.go")} {
+	for _, want := range []string{"refusing to overwrite", filepath.Join(dir, "main.go"), filepath.Join(dir, "channels", "room_channel.go")} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
@@ -561,7 +621,7 @@ func TestNewNeverOverwrites(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "main.go")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, "channels", "room.go")); err != nil {
+	if err := os.Remove(filepath.Join(dir, "channels", "room_channel.go")); err != nil {
 		t.Fatal(err)
 	}
 	if err := runNew([]string{"--tidy=false", "app", "--dir", dir}, io.Discard); err != nil {
@@ -587,7 +647,7 @@ func TestGenErrors(t *testing.T) {
 	}
 
 	t.Run("names", func(t *testing.T) {
-		for _, name := range []string{"", "Chat", "chat-room", "chat room", "9lives", "_chat", "chat__room", "chat_",
+		for _, name := range []string{"", "chat-room", "ChatLinux", "chat room", "9lives", "_chat", "chat__room", "chat_",
 			"chat_test", "chat_linux", "chat_windows", "chat_amd64", "chat_wasm", "a_1", "chat.room", "ünï",
 			strings.Repeat("x", 41)} {
 			err := gen("channel", name)
@@ -611,7 +671,7 @@ func TestGenErrors(t *testing.T) {
 		if err == nil {
 			t.Fatal("gen channel room overwrote the app's room channel")
 		}
-		for _, f := range []string{"channels/room.go", "channels/room_test.go", "assets/room.ts"} {
+		for _, f := range []string{"channels/room_channel.go", "channels/room_channel_test.go", "assets/room.ts"} {
 			if !strings.Contains(err.Error(), filepath.Join(app, filepath.FromSlash(f))) {
 				t.Errorf("error %q does not list %s", err, f)
 			}
@@ -620,11 +680,11 @@ func TestGenErrors(t *testing.T) {
 		write(t, "assets/game.ts", "// mine\n")
 		err = gen("channel", "game")
 		if err == nil || !strings.Contains(err.Error(), "refusing to overwrite") || !strings.Contains(err.Error(), filepath.Join("assets", "game.ts")) ||
-			strings.Contains(err.Error(), "game.go") {
+			strings.Contains(err.Error(), "game_channel.go") {
 			t.Fatalf("gen channel game with assets/game.ts present: %v", err)
 		}
-		if _, err := os.Stat(filepath.Join(app, "channels", "game.go")); !os.IsNotExist(err) {
-			t.Errorf("channels/game.go was written (%v)", err)
+		if _, err := os.Stat(filepath.Join(app, "channels", "game_channel.go")); !os.IsNotExist(err) {
+			t.Errorf("channels/game_channel.go was written (%v)", err)
 		}
 	})
 
@@ -637,9 +697,9 @@ func TestGenErrors(t *testing.T) {
 	})
 
 	t.Run("identifier taken", func(t *testing.T) {
-		write(t, "channels/duel_old.go", "package channels\n\ntype duelMessage struct{}\n")
+		write(t, "channels/duel_old.go", "package channels\n\ntype DuelMessage struct{}\n")
 		err := gen("channel", "duel")
-		if err == nil || !strings.Contains(err.Error(), "would redeclare duelMessage (channels/duel_old.go)") {
+		if err == nil || !strings.Contains(err.Error(), "would redeclare DuelMessage (channels/duel_old.go)") {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -677,36 +737,54 @@ func TestGenOutsideAnApp(t *testing.T) {
 	if err := gen(repoRoot(t)); err == nil || !strings.Contains(err.Error(), "is Hearth itself") {
 		t.Errorf("inside Hearth: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(plain, "channels", "chat.go")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(plain, "channels", "chat_channel.go")); !os.IsNotExist(err) {
 		t.Errorf("a channel was written outside an app (%v)", err)
 	}
 }
 
-// TestNewWithoutReplace: a hearth built from a checkout cannot require a
-// released Hearth; the failed go mod tidy says how to use the checkout.
-func TestNewWithoutReplace(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Fatal("the go command is needed: ", err)
-	}
+// TestNewFromCheckout: a hearth built from a checkout (as this test binary
+// is) cannot require a released Hearth, so the app it writes uses the
+// checkout, and says so; --replace still picks another one.
+func TestNewFromCheckout(t *testing.T) {
 	if ownVersion() != "" {
 		t.Skip("this binary has a released version of Hearth to require")
 	}
-	t.Setenv("GOPROXY", "off") // no network: the lookup of Hearth fails at once
-	t.Setenv("GOWORK", "off")
+	root := repoRoot(t)
 	dir := filepath.Join(t.TempDir(), "app")
 	var out bytes.Buffer
-	err := runNew([]string{"app", "--dir", dir}, &out)
-	if err == nil {
-		t.Fatal("go mod tidy found an unreleased Hearth")
+	if err := runNew([]string{"app", "--dir", dir, "--tidy=false"}, &out); err != nil {
+		t.Fatal(err)
 	}
-	root := repoRoot(t)
-	for _, want := range []string{"the app is written in " + dir + ", but `go mod tidy` failed",
-		"go mod edit -replace github.com/hearth-rt/hearth=" + root, "hearth new app --replace " + root} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
+	if want := "* this hearth was built from the checkout " + root + ": the app uses it"; !strings.Contains(out.String(), want) {
+		t.Errorf("hearth new did not say %q:\n%s", want, out.String())
+	}
+	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"replace github.com/hearth-rt/hearth => " + root, "github.com/hearth-rt/hearth " + replacedVersion} {
+		if !strings.Contains(string(gomod), want) {
+			t.Errorf("go.mod lacks %q:\n%s", want, gomod)
 		}
 	}
-	if !strings.Contains(out.String(), "* creating "+filepath.Join(dir, "go.mod")) {
-		t.Errorf("hearth new did not report the files it wrote:\n%s", out.String())
+
+	// An explicit --replace wins, and nothing is said about this checkout.
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "go.mod"), []byte("module github.com/hearth-rt/hearth\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	dir2 := filepath.Join(t.TempDir(), "app")
+	if err := runNew([]string{"app", "--dir", dir2, "--tidy=false", "--replace", other}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "built from the checkout") {
+		t.Errorf("hearth new --replace mentioned its own checkout:\n%s", out.String())
+	}
+	if gomod, _ := os.ReadFile(filepath.Join(dir2, "go.mod")); !strings.Contains(string(gomod), "replace github.com/hearth-rt/hearth => "+other) {
+		t.Errorf("go.mod does not replace Hearth by %s:\n%s", other, gomod)
 	}
 }

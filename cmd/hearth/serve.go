@@ -202,6 +202,13 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 		return nil, err
 	}
 	log.Info("demo signing secret", "from", from)
+	if cfg.dbURL != "" && cfg.secret == "" {
+		// Each host would sign with a secret of its own: behind a
+		// balancer, a session or token from one node is refused by the
+		// others (close 4501, which clients do not retry).
+		log.Warn("CLUSTER MODE WITHOUT A SHARED SECRET: this node signs sessions and tokens with its own secret ("+from+"); "+
+			"nodes on other hosts refuse them (close 4501). Give every node the same --secret (or $HEARTH_SECRET)", "secret_from", from)
+	}
 	auth := newDemoAuth(secret, cfg.tokenTTL, cfg.window)
 	d := &demo{auth: auth}
 	if pg, ok := broker.(*postgres.Broker); ok {
@@ -212,7 +219,7 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 		NodeID: cfg.nodeName,
 		Logger: log,
 		// Anonymous sockets may chat in room:*; a token (from GET /token)
-		// identifies the user and opens private:*.
+		// identifies the user and opens private:<that user>.
 		Connect: token.Connect(auth.keys, token.ConnectOptions{Optional: true, Session: auth.checkSession}),
 		Refresh: auth.refreshOptions(),
 	})
@@ -266,8 +273,13 @@ func (d *demo) joinRoom(_ context.Context, c *channels.Channel, _ channels.JoinE
 	return channels.JoinReply{}, nil
 }
 
+// joinPrivate is join authorization per user: "private:<user>" is the
+// inbox of one user, joinable by that user only (the token's subject), and
+// only if the token's channel scope, when it has one, allows the topic.
+// Everyone else gets {"reason": "unauthorized"}.
 func (d *demo) joinPrivate(_ context.Context, c *channels.Channel, ev channels.JoinEvent) (channels.JoinReply, error) {
-	if cl := token.FromSocket(c.Socket()); cl == nil || !cl.Allows(ev.Topic) {
+	cl := token.FromSocket(c.Socket())
+	if cl == nil || ev.Topic != "private:"+cl.Subject || !cl.Allows(ev.Topic) {
 		return channels.JoinReply{}, channels.Refuse("unauthorized")
 	}
 	return channels.JoinReply{}, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -229,6 +230,15 @@ func TestDemoSessionFlow(t *testing.T) {
 	if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"status":"ok"`) {
 		t.Fatalf("private join with a token: %s", m[4])
 	}
+	// Per-user authorization: signed in as ada, another user's private
+	// topic is refused, and so is one that only starts like ada's.
+	for i, topic := range []string{"private:bob", "private:ada2", "private:", "private:ada:x"} {
+		ref := strconv.Itoa(i + 2)
+		_ = c.WriteJSON([]any{ref, ref, topic, "phx_join", map[string]any{}})
+		if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"status":"error"`) || !strings.Contains(string(m[4]), `"reason":"unauthorized"`) {
+			t.Fatalf("ada joining %s: %s", topic, m[4])
+		}
+	}
 	// A refresh arrives while the session lives ...
 	if m := readUntil(t, c, "token"); string(m[2]) != `"phoenix"` {
 		t.Fatalf("token refresh on topic %s", m[2])
@@ -273,5 +283,62 @@ func TestDemoSessionFlow(t *testing.T) {
 	_, _, err = c2.ReadMessage()
 	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != channels.CloseTokenExpired {
 		t.Fatalf("expired token: %v, want close %d", err, channels.CloseTokenExpired)
+	}
+}
+
+// TestClusterWithoutSecretWarns: a cluster-mode node without --secret says
+// loudly that other hosts will refuse its tokens; with one it does not.
+func TestClusterWithoutSecretWarns(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // where the node keeps its own secret
+	for _, tc := range []struct {
+		secret string
+		warn   bool
+	}{{"", true}, {"a shared secret, 16+ chars", false}} {
+		var logs bytes.Buffer
+		cfg := serveConfig{dbURL: "postgres://unused", secret: tc.secret, tokenTTL: time.Minute, window: [2]float64{0.5, 0.9}}
+		d, err := newDemo(slog.New(slog.NewTextHandler(&logs, nil)), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "CLUSTER MODE WITHOUT A SHARED SECRET"); got != tc.warn {
+			t.Errorf("secret %q: warned %v, want %v:\n%s", tc.secret, got, tc.warn, logs.String())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.ws.Shutdown(ctx)
+		_ = d.presence.Shutdown(ctx)
+		cancel()
+		d.node.Wait()
+	}
+}
+
+// TestTokenCommand: hearth token mints a token that the demo (same secret)
+// accepts as that user's: private:<user> opens, another user's does not.
+func TestTokenCommand(t *testing.T) {
+	hs := startDemo(t, time.Minute) // secret "test secret, 16+ chars"
+	var out, info bytes.Buffer
+	if err := runToken([]string{"ada", "--secret", "test secret, 16+ chars", "--ttl", "5m"}, &out, &info); err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(out.String())
+	if tok == "" || strings.Contains(tok, "\n") || !strings.Contains(info.String(), "token for ada, valid until") {
+		t.Fatalf("stdout %q, stderr %q", out.String(), info.String())
+	}
+	c, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "token="+tok), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.WriteJSON([]any{"1", "1", "private:ada", "phx_join", map[string]any{}})
+	if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"status":"ok"`) {
+		t.Fatalf("private:ada with hearth token's token: %s", m[4])
+	}
+	_ = c.WriteJSON([]any{"2", "2", "private:bob", "phx_join", map[string]any{}})
+	if m := readUntil(t, c, "phx_reply"); !strings.Contains(string(m[4]), `"unauthorized"`) {
+		t.Fatalf("private:bob with ada's token: %s", m[4])
+	}
+	for _, args := range [][]string{{}, {"", "--secret", "test secret, 16+ chars"}, {"ada", "--secret", "short"}, {"ada", "--ttl", "0s"}} {
+		if err := runToken(args, io.Discard, io.Discard); err == nil {
+			t.Errorf("hearth token %q succeeded", args)
+		}
 	}
 }

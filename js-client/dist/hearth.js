@@ -872,7 +872,6 @@ var Hearth = (() => {
       this.unlisten = null;
       this.closeConn(code, reason ?? "", callback);
     }
-    /** Makes a channel for a topic. Join it with `channel.join()`. */
     channel(topic, params) {
       const ch = new Channel(topic, params, this);
       this.channels.push(ch);

@@ -32,6 +32,7 @@ export type {
 export { Channel } from "./channel"
 export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo } from "./channel"
 export { Push } from "./push"
+export type { ChannelEvents, TypedChannel, TypedPush } from "./events"
 export type { PushStatus, ReplyCallback } from "./push"
 export { Serializer, KIND } from "./serializer"
 export type { Message } from "./serializer"

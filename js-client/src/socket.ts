@@ -8,6 +8,7 @@ import { Channel, type ChannelParams } from "./channel"
 import { CLOSE, DEFAULTS, EXT_PARAM, READY_STATE, SOCKET_TOPIC, TOKEN_EVENT, TOKEN_PROTOCOL_PREFIX, VSN } from "./constants"
 import { LongPoll } from "./longpoll"
 import { Serializer, type Message } from "./serializer"
+import type { ChannelEvents, TypedChannel } from "./events"
 import { backoff, isTerminal, retryHint, RetryTimer, type Random } from "./timer"
 
 /**
@@ -277,7 +278,13 @@ export class Socket {
     this.closeConn(code, reason ?? "", callback)
   }
 
-  /** Makes a channel for a topic. Join it with `channel.join()`. */
+  /**
+   * Makes a channel for a topic. Join it with `channel.join()`. With the
+   * topic's typed events (`hearth gen types`), `socket.channel<RoomEvents>(topic)`
+   * checks event names, payloads and replies at compile time.
+   */
+  channel(topic: string, params?: ChannelParams): Channel
+  channel<E extends ChannelEvents>(topic: string, params?: ChannelParams): TypedChannel<E>
   channel(topic: string, params?: ChannelParams): Channel {
     const ch = new Channel(topic, params, this)
     this.channels.push(ch)

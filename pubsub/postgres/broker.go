@@ -67,6 +67,12 @@ type Broker struct {
 	waitCancel context.CancelFunc       // interrupts the listener's wait
 	repairs    map[*topicState]struct{} // topics to catch up from the table
 	early      []*pgconn.Notification   // received during the probe, for serve (listener goroutine only)
+	shardSync  bool                     // guarded by lmu: syncShards asked for
+
+	// Interest-based listening (shard.go), guarded by smu.
+	shardSubs [Shards]int32 // subscribed topics per shard
+	listened  [Shards]bool  // shards whose LISTEN committed (and no UNLISTEN is under way)
+	nListened atomic.Int64  // shards listened to now
 
 	st stats
 }
@@ -104,9 +110,11 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		}
 		return nil, poolerHint(err)
 	}
-	if b.names.channel, err = migrate(ctx, b.pool, opts.Schema, opts.Channel); err != nil {
+	var channel string
+	if channel, err = migrate(ctx, b.pool, opts.Schema, opts.Channel); err != nil {
 		return fail(err)
 	}
+	b.names.setChannel(channel)
 	b.publishSQL = b.names.expand(publishSQL)
 	var autovacuum string
 	if err := b.pool.QueryRow(ctx, "SHOW autovacuum").Scan(&autovacuum); err == nil && autovacuum != "on" {
@@ -178,7 +186,10 @@ func (b *Broker) Register(h pubsub.Handler) {
 // Name returns the node's name (Options.Name).
 func (b *Broker) Name() string { return b.opts.Name }
 
-// Channel returns the notification channel the node listens on.
+// Channel returns the schema's notification channel, which every node
+// listens to: controls and the listener's probe travel on it. Topic
+// notifications travel on its shards (see [Shards]): Channel() + "." + the
+// shard number, for channels short enough.
 func (b *Broker) Channel() string { return b.names.channel }
 
 // Close implements pubsub.Broker. Publish calls still queued fail with

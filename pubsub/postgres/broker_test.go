@@ -451,7 +451,7 @@ func TestSimultaneousStart(t *testing.T) {
 		eventually(t, 10*time.Second, fmt.Sprint("node ", i+1), func() bool { return len(r.topic("x")) == 1 })
 	}
 	var version string
-	if err := brokers[0].pool.QueryRow(ctxT(t), "SELECT value FROM hearth_meta WHERE key = 'version'").Scan(&version); err != nil || version != "1" {
+	if err := brokers[0].pool.QueryRow(ctxT(t), "SELECT value FROM hearth_meta WHERE key = 'version'").Scan(&version); err != nil || version != "2" {
 		t.Fatalf("schema version %q, %v", version, err)
 	}
 }

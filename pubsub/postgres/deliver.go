@@ -35,6 +35,7 @@ const fetchPage = 1000
 
 type topicState struct {
 	name  string
+	shard int
 	subs  int           // guarded by Broker.smu
 	ready chan struct{} // closed once the baseline is known, or err is set
 	err   error         // the baseline read's error
@@ -88,10 +89,14 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 		}
 		return nil
 	}
-	ts := &topicState{name: topic, subs: 1, ready: make(chan struct{})}
+	ts := &topicState{name: topic, shard: shardOf(topic), subs: 1, ready: make(chan struct{})}
 	// A topic subscribed while the listener is not up to date must be
-	// caught up once its baseline is known (markStale cannot see it yet).
-	ts.stale = b.State() != StateHealthy
+	// caught up once its baseline is known (markStale cannot see it yet);
+	// so must one whose shard the listener does not hear yet, once the
+	// listener LISTENs to it (shard.go).
+	b.shardSubs[ts.shard]++
+	listened := b.listened[ts.shard]
+	ts.stale = b.State() != StateHealthy || !listened
 	b.topics[topic] = ts
 	b.smu.Unlock()
 
@@ -112,6 +117,9 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 	stale := ts.stale
 	ts.mu.Unlock()
 	close(ts.ready)
+	if !listened {
+		b.requestShardSync()
+	}
 	if stale {
 		b.requestRepair(ts)
 	}
@@ -138,6 +146,9 @@ func (b *Broker) unsubscribe(ts *topicState) {
 	if ts.subs == 0 && b.topics[ts.name] == ts {
 		delete(b.topics, ts.name)
 		ts.gone.Store(true)
+		if b.shardSubs[ts.shard]--; b.shardSubs[ts.shard] == 0 && !b.opts.ListenAll {
+			b.requestShardSync() // lmu after smu: the lock order
+		}
 	}
 }
 
@@ -288,19 +299,36 @@ func (b *Broker) markStale() {
 
 // staleTopics returns the subscribed topics that need a catch-up and whose
 // baseline is known (the others are caught up when it is).
+//
+// A stale topic whose shard the listener does not hear yet is held back: a
+// catch-up before the LISTEN committed could miss what commits in between.
+// It stays asked for, and the listener's next round LISTENs to its shard
+// before catching it up.
 func (b *Broker) staleTopics() []*topicState {
 	b.lmu.Lock()
 	clear(b.repairs)
 	b.lmu.Unlock()
+	var out, later []*topicState
 	b.smu.RLock()
-	defer b.smu.RUnlock()
-	var out []*topicState
 	for _, ts := range b.topics {
 		ts.mu.Lock()
 		if ts.ok && ts.stale {
-			out = append(out, ts)
+			if b.listened[ts.shard] {
+				out = append(out, ts)
+			} else {
+				later = append(later, ts)
+			}
 		}
 		ts.mu.Unlock()
+	}
+	b.smu.RUnlock()
+	if len(later) > 0 {
+		b.lmu.Lock()
+		for _, ts := range later {
+			b.repairs[ts] = struct{}{}
+		}
+		b.shardSync = true
+		b.lmu.Unlock()
 	}
 	return out
 }

@@ -20,7 +20,8 @@
 //     payload, is_binary, exclude, created_at), trimmed in the background to
 //     Options.HistorySize messages per topic and Options.HistoryTTL;
 //   - hearth_publish(topic, event, payload bytea, is_binary, exclude) and
-//     hearth_broadcast(topic, event, payload jsonb): publishing from SQL.
+//     hearth_broadcast(topic, event, payload jsonb): publishing from SQL;
+//   - hearth_shard(topic): the topic's notification shard.
 //
 // # Publishing
 //
@@ -51,6 +52,19 @@
 // and Options.OnStateChange tell readiness checks and metrics where it is.
 // What the node can replay is bounded by the retention: messages trimmed
 // before it read them are counted in Stats.Missed.
+//
+// # Interest-based listening
+//
+// Topic notifications travel on [Shards] channels ("hearth.0" to
+// "hearth.1023" for channel "hearth"), a topic's shard being a hash that Go
+// and the SQL function hearth_shard(topic) compute alike. A node LISTENs to
+// the shards of the topics it subscribed to, adding and dropping them as
+// topics come and go, and so receives only those shards' notifications;
+// control messages stay on the schema's channel, which every node hears. A
+// topic whose shard is not listened to yet is caught up from the table once
+// the LISTEN committed, as after a reconnect: no message is lost in the
+// change. [Options].ListenAll listens to every shard. Stats.ShardsListened,
+// Stats.Listens and Stats.Unlistens report it.
 //
 // # Publishing from outside
 //

@@ -38,10 +38,12 @@ func NewEmitter(ctx context.Context, opts Options) (*Emitter, error) {
 		return nil, err
 	}
 	e := &Emitter{pool: pool, ownPool: own, names: newNames(opts.Schema), maxPayload: opts.MaxPayload}
-	if e.names.channel, err = migrate(ctx, pool, opts.Schema, opts.Channel); err != nil {
+	channel, err := migrate(ctx, pool, opts.Schema, opts.Channel)
+	if err != nil {
 		e.Close()
 		return nil, err
 	}
+	e.names.setChannel(channel)
 	return e, nil
 }
 

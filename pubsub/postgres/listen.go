@@ -31,7 +31,14 @@ func (b *Broker) connectListener(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: listener: %w", err)
 	}
-	if _, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.names.channel}.Sanitize()); err == nil {
+	// The schema's channel and the shards of the node's topics, in one
+	// implicit transaction; the probe runs once it committed.
+	shards := b.wantedShards()
+	sql := "LISTEN " + pgx.Identifier{b.names.channel}.Sanitize()
+	for _, i := range shards {
+		sql += "; LISTEN " + pgx.Identifier{b.names.shardChans[i]}.Sanitize()
+	}
+	if _, err = conn.Exec(ctx, sql); err == nil {
 		err = b.probe(ctx, conn)
 	}
 	if err != nil {
@@ -41,7 +48,89 @@ func (b *Broker) connectListener(ctx context.Context) (*pgx.Conn, error) {
 		}
 		return nil, err
 	}
+	b.smu.Lock()
+	for _, i := range shards {
+		b.listened[i] = true
+	}
+	b.nListened.Store(int64(len(shards)))
+	b.smu.Unlock()
+	b.st.listens.Add(uint64(len(shards)))
 	return conn, nil
+}
+
+// wantedShards returns the shards the node must listen to: all of them
+// with Options.ListenAll, else those of its subscribed topics.
+func (b *Broker) wantedShards() []int {
+	b.smu.RLock()
+	defer b.smu.RUnlock()
+	var out []int
+	for i, n := range b.shardSubs {
+		if n > 0 || b.opts.ListenAll {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// syncShards LISTENs to the shards that gained a subscribed topic and
+// UNLISTENs those that lost their last one, in one implicit transaction on
+// the listener connection (listener goroutine only). A shard to drop is
+// marked unlistened before the UNLISTEN, a shard to add listened only once
+// its LISTEN committed: a topic subscribed meanwhile sees its shard
+// unlistened, is subscribed stale, and is caught up after the next sync
+// (staleTopics holds it back until its shard is listened).
+func (b *Broker) syncShards(ctx context.Context, conn *pgx.Conn) error {
+	b.lmu.Lock()
+	b.shardSync = false
+	b.lmu.Unlock()
+	var add, drop []int
+	b.smu.Lock()
+	for i, n := range b.shardSubs {
+		want := n > 0 || b.opts.ListenAll
+		switch {
+		case want && !b.listened[i]:
+			add = append(add, i)
+		case !want && b.listened[i]:
+			drop = append(drop, i)
+			b.listened[i] = false
+			b.nListened.Add(-1)
+		}
+	}
+	b.smu.Unlock()
+	if len(add) == 0 && len(drop) == 0 {
+		return nil
+	}
+	var sql []byte
+	for _, i := range add {
+		sql = append(sql, "LISTEN "+pgx.Identifier{b.names.shardChans[i]}.Sanitize()+";"...)
+	}
+	for _, i := range drop {
+		sql = append(sql, "UNLISTEN "+pgx.Identifier{b.names.shardChans[i]}.Sanitize()+";"...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+	defer cancel()
+	if _, err := conn.Exec(ctx, string(sql)); err != nil {
+		return fmt.Errorf("changing the shards listened to: %w", err)
+	}
+	b.smu.Lock()
+	for _, i := range add {
+		b.listened[i] = true
+	}
+	b.nListened.Add(int64(len(add)))
+	b.smu.Unlock()
+	b.st.listens.Add(uint64(len(add)))
+	b.st.unlistens.Add(uint64(len(drop)))
+	return nil
+}
+
+// requestShardSync asks the listener goroutine to run syncShards.
+func (b *Broker) requestShardSync() {
+	b.lmu.Lock()
+	b.shardSync = true
+	if b.waitCancel != nil {
+		b.waitCancel()
+	}
+	b.lmu.Unlock()
 }
 
 // ErrNotListening is returned by [New] (and logged by a node reconnecting
@@ -92,6 +181,10 @@ func (b *Broker) listen(conn *pgx.Conn) {
 		}
 		b.st.reconnects.Add(1)
 		b.setState(StateDown)
+		b.smu.Lock()
+		clear(b.listened[:]) // a new connection listens to nothing yet
+		b.nListened.Store(0)
+		b.smu.Unlock()
 		b.markStale()
 		b.log.Warn("postgres: listener connection lost, reconnecting", "err", err)
 		if conn = b.reconnect(); conn == nil {
@@ -169,8 +262,14 @@ func (b *Broker) serve(conn *pgx.Conn) error {
 	b.early = b.early[:0]
 	for {
 		b.lmu.Lock()
-		repair := len(b.repairs) > 0
+		repair, sync := len(b.repairs) > 0, b.shardSync
 		b.lmu.Unlock()
+		if repair || sync {
+			// LISTEN first, then catch up: see shard.go.
+			if err := b.syncShards(b.ctx, conn); err != nil {
+				return err
+			}
+		}
 		if repair {
 			if err := b.catchUp(b.ctx, b.staleTopics()); err != nil {
 				return fmt.Errorf("catching up: %w", err)
@@ -180,7 +279,7 @@ func (b *Broker) serve(conn *pgx.Conn) error {
 		wctx, cancel := context.WithTimeout(b.ctx, b.opts.PingInterval)
 		b.lmu.Lock()
 		b.waitCancel = cancel
-		if len(b.repairs) > 0 {
+		if len(b.repairs) > 0 || b.shardSync {
 			cancel() // asked for while we were busy
 		}
 		b.lmu.Unlock()
@@ -206,7 +305,7 @@ func (b *Broker) serve(conn *pgx.Conn) error {
 				return fmt.Errorf("ping: %w", err)
 			}
 		case errors.Is(wctx.Err(), context.Canceled) && !conn.IsClosed():
-			// Woken up for a repair.
+			// Woken up for a repair or a change of shards.
 		default:
 			return err
 		}

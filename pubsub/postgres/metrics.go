@@ -29,9 +29,12 @@ var (
 	dReconnects = desc("listener_reconnects_total", "Times the listener lost its connection.")
 	dCatchUps   = desc("catch_ups_total", "Completed catch-ups after a listener reconnect.")
 	dTrimmed    = desc("trimmed_total", "History rows this node deleted.")
+	dShards     = desc("listened_shards", "Notification shards the listener listens to now.")
+	dListens    = desc("shard_listens_total", "Notification shards the listener started listening to.")
+	dUnlistens  = desc("shard_unlistens_total", "Notification shards the listener stopped listening to.")
 )
 
-var all = []*prometheus.Desc{dState, dPublished, dBatches, dLatency, dQueued, dNotes, dPubErrors, dReceived, dDelivered, dFetched, dDuplicates, dMissed, dGaps, dReconnects, dCatchUps, dTrimmed}
+var all = []*prometheus.Desc{dState, dPublished, dBatches, dLatency, dQueued, dNotes, dPubErrors, dReceived, dDelivered, dFetched, dDuplicates, dMissed, dGaps, dReconnects, dCatchUps, dTrimmed, dShards, dListens, dUnlistens}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range all {
@@ -63,6 +66,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dReconnects, st.Reconnects)
 	counter(dCatchUps, st.CatchUps)
 	counter(dTrimmed, st.Trimmed)
+	counter(dListens, st.Listens)
+	counter(dUnlistens, st.Unlistens)
+	ch <- prometheus.MustNewConstMetric(dShards, prometheus.GaugeValue, float64(st.ShardsListened))
 	// Batch sizes: bucket i of Stats.BatchSizes holds batches up to
 	// 2^(2i+1)-1 messages (1, 7, 31, 127, ...); the sum of all batch sizes
 	// is the number of messages published.

@@ -142,10 +142,12 @@ func appendControl(b, data []byte) (_ []byte, ok bool) {
 // be after format(), with each header at its largest.
 type noteWriter struct {
 	notes []string
-	buf   []byte // template of the current notification
-	size  int    // size of the current notification after format()
-	group int    // group whose header opens the current run in buf; 0: none
-	rec   []byte // scratch for one record
+	chans []string // the channel of each of notes
+	ch    string   // the channel of the current notification
+	buf   []byte   // template of the current notification
+	size  int      // size of the current notification after format()
+	group int      // group whose header opens the current run in buf; 0: none
+	rec   []byte   // scratch for one record
 	// refFrom..refTo is a pending run of consecutive references to
 	// messages of refGroup (relative offsets), not yet written.
 	refFrom, refTo uint64
@@ -160,6 +162,8 @@ func headerMax(topic string) int {
 
 func (w *noteWriter) reset() {
 	w.notes = w.notes[:0]
+	w.chans = w.chans[:0]
+	w.ch = ""
 	w.buf = append(w.buf[:0], noteVersion...)
 	w.size = len(noteVersion)
 	w.group = 0
@@ -171,6 +175,7 @@ func (w *noteWriter) flush() {
 	w.flushRef()
 	if w.size > len(noteVersion) {
 		w.notes = append(w.notes, string(w.buf))
+		w.chans = append(w.chans, w.ch)
 	}
 	w.buf = append(w.buf[:0], noteVersion...)
 	w.size = len(noteVersion)
@@ -185,6 +190,16 @@ func (w *noteWriter) flushRef() {
 	w.refFrom, w.refTo = 0, 0
 	var tmp [48]byte
 	w.put(w.refGroup, w.refTopic, appendRef(tmp[:0], from, to))
+}
+
+// channel sends the records written from now on to channel ch: a
+// notification goes to one channel, so a change of channel ends the
+// current one.
+func (w *noteWriter) channel(ch string) {
+	if ch != w.ch {
+		w.flush()
+		w.ch = ch
+	}
 }
 
 // put appends one record of group g (0: a record of no topic), starting a

@@ -39,6 +39,13 @@ type Options struct {
 	// records it in the schema; a node asking for another one fails to start.
 	Channel string
 
+	// ListenAll makes the node LISTEN to every notification shard, as
+	// every node did before interest-based listening (see Shards): it then
+	// receives every topic's notifications, subscribed or not. For nodes
+	// that subscribe to most topics anyway, and for measuring what
+	// interest-based listening saves.
+	ListenAll bool
+
 	// Name identifies this node in logs and in pg_stat_activity (the
 	// listener's application_name is "hearth-listener <name>"). Zero means
 	// a random name.

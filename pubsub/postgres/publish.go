@@ -319,6 +319,8 @@ type batcher struct {
 	mExcl   []string
 	epochs  []string
 	bases   []int64
+	byShard []int // indexes into order, sorted by the topic's shard
+	shards  []int // shard of order[i]
 }
 
 type topicGroup struct {
@@ -426,8 +428,8 @@ func retryable(err error) bool {
 
 // publishSQL commits a batch: $1, $2 are the topics (in lock order) and
 // their message counts; $3..$8 the messages (group index, 1-based position
-// in the group, event, payload, binary, exclude); $9 the channel and $10 the
-// notification templates. It returns the number of notifications sent and
+// in the group, event, payload, binary, exclude); $9 the channel of each
+// notification and $10 the notification templates. It returns the number of notifications sent and
 // each group's epoch and base (its first message is at base+1).
 const publishSQL = `WITH inp AS (
 	SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS u(topic, n, i)
@@ -447,7 +449,7 @@ const publishSQL = `WITH inp AS (
 	SELECT coalesce(array_agg('B' || octet_length(topic) || ':' || topic || octet_length(epoch) || ':' || epoch
 		|| base || ',' ORDER BY i), '{}') AS a FROM g
 ), sent AS (
-	SELECT count(pg_notify($9, format(f, VARIADIC hdr.a))) AS n FROM unnest($10::text[]) AS f, hdr
+	SELECT count(pg_notify(c, format(f, VARIADIC hdr.a))) AS n FROM unnest($10::text[], $9::text[]) AS u(f, c), hdr
 )
 SELECT (SELECT n FROM sent),
 	(SELECT array_agg(epoch ORDER BY i) FROM g),
@@ -461,7 +463,17 @@ func (b *Broker) tryCommit(p *batcher) error {
 	p.notes.reset()
 	p.mGroup, p.mRel, p.mEvent, p.mData, p.mBinary, p.mExcl =
 		p.mGroup[:0], p.mRel[:0], p.mEvent[:0], p.mData[:0], p.mBinary[:0], p.mExcl[:0]
+	// Each shard's records go to its channel: the groups in shard order
+	// (topic order within a shard, as the groups are sorted by topic).
+	p.byShard, p.shards = p.byShard[:0], p.shards[:0]
 	for gi, g := range p.order {
+		p.byShard = append(p.byShard, gi)
+		p.shards = append(p.shards, shardOf(g.topic))
+	}
+	slices.SortStableFunc(p.byShard, func(a, b int) int { return p.shards[a] - p.shards[b] })
+	for _, gi := range p.byShard {
+		g := p.order[gi]
+		p.notes.channel(b.names.shardChans[p.shards[gi]])
 		for i, r := range g.reqs {
 			p.notes.message(gi+1, &r.msg, uint64(i+1))
 			p.mGroup = append(p.mGroup, int64(gi+1))
@@ -476,6 +488,7 @@ func (b *Broker) tryCommit(p *batcher) error {
 			p.mExcl = append(p.mExcl, r.msg.Exclude)
 		}
 	}
+	p.notes.channel(b.names.channel)
 	for _, r := range p.live {
 		if r.control != nil {
 			p.notes.control(r.control)
@@ -487,7 +500,7 @@ func (b *Broker) tryCommit(p *batcher) error {
 	p.epochs, p.bases = p.epochs[:0], p.bases[:0]
 	err := b.pool.QueryRow(ctx, b.publishSQL, p.topics, p.counts,
 		p.mGroup, p.mRel, p.mEvent, p.mData, p.mBinary, p.mExcl,
-		b.names.channel, notes).Scan(&sent, &p.epochs, &p.bases)
+		p.notes.chans, notes).Scan(&sent, &p.epochs, &p.bases)
 	if err != nil {
 		return err
 	}

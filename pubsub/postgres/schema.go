@@ -15,7 +15,7 @@ import (
 
 // schemaVersion is the version of the objects that migrate creates. Each
 // step in migrations takes the schema from version i to i+1.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // names are the schema-qualified names of Hearth's objects in one schema.
 type names struct {
@@ -24,9 +24,12 @@ type names struct {
 	topics   string
 	messages string
 	publish  string // function hearth_publish
-	channel  string // notification channel, unquoted
-	lockKey  int64  // advisory lock key of this schema's migration
-	trimKey  int64  // advisory lock key of this schema's trimming
+	channel  string // notification channel of controls, unquoted
+	// shardPrefix + shard number is the channel of a shard (shard.go).
+	shardPrefix string
+	shardChans  []string // shardPrefix + i, for i < Shards
+	lockKey     int64    // advisory lock key of this schema's migration
+	trimKey     int64    // advisory lock key of this schema's trimming
 }
 
 func newNames(schema string) names {
@@ -39,6 +42,16 @@ func newNames(schema string) names {
 		publish:  q + ".hearth_publish",
 		lockKey:  lockKey("hearth.migrate." + schema),
 		trimKey:  lockKey("hearth.trim." + schema),
+	}
+}
+
+// setChannel sets the schema's channel and the shard channels' prefix.
+func (n *names) setChannel(c string) {
+	n.channel = c
+	n.shardPrefix = shardPrefix(c)
+	n.shardChans = make([]string, Shards)
+	for i := range n.shardChans {
+		n.shardChans[i] = n.shardPrefix + strconv.Itoa(i)
 	}
 }
 
@@ -80,8 +93,8 @@ func validName(s string) bool {
 }
 
 // migrations[i] takes the schema from version i to i+1. The text is a
-// template: {schema}, {meta}, {topics}, {messages}, {publish} and {channel}
-// are replaced before it runs.
+// template: {schema}, {meta}, {topics}, {messages}, {publish}, {channel},
+// {shards} and {shardprefix} are replaced before it runs.
 var migrations = []string{
 	// 0 -> 1: topics, history, the SQL publishing functions.
 	`
@@ -154,6 +167,58 @@ $fn$;
 COMMENT ON FUNCTION {schema}.hearth_broadcast(text, text, jsonb) IS
 	'Hearth: broadcast a JSON payload on a topic to every subscriber on every node; returns its offset';
 `,
+	// 1 -> 2: interest-based listening (shard.go). hearth_shard computes a
+	// topic's shard as shardOf does; hearth_publish notifies the topic's
+	// shard channel instead of the schema's channel.
+	`
+INSERT INTO {meta} (key, value) VALUES ('shards', '{shards}')
+	ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+CREATE OR REPLACE FUNCTION {schema}.hearth_shard(topic text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+	SELECT (('x' || substr(md5($1), 1, 8))::bit(32)::bigint % {shards})::integer
+$fn$;
+COMMENT ON FUNCTION {schema}.hearth_shard(text) IS
+	'Hearth: the notification shard of a topic; its notifications go to channel ''{shardprefix}'' || shard';
+
+CREATE OR REPLACE FUNCTION {publish}(
+	p_topic text, p_event text, p_payload bytea,
+	p_binary boolean DEFAULT false, p_exclude text DEFAULT '')
+RETURNS TABLE (epoch text, "offset" bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+	v_epoch text;
+	v_seq   bigint;
+	v_head  text;
+	v_rec   text;
+BEGIN
+	IF p_topic IS NULL OR p_topic = '' OR octet_length(p_topic) > 255 THEN
+		RAISE EXCEPTION 'hearth: invalid topic %', p_topic USING ERRCODE = '22023';
+	END IF;
+	p_event := coalesce(p_event, '');
+	p_exclude := coalesce(p_exclude, '');
+	INSERT INTO {topics} AS t (topic, seq) VALUES (p_topic, 1)
+		ON CONFLICT (topic) DO UPDATE SET seq = t.seq + 1, updated_at = now()
+		RETURNING t.epoch, t.seq INTO v_epoch, v_seq;
+	INSERT INTO {messages} (topic, seq, event, payload, is_binary, exclude)
+		VALUES (p_topic, v_seq, p_event, p_payload, coalesce(p_binary, false), p_exclude);
+	v_head := 'h1T' || octet_length(p_topic) || ':' || p_topic || octet_length(v_epoch) || ':' || v_epoch;
+	IF NOT coalesce(p_binary, false) AND octet_length(p_payload) < 7000 AND position('\x00'::bytea IN p_payload) = 0 THEN
+		v_rec := 'M' || v_seq || ',j,' || octet_length(p_event) || ':' || p_event
+			|| octet_length(p_exclude) || ':' || p_exclude
+			|| octet_length(p_payload) || ':' || convert_from(p_payload, 'UTF8');
+	END IF;
+	IF v_rec IS NULL OR octet_length(v_head) + octet_length(v_rec) > 7900 THEN
+		v_rec := 'R' || v_seq || ',' || v_seq;
+	END IF;
+	PERFORM pg_notify('{shardprefix}' || {schema}.hearth_shard(p_topic), v_head || v_rec);
+	epoch := v_epoch;
+	"offset" := v_seq;
+	RETURN NEXT;
+END
+$fn$;
+`,
 }
 
 func (n names) expand(tmpl string) string {
@@ -164,6 +229,8 @@ func (n names) expand(tmpl string) string {
 		"{messages}", n.messages,
 		"{publish}", n.publish,
 		"{channel}", n.channel, // validName: no quote can appear
+		"{shards}", strconv.Itoa(Shards),
+		"{shardprefix}", n.shardPrefix, // validName plus '.' and hex digits
 	).Replace(tmpl)
 }
 
@@ -232,7 +299,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema, channel string) (s
 		if !validName(stored) {
 			return fmt.Errorf("bad channel %q recorded in %s", stored, n.meta)
 		}
-		n.channel = stored
+		n.setChannel(stored)
 		for i := cur; i < schemaVersion; i++ {
 			if _, err := tx.Exec(ctx, n.expand(migrations[i])); err != nil {
 				return fmt.Errorf("step %d: %w", i+1, err)

@@ -88,6 +88,12 @@ type Stats struct {
 
 	// Received is the number of notifications the listener received.
 	Received uint64
+	// ShardsListened is the number of notification shards the listener
+	// listens to now (out of Shards), besides the schema's channel.
+	ShardsListened int
+	// Listens and Unlistens count the shards the listener started and
+	// stopped listening to, reconnects included.
+	Listens, Unlistens uint64
 	// Delivered is the number of messages handed to the Handler.
 	Delivered uint64
 	// Fetched is the number of messages read from the history table
@@ -122,6 +128,7 @@ type stats struct {
 	latencyNanos                                               atomic.Uint64
 	received, delivered, fetched, duplicates, missed, gaps     atomic.Uint64
 	badNotes, reconnects, catchUps, trimmed                    atomic.Uint64
+	listens, unlistens                                         atomic.Uint64
 }
 
 func batchBucket(n int) int {
@@ -172,6 +179,9 @@ func (b *Broker) Stats() Stats {
 		Notifications:    s.notifications.Load(),
 		PublishErrors:    s.publishErrors.Load(),
 		Received:         s.received.Load(),
+		ShardsListened:   int(b.nListened.Load()),
+		Listens:          s.listens.Load(),
+		Unlistens:        s.unlistens.Load(),
 		Delivered:        s.delivered.Load(),
 		Fetched:          s.fetched.Load(),
 		Duplicates:       s.duplicates.Load(),

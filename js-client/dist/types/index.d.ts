@@ -20,6 +20,7 @@ export type { CloseInfo, Environment, EnvironmentEvent, MaybePromise, Params, Re
 export { Channel } from "./channel";
 export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo } from "./channel";
 export { Push } from "./push";
+export type { ChannelEvents, TypedChannel, TypedPush } from "./events";
 export type { PushStatus, ReplyCallback } from "./push";
 export { Serializer, KIND } from "./serializer";
 export type { Message } from "./serializer";

@@ -5,6 +5,7 @@
  */
 import { Channel, type ChannelParams } from "./channel";
 import { type Message } from "./serializer";
+import type { ChannelEvents, TypedChannel } from "./events";
 import { type Random } from "./timer";
 /**
  * The part of the WebSocket API the client uses: the browser's WebSocket
@@ -198,8 +199,13 @@ export declare class Socket {
      * runs once the connection closed.
      */
     disconnect(callback?: () => void, code?: number, reason?: string): void;
-    /** Makes a channel for a topic. Join it with `channel.join()`. */
+    /**
+     * Makes a channel for a topic. Join it with `channel.join()`. With the
+     * topic's typed events (`hearth gen types`), `socket.channel<RoomEvents>(topic)`
+     * checks event names, payloads and replies at compile time.
+     */
     channel(topic: string, params?: ChannelParams): Channel;
+    channel<E extends ChannelEvents>(topic: string, params?: ChannelParams): TypedChannel<E>;
     /** Forgets a channel (done by the channel itself once closed). */
     remove(channel: Channel): void;
     /** Runs callback when a connection opens. Returns a ref for `off`. */
