@@ -72,12 +72,23 @@ func (c *conn) read() (hard bool, code int, reason string) {
 	}()
 	limit := c.srv.opts.MaxMessageSize
 	for {
-		c.refreshDeadline()
+		if msg == nil {
+			// Frames of an unfinished message do not restart the idle
+			// timer: the whole message must come within it.
+			c.refreshDeadline()
+		}
 		before := c.nread
 		h, err := ws.ReadHeaderBuffer(c, c.hdr[:])
 		if err != nil {
 			if c.nread == before && c.idle(err) {
-				continue // at a frame boundary: wait for the client's close frame
+				// At a frame boundary: wait for the client's close frame.
+				// An unfinished message is dropped.
+				if msg != nil {
+					putBuf(msg)
+					msg = nil
+					state = state.Clear(ws.StateFragmented)
+				}
+				continue
 			}
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 				return c.fail(channels.CloseProtocolError, "protocol error: "+err.Error())
@@ -125,6 +136,7 @@ func (c *conn) read() (hard bool, code int, reason string) {
 		ws.Cipher((*msg)[start:], h.Mask, 0)
 		if !h.Fin {
 			state = state.Set(ws.StateFragmented)
+			c.fragment()
 			continue
 		}
 		state = state.Clear(ws.StateFragmented)
@@ -175,6 +187,15 @@ func (c *conn) message(data []byte, binary bool) {
 	}
 }
 
+// fragment counts a frame that does not finish its message against the
+// message rate, so that a stream of fragments costs what as many messages
+// would.
+func (c *conn) fragment() {
+	if !c.isClosing() {
+		c.allow()
+	}
+}
+
 // allow applies the rate limit to one inbound message or ping, closing
 // the connection with 4029 when it is exceeded.
 func (c *conn) allow() bool {
@@ -206,6 +227,11 @@ func (c *conn) controlFrame(op ws.OpCode, p []byte) (end bool) {
 	case ws.OpPing:
 		if !c.isClosing() && c.allow() {
 			c.sendPong(p)
+		}
+	case ws.OpPong:
+		// Unsolicited pongs cost like any message.
+		if !c.isClosing() {
+			c.allow()
 		}
 	case ws.OpClose:
 		c.peerClose(p)
