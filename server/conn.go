@@ -30,6 +30,7 @@ type conn struct {
 	id      string
 	writeFn func()  // c.writeLoop, made once so that starting a writer allocates nothing
 	lim     limiter // the inbound message rate (reader only)
+	v1      bool    // speaks Phoenix V1 (vsn 1.0.0): translated in v1.go
 
 	// Reader state, touched only by the reader (the reader goroutine, or
 	// the poller's worker serving the connection at the moment).

@@ -170,6 +170,12 @@ func (c *conn) message(data []byte, binary bool) {
 		c.Close(channels.CloseInvalidPayload, "invalid UTF-8 in text message")
 		return
 	}
+	if c.v1 {
+		var ok bool
+		if data, ok = c.fromV1(data, binary); !ok {
+			return
+		}
+	}
 	if err := c.sock.HandleMessage(data, binary); err != nil {
 		code, reason := channels.CloseCode(err)
 		if code == channels.CloseInternalError {

@@ -187,6 +187,9 @@ type Server struct {
 	draining atomic.Bool  // the drain is closing connections
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
 
+	lpmu sync.Mutex  // guards lps
+	lps  []*LongPoll // long-poll handlers of the node (longpoll.go)
+
 	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
 
 	originLog originRefusals // origin_log.go
@@ -273,6 +276,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	list := s.connList()
 	s.mu.Unlock()
 	s.log.Info("server shutting down", "connections", len(list))
+	s.shutdownLongPoll()
 	s.drain(ctx, list)
 
 	done := make(chan struct{})

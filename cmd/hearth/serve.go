@@ -249,6 +249,8 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Handle("/socket/websocket", d.ws)
+	// Long-poll fallback; the shared secret lets any node serve any session.
+	r.Handle("/socket/longpoll", server.NewLongPoll(d.ws, server.LongPollOptions{Secret: secret}))
 	auth.routes(r)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -193,7 +193,7 @@ func (e *Env) Target(ctx context.Context, kind string, databaseURL string) (*Tar
 // drainWindow is the --drain-window for hearth servers: the option, or
 // 2 s in smoke mode so a drain does not take the server's default 30 s.
 func (e *Env) drainWindow(kind string) time.Duration {
-	if kind != TargetHearth {
+	if kind != TargetHearth && kind != TargetLongPoll {
 		return 0
 	}
 	if e.Opts.DrainWindow > 0 {

@@ -394,3 +394,19 @@ func TestSmokeFloor(t *testing.T) {
 		}
 	}
 }
+
+// TestSmokeIdleLongPoll: idle sessions over long-poll are measured like
+// WebSocket connections.
+func TestSmokeIdleLongPoll(t *testing.T) {
+	t.Parallel()
+	rep := runSmoke(t, "idle", smokeOptions(t, TargetLongPoll))
+	pts := rep.Results.([]idlePoint)
+	if len(pts) != 2 {
+		t.Fatalf("%d points, want one per smoke count", len(pts))
+	}
+	for _, p := range pts {
+		if p.Target != TargetLongPoll || p.RSSBytes <= 0 || p.Conns <= 0 {
+			t.Errorf("point %+v", p)
+		}
+	}
+}

@@ -24,6 +24,9 @@ const (
 	TargetHearth   = "hearth"   // `hearth serve`, the demo app
 	TargetGorilla  = "gorilla"  // bench/peers/gorilla, a textbook gorilla/websocket hub
 	TargetSocketIO = "socketio" // bench/peers/socketio, Socket.IO 4 on Node
+	// TargetLongPoll is `hearth serve` driven over long-poll
+	// (/socket/longpoll) by in-process HTTP clients (longpoll.go).
+	TargetLongPoll = "hearth-longpoll"
 )
 
 // TargetOptions says how to start the servers under test.
@@ -82,7 +85,7 @@ func NewTarget(ctx context.Context, opts TargetOptions) (*Target, error) {
 		t.opts.Epoch = time.Now()
 	}
 	switch opts.Kind {
-	case TargetHearth:
+	case TargetHearth, TargetLongPoll:
 		t.bin = opts.HearthBin
 		if t.bin == "" {
 			b, err := buildGo(ctx, opts.RepoDir, "./cmd/hearth", "hearth")
@@ -120,9 +123,9 @@ func NewTarget(ctx context.Context, opts TargetOptions) (*Target, error) {
 			return nil, fmt.Errorf("bench: the Socket.IO peer needs Node.js: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("bench: unknown target %q (want hearth, gorilla or socketio)", opts.Kind)
+		return nil, fmt.Errorf("bench: unknown target %q (want hearth, hearth-longpoll, gorilla or socketio)", opts.Kind)
 	}
-	if opts.Kind == TargetHearth {
+	if opts.Kind == TargetHearth || opts.Kind == TargetLongPoll {
 		// Learn which flags this hearth binary's serve has.
 		out, _ := exec.CommandContext(ctx, t.bin, "serve", "-h").CombinedOutput()
 		t.flags = map[string]bool{}
@@ -240,7 +243,7 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 	var cmd *exec.Cmd
 	var debugAddr string
 	switch t.opts.Kind {
-	case TargetHearth:
+	case TargetHearth, TargetLongPoll:
 		// Always say which broker: serve falls back to $DATABASE_URL.
 		args := []string{"serve", "--addr", addr, "--log-level", "warn", "--database-url=" + t.opts.DatabaseURL}
 		if t.flags["pprof"] {

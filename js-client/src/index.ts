@@ -16,6 +16,7 @@
  */
 
 export { Socket, base64url, browserEnvironment } from "./socket"
+export { LongPoll } from "./longpoll"
 export type {
   CloseInfo,
   Environment,

@@ -6,6 +6,7 @@
 
 import { Channel, type ChannelParams } from "./channel"
 import { CLOSE, DEFAULTS, EXT_PARAM, READY_STATE, SOCKET_TOPIC, TOKEN_EVENT, TOKEN_PROTOCOL_PREFIX, VSN } from "./constants"
+import { LongPoll } from "./longpoll"
 import { Serializer, type Message } from "./serializer"
 import type { ChannelEvents, TypedChannel } from "./events"
 import { backoff, isTerminal, retryHint, RetryTimer, type Random } from "./timer"
@@ -92,6 +93,13 @@ export interface SocketOptions {
   tokenParam?: string
   /** The WebSocket constructor. Defaults to the global WebSocket (in Node 20, pass `WebSocket` from `ws`). */
   transport?: WebSocketConstructor
+  /**
+   * Fall back to long-poll when the WebSocket does not open within this
+   * many ms, or fails before opening; the choice is remembered for the
+   * browser tab (sessionStorage), as phoenix.js does. Default: no fallback.
+   * Only with the default transport.
+   */
+  longPollFallbackMs?: number
   /** Default timeout of pushes and joins, and of opening a connection (ms). Default 10 s. */
   timeout?: number
   /** Interval between heartbeats (ms). Default 30 s. */
@@ -199,6 +207,8 @@ export class Socket {
   private usedRefreshed = false
   private reconnectDueAt = 0
   private reconnectHinted = false
+  private fellBack = false
+  private wsOpened = false
 
   /**
    * @param endPoint the socket's path or URL, e.g. "/socket" or
@@ -233,7 +243,10 @@ export class Socket {
    * while a reconnect is scheduled it connects at once.
    */
   connect(): void {
-    if (!this.opts.transport && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function") {
+    if (this.opts.longPollFallbackMs !== undefined && (fallbackRemembered() || typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function")) {
+      this.fellBack = true
+    }
+    if (!this.opts.transport && !this.fellBack && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function") {
       throw new Error("hearth: no WebSocket constructor: pass {transport: WebSocket} (in Node, from the ws package)")
     }
     if (this.wanted && (this.conn || this.opening)) return
@@ -483,25 +496,53 @@ export class Socket {
       if (this.opts.tokenParam) query[this.opts.tokenParam] = token
       else protocols = ["phoenix", TOKEN_PROTOCOL_PREFIX + base64url(token)]
     }
-    const Transport = this.opts.transport ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket
+    const Transport = this.opts.transport ?? (this.fellBack ? LongPoll : (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket)
+    // May this attempt fall back to long-poll if the WebSocket never opens?
+    const canFall = !this.opts.transport && !this.fellBack && !this.wsOpened && this.opts.longPollFallbackMs !== undefined
+    const fallBack = (): void => {
+      if (gen !== this.gen || this.opened) return
+      this.log("transport", "WebSocket did not open: falling back to long-poll")
+      this.fellBack = true
+      rememberFallback()
+      this.gen++
+      detach(ws)
+      ws.onclose = null
+      try { ws.close() } catch { /* never opened */ }
+      this.clearConn()
+      this.dial(this.gen, params, token)
+    }
     let ws: WebSocketLike
     try {
       const url = this.endPointURL(query)
       ws = protocols ? new Transport(url, protocols) : new Transport(url)
     } catch (err) {
+      if (canFall) {
+        this.fellBack = true
+        rememberFallback()
+        this.dial(gen, params, token)
+        return
+      }
       this.openFailed(gen, err)
       return
     }
     this.opening = false
     this.conn = ws
     ws.binaryType = "arraybuffer"
-    ws.onopen = () => { if (gen === this.gen) this.onConnOpen() }
+    if (Transport === LongPoll) (ws as LongPoll).timeout = this.timeout + 10_000
+    ws.onopen = () => {
+      if (gen !== this.gen) return
+      if (Transport !== LongPoll) this.wsOpened = true
+      this.onConnOpen()
+    }
     ws.onerror = (ev: unknown) => { if (gen === this.gen) this.emit("error", ev) }
     ws.onmessage = (ev: { data: unknown }) => { if (gen === this.gen) this.onConnMessage(ev.data) }
     ws.onclose = (ev: { code?: number; reason?: string; wasClean?: boolean }) => {
-      if (gen === this.gen) this.onConnClose(ev.code ?? CLOSE.abnormal, ev.reason ?? "", ev.wasClean ?? false)
+      if (gen !== this.gen) return
+      if (canFall && !this.opened) return fallBack()
+      this.onConnClose(ev.code ?? CLOSE.abnormal, ev.reason ?? "", ev.wasClean ?? false)
     }
     this.openTimer = setTimeout(() => this.abort("connect timeout"), this.timeout)
+    if (canFall) setTimeout(fallBack, this.opts.longPollFallbackMs)
   }
 
   private onConnOpen(): void {
@@ -693,6 +734,25 @@ export class Socket {
     this.pendingHeartbeatRef = this.makeRef()
     this.push({ join_ref: null, ref: this.pendingHeartbeatRef, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} })
     this.heartbeatTimeoutTimer = setTimeout(() => this.abort("heartbeat timeout"), this.opts.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs)
+  }
+}
+
+const FALLBACK_KEY = "hearth:fallback:LongPoll"
+
+/** Whether this tab fell back to long-poll before (sessionStorage). */
+function fallbackRemembered(): boolean {
+  try {
+    return (globalThis as { sessionStorage?: Storage }).sessionStorage?.getItem(FALLBACK_KEY) === "true"
+  } catch {
+    return false
+  }
+}
+
+function rememberFallback(): void {
+  try {
+    (globalThis as { sessionStorage?: Storage }).sessionStorage?.setItem(FALLBACK_KEY, "true")
+  } catch {
+    // Storage may be disabled: the fallback then holds for this socket only.
   }
 }
 

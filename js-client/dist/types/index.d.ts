@@ -15,6 +15,7 @@
  * @module
  */
 export { Socket, base64url, browserEnvironment } from "./socket";
+export { LongPoll } from "./longpoll";
 export type { CloseInfo, Environment, EnvironmentEvent, MaybePromise, Params, ReconnectInfo, SocketOptions, TokenInfo, WebSocketConstructor, WebSocketLike, } from "./socket";
 export { Channel } from "./channel";
 export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo } from "./channel";
