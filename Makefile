@@ -35,10 +35,11 @@ test-js: deps node_modules
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-## fuzz: a short fuzz run of the wire decoder and the permessage-deflate inflater.
+## fuzz: a short fuzz run of the wire decoder, the permessage-deflate inflater and a whole socket.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./channels/wire/
 	$(GO) test -run '^$$' -fuzz FuzzInflate -fuzztime 30s ./channels/wire/
+	$(GO) test -run '^$$' -fuzz FuzzSocket -fuzztime 30s ./channels/
 
 ## bench: the Go benchmarks behind docs/benchmarks.md.
 bench:

@@ -39,8 +39,14 @@ type channelExtra struct {
 	pending   [][]byte          // pushes made during Join, sent after the reply
 	live      []*pubsub.Message // broadcasts held until the join reply and replay are out
 	watermark uint64            // during recovery: the offset already covered
-	assigns   map[string]any
-	onEnd     []func(error)
+	wmEpoch   string            // the epoch of watermark
+	// replayDone: the replay is out, but the node's live stream had not
+	// yet reached the watermark (its deliveries can lag behind the history
+	// a recovery read): live messages up to the watermark are dropped
+	// until one beyond it arrives. See bufferLive.
+	replayDone bool
+	assigns    map[string]any
+	onEnd      []func(error)
 }
 
 // x returns the extra state, allocating it. c.mu must be held.
@@ -189,35 +195,66 @@ func (c *Channel) BroadcastFrom(ctx context.Context, event string, payload any) 
 }
 
 // bufferLive keeps a live broadcast while the channel replays history. It
-// reports false when recovery already finished (the caller delivers).
+// reports false when the caller must deliver m now (recovery is over).
+//
+// A node's live deliveries can lag behind what another connection reads
+// from the history (a Postgres listener receives a notification after the
+// commit is visible to everyone): a live message the replay already sent
+// can arrive after the replay. So once the replay is out, the channel
+// stays on this path, dropping live messages up to the watermark, until
+// the first one beyond it (or of another epoch) shows that the live
+// stream caught up; then it switches to the fastlane.
 func (c *Channel) bufferLive(m *pubsub.Message) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.recovering.Load() {
 		return false
 	}
-	c.x().live = append(c.x().live, m)
-	return true
+	x := c.x()
+	if !x.replayDone {
+		x.live = append(x.live, m)
+		return true
+	}
+	if m.Offset == 0 {
+		return false // not a stored message: nothing to compare
+	}
+	if m.Epoch == x.wmEpoch && m.Offset <= x.watermark {
+		if m.Offset == x.watermark {
+			c.recovering.Store(false) // caught up: what follows is new
+		}
+		return true // already replayed, or before the client's position
+	}
+	c.recovering.Store(false)
+	return false
 }
 
 // finishRecovery delivers the live broadcasts buffered during replay that
-// lie after the watermark, then switches the channel to the fastlane. The
-// handler lock must be held.
+// lie after the watermark, then switches the channel to the fastlane, or,
+// when no live message at or beyond the watermark arrived yet, to
+// dropping late copies (see bufferLive). The handler lock must be held.
 func (c *Channel) finishRecovery() {
 	for {
 		c.mu.Lock()
 		var live []*pubsub.Message
 		var mark uint64
+		var caughtUp bool
 		if c.extra != nil {
 			live, c.extra.live, mark = c.extra.live, nil, c.extra.watermark
 		}
 		if len(live) == 0 {
-			c.recovering.Store(false)
+			if mark == 0 || c.extra.replayDone {
+				c.recovering.Store(false)
+			} else {
+				c.extra.replayDone = true
+			}
 			c.mu.Unlock()
 			return
 		}
 		c.mu.Unlock()
 		for _, m := range live {
+			if m.Offset != 0 && m.Offset >= mark {
+				caughtUp = true
+			}
 			if m.Offset != 0 && m.Offset <= mark {
 				continue // already replayed, or before the client's position
 			}
@@ -228,6 +265,11 @@ func (c *Channel) finishRecovery() {
 				c.mu.Unlock()
 			}
 			c.deliverNow(m)
+		}
+		if caughtUp {
+			c.mu.Lock()
+			c.x().replayDone = true // the next empty round switches over
+			c.mu.Unlock()
 		}
 	}
 }

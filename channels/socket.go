@@ -177,6 +177,12 @@ func (s *Socket) Closed() {
 // HandleMessage handles one inbound WebSocket message. It is part of the
 // [Transport] contract: an error means the message broke the protocol and
 // the connection must be closed (see [CloseCode]).
+//
+// Only a message that cannot be read as Phoenix framing is such an error.
+// One that is framed but wrong for its topic (an empty or invalid topic,
+// an empty event, a payload that is not JSON) is answered on that topic
+// with an error reply whose reason says what is wrong, as Phoenix answers
+// a join of an unknown topic: the socket's other channels are unaffected.
 func (s *Socket) HandleMessage(data []byte, binary bool) error {
 	var (
 		m   wire.Message
@@ -187,7 +193,8 @@ func (s *Socket) HandleMessage(data []byte, binary bool) error {
 	} else {
 		m, err = wire.DecodeText(data)
 	}
-	if err != nil {
+	var de *wire.DecodeError
+	if err != nil && (!errors.As(err, &de) || !de.Framed) {
 		return err
 	}
 	s.hmu.Lock()
@@ -195,12 +202,25 @@ func (s *Socket) HandleMessage(data []byte, binary bool) error {
 	if s.closed {
 		return nil
 	}
+	reason := ""
+	var te *pubsub.TopicError
+	switch {
+	case err != nil:
+		reason = de.Reason
+	case m.Topic != "phoenix" && errors.As(pubsub.CheckTopic(m.Topic), &te):
+		reason = te.Reason
+	}
+	if reason != "" {
+		s.node.log.Debug("message refused", "conn", s.connID, "event", m.Event, "reason", reason)
+		s.replyTo(&m, "error", reasonOf(reason))
+		return nil
+	}
 	switch {
 	case m.Topic == "phoenix":
 		if m.Event == "heartbeat" {
 			s.reply("", m.Ref, m.Topic, "ok", nil)
 		} else {
-			s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+			s.replyTo(&m, "error", reasonUnmatched)
 		}
 	case m.Event == "phx_join":
 		s.join(&m)
@@ -221,6 +241,33 @@ var (
 	reasonUnhandled   = json.RawMessage(`{"reason":"unhandled event"}`)
 	reasonBadParams   = json.RawMessage(`{"reason":"invalid join payload"}`)
 )
+
+// reasonOf makes the response {"reason": reason}.
+func reasonOf(reason string) json.RawMessage {
+	b := wire.AppendString(append(make([]byte, 0, len(reason)+16), `{"reason":`...), reason)
+	return append(b, '}')
+}
+
+// replyTo answers the client message m (echoing its refs as sent) with a
+// phx_reply. A []byte response makes a binary reply.
+func (s *Socket) replyTo(m *wire.Message, status string, response any) {
+	data, binary, err := encodePayload(response)
+	if err != nil {
+		s.node.log.Error("cannot encode reply", "conn", s.connID, "topic", m.Topic, "err", err)
+		data, binary, status = []byte(`{"reason":"reply not encodable"}`), false, "error"
+	}
+	s.sendReplyTo(m, status, data, binary)
+}
+
+func (s *Socket) sendReplyTo(m *wire.Message, status string, data []byte, binary bool) {
+	if binary || !m.JoinRefEmpty {
+		s.sendReply(m.JoinRef, m.Ref, m.Topic, status, data, binary)
+		return
+	}
+	buf := wire.BeginFrame(make([]byte, 0, 64+len(m.Topic)+len(data)))
+	buf = wire.AppendTextReplyTo(buf, m, status, data)
+	s.send(wire.FinishFrame(buf, wire.OpText))
+}
 
 // reply sends a phx_reply. A []byte response makes a binary reply.
 func (s *Socket) reply(joinRef, ref, topic, status string, response any) {
@@ -301,37 +348,88 @@ const (
 // (see docs/protocol.md). Applications should not use it.
 const HearthKey = "$hearth"
 
-// splitParams removes Hearth's reserved key from join params.
+// splitParams removes Hearth's reserved key from join params. The key is
+// recognized only as a member of the top-level object, after JSON decoding
+// (so an escaped spelling counts); "$hearth" anywhere else is the app's.
+// The rest of the params is left byte for byte as the client sent it.
 func splitParams(p []byte) (json.RawMessage, *hearthJoin, error) {
 	if len(p) == 0 {
 		return json.RawMessage("{}"), nil, nil
 	}
-	if !bytes.Contains(p, []byte(`"$hearth"`)) {
+	if t := bytes.TrimSpace(p); len(t) == 0 || t[0] != '{' {
+		return p, nil, nil // not an object: nothing reserved in it
+	}
+	if !bytes.Contains(p, []byte("$hearth")) && !bytes.Contains(p, []byte(`\u`)) {
+		return p, nil, nil // the key cannot be there, in any spelling
+	}
+	dec := json.NewDecoder(bytes.NewReader(p))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, nil, err
+	}
+	var (
+		hj    *hearthJoin
+		cut   [][2]int // byte ranges of the reserved members
+		first = true
+	)
+	for dec.More() {
+		start := int(dec.InputOffset()) // before the comma, if any
+		if n := len(cut); n > 0 {
+			start = max(start, cut[n-1][1]) // that comma went with a first member
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, err
+		}
+		if key, _ := tok.(string); key == HearthKey {
+			hj = new(hearthJoin)
+			if err := json.Unmarshal(v, hj); err != nil {
+				return nil, nil, err
+			}
+			end := int(dec.InputOffset())
+			if first {
+				// Take the comma after the member instead of the one before.
+				i := end
+				for i < len(p) && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
+					i++
+				}
+				if i < len(p) && p[i] == ',' {
+					end = i + 1
+				}
+			}
+			cut = append(cut, [2]int{start, end})
+			continue // the next member is first again if this one was
+		}
+		first = false
+	}
+	if _, err := dec.Token(); err != nil { // }
+		return nil, nil, err
+	}
+	if hj == nil {
 		return p, nil, nil
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(p, &obj); err != nil {
-		return nil, nil, err
+	rest := make([]byte, 0, len(p))
+	prev := 0
+	for _, c := range cut {
+		rest = append(rest, p[prev:c[0]]...)
+		prev = c[1]
 	}
-	var hj hearthJoin
-	if err := json.Unmarshal(obj[HearthKey], &hj); err != nil {
-		return nil, nil, err
-	}
-	delete(obj, HearthKey)
-	rest, err := json.Marshal(obj)
-	return rest, &hj, err
+	return append(rest, p[prev:]...), hj, nil
 }
 
 func (s *Socket) join(m *wire.Message) {
 	n := s.node
 	log := n.log.With("conn", s.connID, "topic", m.Topic)
 	if m.Binary {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonBadParams)
+		s.replyTo(m, "error", reasonBadParams)
 		return
 	}
 	params, hx, err := splitParams(m.Payload)
 	if err != nil {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonBadParams)
+		s.replyTo(m, "error", reasonBadParams)
 		return
 	}
 	if old := s.channel(m.Topic); old != nil {
@@ -339,18 +437,18 @@ func (s *Socket) join(m *wire.Message) {
 		s.endChannel(old, ErrRejoined, "phx_close")
 	}
 	if len(s.chans) >= n.opts.MaxChannels {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonTooMany)
+		s.replyTo(m, "error", reasonTooMany)
 		return
 	}
 	rt := n.router.match(m.Topic)
-	if rt == nil || !pubsub.ValidTopic(m.Topic) {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+	if rt == nil {
+		s.replyTo(m, "error", reasonUnmatched)
 		return
 	}
 	if ok, wait := n.joins.allow(s.ip, time.Now()); !ok {
 		n.stats.joinsShed.Add(1)
 		log.Debug("join shed by admission control")
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", retryReply(wait))
+		s.replyTo(m, "error", retryReply(wait))
 		return
 	}
 	c := &Channel{socket: s, topic: m.Topic, joinRef: m.JoinRef, route: rt}
@@ -363,7 +461,7 @@ func (s *Socket) join(m *wire.Message) {
 		log.Error("broker subscribe failed", "err", err)
 		n.hub.remove(c)
 		c.state.Store(stateClosed)
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinFailed)
+		s.replyTo(m, "error", reasonJoinFailed)
 		return
 	}
 	c.subscribed = true
@@ -380,12 +478,12 @@ func (s *Socket) join(m *wire.Message) {
 		if errors.As(err, &re) {
 			n.stats.joinsRefused.Add(1)
 			log.Debug("join refused")
-			s.reply(m.JoinRef, m.Ref, m.Topic, "error", re.Response)
+			s.replyTo(m, "error", re.Response)
 			return
 		}
 		n.stats.joinsCrashed.Add(1)
 		logCrash(log, "join crashed", err)
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonJoinCrashed)
+		s.replyTo(m, "error", reasonJoinCrashed)
 		return
 	}
 	resp, binary, err := encodePayload(jr.Response)
@@ -397,17 +495,21 @@ func (s *Socket) join(m *wire.Message) {
 	n.stats.joinsOK.Add(1)
 	n.stats.channels.Add(1)
 
-	var replay []pubsub.Message
+	var replay []replayItem
 	if hx != nil {
 		var info hearthReply
 		replay, info = s.recover(c, hx, log)
 		resp = mergeHearth(resp, &info)
 	}
-	s.sendReply(m.JoinRef, m.Ref, m.Topic, "ok", resp, false)
+	s.sendReplyTo(m, "ok", resp, false)
 	log.Debug("joined")
 	c.markJoined()
-	for i := range replay {
-		c.deliverNow(&replay[i])
+	for _, it := range replay {
+		if it.frame == nil {
+			s.callOut(c, it.m)
+		} else {
+			s.sendInOrder(c, it.m, it.frame)
+		}
 	}
 	c.finishRecovery()
 }
@@ -425,12 +527,26 @@ func (s *Socket) abortJoin(c *Channel) {
 	c.mu.Unlock()
 }
 
+// replayItem is one message of a recovery replay: its frame, or (frame
+// nil) an intercepted event for Out.
+type replayItem struct {
+	m     *pubsub.Message
+	frame []byte
+}
+
 // recover reads the topic's history for a joining channel that speaks
 // Hearth's extension. It returns the messages to replay and the position
 // information for the join reply, and sets the channel's replay watermark.
+//
+// The replay's frames are made here, and their bytes reserved with the
+// transport (see [ReplayTransport]) so that the replay does not count
+// against the live queue bound: a client that reads receives all of it. A
+// replay the transport cannot take is not sent, and the reply says
+// recovered: false, so that the client refetches instead of being closed
+// as a slow consumer and asking again.
 func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	Warn(string, ...any)
-}) ([]pubsub.Message, hearthReply) {
+}) ([]replayItem, hearthReply) {
 	var since pubsub.Position
 	if hx.Since != nil {
 		since = *hx.Since
@@ -451,7 +567,7 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 	info := hearthReply{Epoch: h.Top.Epoch, Offset: h.Top.Offset}
 	if h.Top.Offset > 0 {
 		c.mu.Lock()
-		c.x().watermark = h.Top.Offset
+		c.x().watermark, c.x().wmEpoch = h.Top.Offset, h.Top.Epoch
 		c.mu.Unlock()
 	}
 	if hx.Since == nil {
@@ -464,11 +580,34 @@ func (s *Socket) recover(c *Channel, hx *hearthJoin, log interface {
 		info.Reason = incompleteReason(since, h)
 		return nil, info
 	}
-	var replay []pubsub.Message
-	for _, m := range h.Messages {
-		if m.Exclude != s.connID {
-			replay = append(replay, m)
+	replay := make([]replayItem, 0, len(h.Messages))
+	size := 0
+	for i := range h.Messages {
+		m := &h.Messages[i]
+		if m.Exclude != "" && m.Exclude == s.connID {
+			continue
 		}
+		it := replayItem{m: m}
+		if _, ok := c.route.intercept[m.Event]; ok {
+			size += len(m.Payload) + len(m.Event) + len(c.topic) + 64 // about what Out pushes
+		} else {
+			it.frame = encodeBroadcast(m, s.hearthExt)
+			size += len(it.frame)
+			if s.deflater != nil {
+				// The transport compresses the frame when it is sent, after
+				// the reply: reserve the plain size, and the few bytes deflate
+				// adds to what does not shrink.
+				size += 16
+			}
+		}
+		replay = append(replay, it)
+	}
+	if rt, ok := s.transport.(ReplayTransport); ok && size > 0 && !rt.ReserveReplay(size) {
+		log.Warn("replay too large for the connection: recovery refused", "messages", len(replay), "bytes", size)
+		st.recoveriesIncomplete.Add(1)
+		ok := false
+		info.Recovered = &ok
+		return nil, info
 	}
 	info.Replayed = len(replay)
 	st.replayed.Add(uint64(len(replay)))
@@ -517,7 +656,7 @@ func (s *Socket) leave(m *wire.Message) {
 	// Unsubscribed before the reply: once the client has it, no broadcast
 	// that started after it reaches the client for this channel.
 	ended := c != nil && s.closeChannel(c)
-	s.reply(m.JoinRef, m.Ref, m.Topic, "ok", nil)
+	s.replyTo(m, "ok", nil)
 	if ended {
 		s.terminate(c, ErrLeft)
 	}
@@ -526,7 +665,7 @@ func (s *Socket) leave(m *wire.Message) {
 func (s *Socket) in(m *wire.Message) {
 	c := s.channel(m.Topic)
 	if c == nil {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnmatched)
+		s.replyTo(m, "error", reasonUnmatched)
 		return
 	}
 	if c.joinRef != m.JoinRef {
@@ -535,7 +674,7 @@ func (s *Socket) in(m *wire.Message) {
 	}
 	h := c.route.handler.In
 	if h == nil {
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", reasonUnhandled)
+		s.replyTo(m, "error", reasonUnhandled)
 		return
 	}
 	s.node.stats.messagesIn.Add(1)
@@ -550,10 +689,10 @@ func (s *Socket) in(m *wire.Message) {
 	switch {
 	case err == nil:
 		if r.Status != "" {
-			s.reply(m.JoinRef, m.Ref, m.Topic, r.Status, r.Response)
+			s.replyTo(m, r.Status, r.Response)
 		}
 	case errors.As(err, &re):
-		s.reply(m.JoinRef, m.Ref, m.Topic, "error", re.Response)
+		s.replyTo(m, "error", re.Response)
 	default:
 		s.stopOrCrash(c, err)
 	}

@@ -32,6 +32,20 @@ type Transport interface {
 	Close(code int, reason string)
 }
 
+// ReplayTransport is a [Transport] that can queue a recovery replay apart
+// from the bound on its outgoing queue, so that a client that reads gets
+// every message it asked for while the bound still protects against one
+// that does not. Package server's connections implement it.
+//
+// Before queueing a replay of n bytes with Send, the socket calls
+// ReserveReplay(n). It reports whether the transport accepts that much
+// more replay; the reservation is released as the bytes are written. A
+// transport that does not implement it gets replays through Send alone.
+type ReplayTransport interface {
+	Transport
+	ReserveReplay(n int) bool
+}
+
 // A CompressingTransport is a [Transport] whose connection negotiated
 // per-message compression (permessage-deflate without context takeover).
 // The node compresses each broadcast frame once, with the first such

@@ -2,6 +2,7 @@ package pubsub_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -73,11 +74,16 @@ func TestMemoryHistory(t *testing.T) {
 	if err != nil || !h.Complete || h.Top.Offset != 0 || h.Top.Epoch == "" {
 		t.Fatalf("empty topic: %+v %v", h, err)
 	}
-	epoch := h.Top.Epoch
+	var epoch string
 	for i := 0; i < 5; i++ {
-		if _, err := m.Publish(ctx, pubsub.Message{Topic: "t", Event: "e"}); err != nil {
+		pos, err := m.Publish(ctx, pubsub.Message{Topic: "t", Event: "e"})
+		if err != nil {
 			t.Fatal(err)
 		}
+		epoch = pos.Epoch
+	}
+	if h, err := m.History(ctx, "t", h.Top, 0); err != nil || h.Complete || len(h.Messages) != 3 {
+		t.Fatalf("from before the topic existed, 2 trimmed: %+v %v", h, err)
 	}
 	tests := []struct {
 		name     string
@@ -120,7 +126,7 @@ func TestMemoryHistory(t *testing.T) {
 func TestMemoryRejects(t *testing.T) {
 	ctx := context.Background()
 	m := pubsub.NewMemory(pubsub.MemoryOptions{MaxPayload: 4})
-	if _, err := m.Publish(ctx, pubsub.Message{Topic: "", Event: "e"}); err != pubsub.ErrInvalidTopic {
+	if _, err := m.Publish(ctx, pubsub.Message{Topic: "", Event: "e"}); !errors.Is(err, pubsub.ErrInvalidTopic) {
 		t.Fatalf("empty topic: %v", err)
 	}
 	if _, err := m.Publish(ctx, pubsub.Message{Topic: "t", Event: "e", Payload: []byte("12345")}); err != pubsub.ErrTooLarge {

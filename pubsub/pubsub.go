@@ -26,6 +26,8 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Position is a point in a topic's stream.
@@ -144,7 +146,8 @@ var (
 	ErrClosed = errors.New("pubsub: broker closed")
 	// ErrTooLarge is returned by Publish for a payload over the broker's limit.
 	ErrTooLarge = errors.New("pubsub: payload too large")
-	// ErrInvalidTopic is returned for an empty topic or one longer than MaxTopicLen.
+	// ErrInvalidTopic is returned for a topic [CheckTopic] refuses; the
+	// error is then a *TopicError that says why.
 	ErrInvalidTopic = errors.New("pubsub: invalid topic")
 )
 
@@ -152,5 +155,34 @@ var (
 // the one-byte length fields of the Phoenix binary framing.
 const MaxTopicLen = 255
 
-// ValidTopic reports whether topic is acceptable to a broker.
-func ValidTopic(topic string) bool { return topic != "" && len(topic) <= MaxTopicLen }
+// TopicError says why a topic is refused. It matches [ErrInvalidTopic]
+// with errors.Is.
+type TopicError struct {
+	Reason string // e.g. "topic must not be empty"
+}
+
+func (e *TopicError) Error() string        { return "pubsub: invalid topic: " + e.Reason }
+func (e *TopicError) Is(target error) bool { return target == ErrInvalidTopic }
+
+// CheckTopic returns nil if every broker accepts topic, else a *TopicError
+// saying why not. The rules are the same for every broker, so that an
+// application moving from the in-process broker to PostgreSQL meets no
+// new refusal: 1 to MaxTopicLen bytes of UTF-8 text without a NUL byte
+// (PostgreSQL text cannot hold one).
+func CheckTopic(topic string) error {
+	switch {
+	case topic == "":
+		return &TopicError{"topic must not be empty"}
+	case len(topic) > MaxTopicLen:
+		return &TopicError{"topic is longer than " + strconv.Itoa(MaxTopicLen) + " bytes"}
+	case strings.IndexByte(topic, 0) >= 0:
+		return &TopicError{"topic contains a NUL byte"}
+	case !utf8.ValidString(topic):
+		return &TopicError{"topic is not valid UTF-8"}
+	}
+	return nil
+}
+
+// ValidTopic reports whether topic is acceptable to a broker (see
+// [CheckTopic]).
+func ValidTopic(topic string) bool { return CheckTopic(topic) == nil }

@@ -30,6 +30,7 @@ type conn struct {
 	id      string
 	writeFn func()  // c.writeLoop, made once so that starting a writer allocates nothing
 	lim     limiter // the inbound message rate (reader only)
+	v1      bool    // speaks Phoenix V1 (vsn 1.0.0): translated in v1.go
 
 	// Reader state, touched only by the reader (the reader goroutine, or
 	// the poller's worker serving the connection at the moment).
@@ -47,6 +48,7 @@ type conn struct {
 	spare     *frameQueue // the writer's last batch, reused for the next queue
 	qBytes    int         // bytes in q
 	wBytes    int         // bytes of the batch being written
+	replay    int         // replay bytes reserved and not yet written: queued beyond MaxQueueBytes
 	writing   bool        // a writer goroutine runs
 	closing   bool        // no more frames accepted: a close frame is queued or the connection ends
 	closeQ    bool        // the close frame is in q (always its last frame)
@@ -141,7 +143,8 @@ func (c *conn) Send(frame []byte) bool {
 	// A frame larger than the limit still goes out when nothing waits
 	// before it in the queue (a batch may be in the middle of its write:
 	// the client can have read it before the writer counts it as done).
-	if queued := c.qBytes + c.wBytes; c.qBytes > 0 && queued+len(frame) > c.srv.opts.MaxQueueBytes {
+	// Replay bytes (ReserveReplay) are allowed on top of the bound.
+	if queued := c.qBytes + c.wBytes; c.qBytes > 0 && queued+len(frame) > c.srv.opts.MaxQueueBytes+c.replay {
 		c.closeLocked(channels.CloseSlowConsumer, "slow consumer", true)
 		c.mu.Unlock()
 		c.srv.log.Warn("closing slow consumer", "conn", c.id, "socket_id", c.socketID(), "queued_bytes", queued)
@@ -150,6 +153,21 @@ func (c *conn) Send(frame []byte) bool {
 	c.enqueueLocked(frame)
 	c.startWriterLocked()
 	c.mu.Unlock()
+	return true
+}
+
+// ReserveReplay implements [channels.ReplayTransport]: it lets n more
+// bytes be queued beyond MaxQueueBytes, as long as the replay bytes not
+// yet written stay within MaxReplayBytes. The reservation shrinks as bytes
+// are written (the replay is queued behind what was queued before it, so
+// the live bytes queued never exceed MaxQueueBytes).
+func (c *conn) ReserveReplay(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.replay+n > c.srv.opts.MaxReplayBytes {
+		return false
+	}
+	c.replay += n
 	return true
 }
 

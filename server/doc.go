@@ -34,7 +34,9 @@
 // An upgrade request is answered, in this order:
 //
 //   - HTTP 503 once [Server.Shutdown] has begun.
-//   - HTTP 403 without the query parameter vsn=2.0.0 (as Phoenix does).
+//   - HTTP 403 when the query parameter vsn is neither 2.0.0 nor 1.0.0 (a
+//     missing vsn means 1.0.0, Phoenix's V1 serializer, as Phoenix does; a
+//     V1 connection is translated to V2 at its edge, text only).
 //   - HTTP 405, 426 or 400 when it is not a WebSocket upgrade request.
 //   - HTTP 403 when the Origin header is not allowed ([Options.AllowedOrigins];
 //     by default only the request's own host; requests without Origin, from
@@ -155,6 +157,16 @@
 // ([Options.MinDrainRate]); a context deadline shorter than the window
 // compresses the closes and stretches the hints. docs/operations.md covers
 // deploys behind proxies and on Kubernetes.
+//
+// # Long-poll
+//
+// [NewLongPoll] serves the same node over Phoenix's long-poll transport
+// (phoenix.js LongPoll) for clients whose WebSockets are blocked: a
+// session is a socket like a connection, with the same connect hook,
+// origin check, admission control, limits and drain. Its token is signed
+// and names the node that holds the session; a request reaching another
+// node is forwarded there through the broker, so no sticky sessions are
+// needed. See docs/protocol.md for the wire.
 //
 // # Logging
 //

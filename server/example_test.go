@@ -47,6 +47,22 @@ func Example() {
 	_ = hs.Shutdown(ctx)
 }
 
+// Serve the long-poll fallback next to the WebSocket. Every node of a
+// cluster gets the same secret: a request reaching any node is answered,
+// no sticky sessions needed.
+func ExampleNewLongPoll() {
+	node := channels.New(channels.Options{})
+	ws := server.New(node, server.Options{})
+	lp := server.NewLongPoll(ws, server.LongPollOptions{Secret: []byte(os.Getenv("HEARTH_LONGPOLL_SECRET"))})
+
+	mux := http.NewServeMux()
+	mux.Handle("/socket/websocket", ws)
+	mux.Handle("/socket/longpoll", lp)
+	// Poll requests wait up to 10 s: no WriteTimeout below that.
+	hs := &http.Server{Addr: "127.0.0.1:4000", Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	_ = hs
+}
+
 // Accept permessage-deflate from the browsers that offer it: broadcasts are
 // compressed once per node, replies and pushes per connection, payloads
 // under 512 bytes not at all.

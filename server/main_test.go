@@ -19,10 +19,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hearth-rt/hearth/channels"
+	"github.com/hearth-rt/hearth/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// pgtest's private cluster (longpoll_cluster_test.go) is stopped after
+	// the leak check.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { pgtest.Shutdown() }))
 }
 
 // wait is how long a test waits for something that should happen at once.

@@ -524,7 +524,13 @@ func (c *conn) expired() (stop, bool) {
 	c.srv.log.Debug("closing: idle timeout", "conn", c.id, "socket_id", c.socketID())
 	c.Close(channels.CloseGoingAway, "idle timeout")
 	if pr.hn == 0 && !pr.inFrame {
-		// At a frame boundary: wait for the client's close frame.
+		// At a frame boundary: wait for the client's close frame. An
+		// unfinished message is dropped.
+		if pr.msg != nil {
+			putBuf(pr.msg)
+			pr.msg = nil
+			pr.state = pr.state.Clear(ws.StateFragmented)
+		}
 		c.refreshDeadline()
 		return stop{}, false
 	}
@@ -679,13 +685,18 @@ func (c *conn) frameDone(h ws.Header, payload []byte, whole bool) (stop, bool) {
 		c.message(payload, h.OpCode == ws.OpBinary)
 	case !h.Fin:
 		pr.state = pr.state.Set(ws.StateFragmented)
+		c.fragment()
 	default:
 		pr.state = pr.state.Clear(ws.StateFragmented)
 		c.message(*pr.msg, pr.op == ws.OpBinary)
 		putBuf(pr.msg)
 		pr.msg = nil
 	}
-	c.refreshDeadline() // every frame restarts the idle timer
+	if pr.msg == nil {
+		// Every frame restarts the idle timer, except those of an
+		// unfinished message: the whole message must come within it.
+		c.refreshDeadline()
+	}
 	return stop{}, false
 }
 

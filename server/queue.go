@@ -82,6 +82,7 @@ func (c *conn) dropQueuedLocked() {
 	}
 	c.one = nil
 	c.qBytes = 0
+	c.replay = 0
 }
 
 // releaseQueuesLocked returns the connection's queues to the pool once the

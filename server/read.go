@@ -72,12 +72,23 @@ func (c *conn) read() (hard bool, code int, reason string) {
 	}()
 	limit := c.srv.opts.MaxMessageSize
 	for {
-		c.refreshDeadline()
+		if msg == nil {
+			// Frames of an unfinished message do not restart the idle
+			// timer: the whole message must come within it.
+			c.refreshDeadline()
+		}
 		before := c.nread
 		h, err := ws.ReadHeaderBuffer(c, c.hdr[:])
 		if err != nil {
 			if c.nread == before && c.idle(err) {
-				continue // at a frame boundary: wait for the client's close frame
+				// At a frame boundary: wait for the client's close frame.
+				// An unfinished message is dropped.
+				if msg != nil {
+					putBuf(msg)
+					msg = nil
+					state = state.Clear(ws.StateFragmented)
+				}
+				continue
 			}
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 				return c.fail(channels.CloseProtocolError, "protocol error: "+err.Error())
@@ -125,6 +136,7 @@ func (c *conn) read() (hard bool, code int, reason string) {
 		ws.Cipher((*msg)[start:], h.Mask, 0)
 		if !h.Fin {
 			state = state.Set(ws.StateFragmented)
+			c.fragment()
 			continue
 		}
 		state = state.Clear(ws.StateFragmented)
@@ -158,6 +170,12 @@ func (c *conn) message(data []byte, binary bool) {
 		c.Close(channels.CloseInvalidPayload, "invalid UTF-8 in text message")
 		return
 	}
+	if c.v1 {
+		var ok bool
+		if data, ok = c.fromV1(data, binary); !ok {
+			return
+		}
+	}
 	if err := c.sock.HandleMessage(data, binary); err != nil {
 		code, reason := channels.CloseCode(err)
 		if code == channels.CloseInternalError {
@@ -166,6 +184,15 @@ func (c *conn) message(data []byte, binary bool) {
 			c.srv.log.Debug("closing: invalid message", "conn", c.id, "socket_id", c.socketID(), "code", code, "reason", reason)
 		}
 		c.Close(code, reason)
+	}
+}
+
+// fragment counts a frame that does not finish its message against the
+// message rate, so that a stream of fragments costs what as many messages
+// would.
+func (c *conn) fragment() {
+	if !c.isClosing() {
+		c.allow()
 	}
 }
 
@@ -200,6 +227,11 @@ func (c *conn) controlFrame(op ws.OpCode, p []byte) (end bool) {
 	case ws.OpPing:
 		if !c.isClosing() && c.allow() {
 			c.sendPong(p)
+		}
+	case ws.OpPong:
+		// Unsolicited pongs cost like any message.
+		if !c.isClosing() {
+			c.allow()
 		}
 	case ws.OpClose:
 		c.peerClose(p)

@@ -48,9 +48,19 @@ type Options struct {
 	// (including those being written). A client that falls further behind
 	// is closed with 4008 "slow consumer". Zero means 1 MiB.
 	MaxQueueBytes int
+	// MaxReplayBytes bounds the bytes of recovery replays (the missed
+	// messages a rejoining client asked for) that one connection may have
+	// waiting for the network, counted apart from MaxQueueBytes: a client
+	// that reads receives a replay of any size up to this, while live
+	// traffic behind it is still bound by MaxQueueBytes. A replay that does
+	// not fit is not sent, and the join reply says recovered: false. Zero
+	// means 16 MiB.
+	MaxReplayBytes int
 	// IdleTimeout closes a connection from which nothing arrived for that
 	// long (close 1001 "idle timeout"). Phoenix clients send a heartbeat
-	// every 30 s. Zero means 60 s.
+	// every 30 s. The frames of an unfinished fragmented message (and pings
+	// between them) do not restart it: a message must be complete within
+	// it. Zero means 60 s.
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds the connect hook and the writing of the
 	// upgrade response. Zero means 10 s.
@@ -60,7 +70,8 @@ type Options struct {
 	// means 10 s.
 	WriteTimeout time.Duration
 	// MessageRate is how many inbound messages per second one connection
-	// may send on average (pings and heartbeats included). Going over
+	// may send on average (pings, pongs, heartbeats and each fragment of a
+	// fragmented message included). Going over
 	// closes it with 4029 "rate limit exceeded". Zero means 100; a negative
 	// value disables the limit.
 	MessageRate float64
@@ -176,6 +187,9 @@ type Server struct {
 	draining atomic.Bool  // the drain is closing connections
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
 
+	lpmu sync.Mutex  // guards lps
+	lps  []*LongPoll // long-poll handlers of the node (longpoll.go)
+
 	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
 
 	originLog originRefusals // origin_log.go
@@ -192,6 +206,9 @@ func New(node *channels.Node, opts Options) *Server {
 	}
 	if opts.MaxQueueBytes <= 0 {
 		opts.MaxQueueBytes = 1 << 20
+	}
+	if opts.MaxReplayBytes <= 0 {
+		opts.MaxReplayBytes = 16 << 20
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 60 * time.Second
@@ -259,6 +276,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	list := s.connList()
 	s.mu.Unlock()
 	s.log.Info("server shutting down", "connections", len(list))
+	s.shutdownLongPoll()
 	s.drain(ctx, list)
 
 	done := make(chan struct{})

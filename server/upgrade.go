@@ -15,8 +15,13 @@ import (
 	"github.com/hearth-rt/hearth/channels"
 )
 
-// Vsn is the only protocol version the server speaks: Phoenix V2.
+// Vsn is the protocol version the server speaks natively: Phoenix V2.
 const Vsn = "2.0.0"
+
+// VsnV1 is Phoenix's V1 serializer (JSON objects, text only), which the
+// server also speaks, as Phoenix does, and assumes when a client gives no
+// vsn. A V1 connection is translated to V2 at its edge (see v1.go).
+const VsnV1 = "1.0.0"
 
 // Subprotocol is the WebSocket subprotocol the server selects when the
 // client offers it, as Phoenix does.
@@ -36,9 +41,10 @@ var upgrader = ws.HTTPUpgrader{
 func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With("remote", r.RemoteAddr)
 	params := r.URL.Query()
-	if v := params.Get("vsn"); v != Vsn {
-		log.Debug("upgrade refused: unsupported vsn", "vsn", truncate(v, 16))
-		http.Error(w, "server: unsupported protocol version: connect with vsn="+Vsn+" (Phoenix V2)", http.StatusForbidden)
+	v1, ok := lpVersion(params.Get("vsn"))
+	if !ok {
+		log.Debug("upgrade refused: unsupported vsn", "vsn", truncate(params.Get("vsn"), 16))
+		http.Error(w, "server: unsupported protocol version: connect with vsn="+Vsn+" (Phoenix V2) or "+VsnV1, http.StatusForbidden)
 		return
 	}
 	if status, msg := checkWebSocketRequest(r); status != 0 {
@@ -127,6 +133,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 
 	s.stats.upgrades.Add(1)
 	c := newConn(s, nc, sock, pre, *deflate)
+	c.v1 = v1
 	c.coolKey = coolKey
 	slot = false // unregister gives it back
 	s.stats.accepted.Add(1)
@@ -136,6 +143,12 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		code, reason := channels.CloseCode(refusal)
 		log.Debug("connection refused with a close code", "conn", c.id, "code", code, "reason", reason)
 		c.Close(code, reason)
+	case v1:
+		sock.Start(v1Conn{c})
+		log.Debug("connected (vsn 1.0.0)", "conn", c.id, "socket_id", sock.ID())
+		if !open {
+			s.closeLate(c)
+		}
 	default:
 		sock.Start(c)
 		log.Debug("connected", "conn", c.id, "socket_id", sock.ID())

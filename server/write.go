@@ -50,6 +50,7 @@ func (c *conn) writeLoop() {
 				putQueue(batch)
 			}
 		}
+		c.replay = max(c.replay-c.wBytes, 0)
 		c.wBytes = 0
 		if err != nil {
 			c.failed = true

@@ -32,9 +32,12 @@ const (
 // for null.
 type Message struct {
 	JoinRef string
-	Ref     string
-	Topic   string
-	Event   string
+	// JoinRefEmpty is set when the join_ref was the empty string rather
+	// than null: a reply echoes it as "" (see AppendTextReplyTo).
+	JoinRefEmpty bool
+	Ref          string
+	Topic        string
+	Event        string
 	// Payload is the raw JSON value for a text message, or the raw bytes of
 	// a binary one. It aliases the decoded buffer.
 	Payload []byte
@@ -44,11 +47,25 @@ type Message struct {
 // DecodeError describes a message that is not valid Phoenix V2.
 type DecodeError struct {
 	Reason string
+	// Framed is set when only the message's content is wrong (an empty
+	// topic or event, a payload that is not valid JSON or nested too
+	// deep) while its framing is sound: the Message returned with the
+	// error holds its refs and topic. Such an error concerns one topic,
+	// and a server answers it there (an error reply), keeping the
+	// connection; any other DecodeError leaves the stream unreadable.
+	Framed bool
 }
 
 func (e *DecodeError) Error() string { return "wire: " + e.Reason }
 
 func fail(reason string) error { return &DecodeError{Reason: reason} }
+
+// invalid reports a well-framed message whose content is wrong.
+func invalid(reason string) error { return &DecodeError{Reason: reason, Framed: true} }
+
+// MaxDepth is the deepest nesting of arrays and objects accepted in a
+// JSON payload: that of Go's encoding/json, which handlers decode with.
+const MaxDepth = 10000
 
 // DecodeText decodes a JSON message. Strings are copied; the payload aliases data.
 func DecodeText(data []byte) (Message, error) {
@@ -59,6 +76,8 @@ func DecodeText(data []byte) (Message, error) {
 		return m, fail("message is not a JSON array")
 	}
 	var err error
+	d.ws()
+	m.JoinRefEmpty = len(d.b)-d.i >= 2 && d.b[d.i] == '"' && d.b[d.i+1] == '"'
 	if m.JoinRef, err = d.ref("join_ref"); err != nil {
 		return m, err
 	}
@@ -97,11 +116,15 @@ func DecodeText(data []byte) (Message, error) {
 	if d.i != len(d.b) {
 		return m, fail("trailing data after message array")
 	}
-	if !json.Valid(m.Payload) {
-		return m, fail("payload is not valid JSON")
-	}
-	if m.Topic == "" || m.Event == "" {
-		return m, fail("topic and event must not be empty")
+	switch {
+	case m.Topic == "":
+		return m, invalid("topic must not be empty")
+	case m.Event == "":
+		return m, invalid("event must not be empty")
+	case d.depth > MaxDepth:
+		return m, invalid("payload is nested deeper than " + strconv.Itoa(MaxDepth) + " levels")
+	case !json.Valid(m.Payload):
+		return m, invalid("payload is not valid JSON")
 	}
 	return m, nil
 }
@@ -132,10 +155,13 @@ func DecodeBinary(data []byte) (Message, error) {
 			return m, fail("binary header field is not UTF-8")
 		}
 	}
-	if m.Topic == "" || m.Event == "" {
-		return m, fail("topic and event must not be empty")
-	}
 	m.Payload, m.Binary = data[n:], true
+	switch {
+	case m.Topic == "":
+		return m, invalid("topic must not be empty")
+	case m.Event == "":
+		return m, invalid("event must not be empty")
+	}
 	return m, nil
 }
 
@@ -156,6 +182,23 @@ func AppendTextReply(dst []byte, joinRef, ref, topic, status string, response []
 	dst = AppendString(dst, status)
 	dst = append(dst, `,"response":`...)
 	return append(appendPayload(dst, response), "}]"...)
+}
+
+// AppendTextReplyTo appends the reply to m with the given status and JSON
+// response, echoing m's join_ref as it was sent (null, or a string, ""
+// included, as Phoenix does).
+func AppendTextReplyTo(dst []byte, m *Message, status string, response []byte) []byte {
+	if m.JoinRefEmpty && m.JoinRef == "" {
+		dst = append(dst, `["",`...)
+		dst = appendRef(dst, m.Ref)
+		dst = append(dst, ',')
+		dst = AppendString(dst, m.Topic)
+		dst = append(dst, `,"phx_reply",{"status":`...)
+		dst = AppendString(dst, status)
+		dst = append(dst, `,"response":`...)
+		return append(appendPayload(dst, response), "}]"...)
+	}
+	return AppendTextReply(dst, m.JoinRef, m.Ref, m.Topic, status, response)
 }
 
 // appendHead appends `[join_ref,ref,"topic",`.
@@ -267,8 +310,9 @@ func AppendString(dst []byte, s string) []byte {
 }
 
 type decoder struct {
-	b []byte
-	i int
+	b     []byte
+	i     int
+	depth int // the deepest nesting skipValue saw
 }
 
 func (d *decoder) ws() {
@@ -371,6 +415,7 @@ func (d *decoder) skipValue() error {
 			d.i++
 		case '{', '[':
 			depth++
+			d.depth = max(d.depth, depth)
 			d.i++
 		case '}', ']':
 			if depth == 0 {

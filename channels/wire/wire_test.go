@@ -38,30 +38,44 @@ func TestDecodeText(t *testing.T) {
 }
 
 func TestDecodeTextErrors(t *testing.T) {
-	tests := []struct{ name, in, reason string }{
-		{"empty", ``, "not a JSON array"},
-		{"object", `{"topic":"x"}`, "not a JSON array"},
-		{"four elements", `["1","1","t","e"]`, "exactly 5 elements"},
-		{"six elements", `["1","1","t","e",{},{}]`, "exactly 5 elements"},
-		{"numeric ref", `["1",1,"t","e",{}]`, "ref must be a string or null"},
-		{"null topic", `["1","1",null,"e",{}]`, "topic must be a string"},
-		{"empty topic", `["1","1","","e",{}]`, "must not be empty"},
-		{"bad payload", `["1","1","t","e",{"a":}]`, "payload is not valid JSON"},
-		{"unterminated", `["1","1","t`, "unterminated string"},
-		{"trailing", `["1","1","t","e",{}]x`, "trailing data"},
-		{"unclosed payload", `["1","1","t","e",{"a":1`, "payload is not valid JSON"},
+	deep := strings.Repeat("[", wire.MaxDepth+1) + strings.Repeat("]", wire.MaxDepth+1)
+	tests := []struct {
+		name, in, reason string
+		framed           bool // only the content is wrong: answered on the topic
+	}{
+		{"empty", ``, "not a JSON array", false},
+		{"object", `{"topic":"x"}`, "not a JSON array", false},
+		{"four elements", `["1","1","t","e"]`, "exactly 5 elements", false},
+		{"six elements", `["1","1","t","e",{},{}]`, "exactly 5 elements", false},
+		{"numeric ref", `["1",1,"t","e",{}]`, "ref must be a string or null", false},
+		{"null topic", `["1","1",null,"e",{}]`, "topic must be a string", false},
+		{"empty topic", `["1","1","","e",{}]`, "topic must not be empty", true},
+		{"empty event", `["1","1","t","",{}]`, "event must not be empty", true},
+		{"bad payload", `["1","1","t","e",{"a":}]`, "payload is not valid JSON", true},
+		{"too deep", `["1","1","t","e",` + deep + `]`, "payload is nested deeper than 10000 levels", true},
+		{"unterminated", `["1","1","t`, "unterminated string", false},
+		{"trailing", `["1","1","t","e",{}]x`, "trailing data", false},
+		{"unclosed payload", `["1","1","t","e",{"a":1`, "payload is not valid JSON", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := wire.DecodeText([]byte(tt.in))
+			m, err := wire.DecodeText([]byte(tt.in))
 			var de *wire.DecodeError
 			if !errors.As(err, &de) {
 				t.Fatalf("DecodeText(%q) error = %v, want a *DecodeError", tt.in, err)
 			}
-			if !strings.Contains(de.Reason, tt.reason) {
-				t.Fatalf("DecodeText(%q) reason = %q, want it to contain %q", tt.in, de.Reason, tt.reason)
+			if !strings.Contains(de.Reason, tt.reason) || de.Framed != tt.framed {
+				t.Fatalf("DecodeText(%.40q) = %q framed %v, want %q framed %v", tt.in, de.Reason, de.Framed, tt.reason, tt.framed)
+			}
+			if de.Framed && (m.JoinRef != "1" || m.Ref != "1") {
+				t.Fatalf("framed error without the message's refs: %+v", m)
 			}
 		})
+	}
+	// At the limit is fine.
+	ok := strings.Repeat("[", wire.MaxDepth) + strings.Repeat("]", wire.MaxDepth)
+	if _, err := wire.DecodeText([]byte(`["1","1","t","e",` + ok + `]`)); err != nil {
+		t.Fatalf("nesting of %d levels: %v", wire.MaxDepth, err)
 	}
 }
 
@@ -187,6 +201,24 @@ func TestFrameHeader(t *testing.T) {
 		}
 		if got != n || len(f)-hl != n || f[1]&0x80 != 0 {
 			t.Fatalf("n=%d: header says %d, frame payload %d, mask bit %d", n, got, len(f)-hl, f[1]>>7)
+		}
+	}
+}
+
+func TestReplyEchoesJoinRef(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`["","1","t","e",{}]`, `["","1","t","phx_reply",{"status":"ok","response":{}}]`},
+		{`[ "" ,"1","t","e",{}]`, `["","1","t","phx_reply",{"status":"ok","response":{}}]`},
+		{`[null,"1","t","e",{}]`, `[null,"1","t","phx_reply",{"status":"ok","response":{}}]`},
+		{`["7","1","t","e",{}]`, `["7","1","t","phx_reply",{"status":"ok","response":{}}]`},
+		{`["",null,"t","e",{}]`, `["",null,"t","phx_reply",{"status":"ok","response":{}}]`},
+	} {
+		m, err := wire.DecodeText([]byte(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(wire.AppendTextReplyTo(nil, &m, "ok", nil)); got != tc.want {
+			t.Errorf("reply to %s = %s, want %s", tc.in, got, tc.want)
 		}
 	}
 }

@@ -62,12 +62,12 @@ func runBench(args []string) error {
 		return bench.BrokerNode(args[1:], os.Stdin, os.Stdout)
 	}
 	var o bench.Options
-	var targets, policies, events, counts listFlag
+	var targets, policies, events, counts, chaos listFlag
 	var serverArgs repeatFlag
 	var timeout time.Duration
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() { benchUsage(fs) }
-	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio")
+	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio, hearth-longpoll (idle)")
 	fs.StringVar(&o.Out, "out", "bench-out", "directory for the JSON report, the SVG plot and server logs")
 	fs.BoolVar(&o.Smoke, "smoke", false, "tiny counts for a few seconds (CI)")
 	fs.IntVar(&o.Clients, "clients", 0, "load clients (storm K, fanout/throughput/cluster subscribers)")
@@ -88,6 +88,9 @@ func runBench(args []string) error {
 	fs.DurationVar(&o.DrainWindow, "drain-window", 0, "hearth servers' --drain-window (default: the server's own; 2s with --smoke)")
 	fs.Float64Var(&o.ConnectRate, "connect-rate", 0, "initial connects per second for the whole fleet (default 1500)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "Phoenix heartbeat interval (default 30s)")
+	fs.Var(&chaos, "scenario", "chaos: the scenarios to run, comma-separated: deploy,node-kill")
+	fs.DurationVar(&o.DeployEvery, "deploy-every", 0, "chaos soak: a whole rolling deploy this often (default 10m)")
+	fs.StringVar(&o.Balancer, "balancer", "", "chaos: the load balancer in front of the nodes: haproxy (default) or nginx")
 	fs.BoolVar(&o.NoRecover, "no-recover", false, "do not ask Hearth to replay missed messages on rejoin")
 	fs.BoolVar(&o.Compress, "compress", false, "clients offer permessage-deflate and servers compress every message (fanout, throughput, cluster, idle)")
 	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (0: one per 8,000 clients; -1: in-process)")
@@ -121,6 +124,7 @@ func runBench(args []string) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.Targets, o.Policies, o.Events, o.ServerArgs = targets, policies, events, serverArgs
+	o.Chaos = chaos
 	for _, r := range rates {
 		v, err := strconv.ParseFloat(r, 64)
 		if err != nil || v <= 0 {

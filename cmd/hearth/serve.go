@@ -41,6 +41,8 @@ type serveConfig struct {
 	dbURL     string
 	listenURL string
 	nodeName  string
+	syncFail  bool          // --synchronous-failover
+	evacuate  time.Duration // --evacuate-after
 	secret    string
 	ws        server.Options // admission control and drain (--drain-window, --conn-rate, ...)
 	apiKeys   repeatFlag     // server API and dashboard keys (--api-key, $HEARTH_API_KEY); none: off
@@ -55,12 +57,15 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.dbURL, "database-url", "", "PostgreSQL URL: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub)")
 	fs.StringVar(&cfg.listenURL, "listen-url", "", "direct PostgreSQL URL for the cluster listener, when --database-url goes through a transaction pooler such as PgBouncer (default $DATABASE_LISTEN_URL)")
 	fs.StringVar(&cfg.secret, "secret", "", "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
+	fs.BoolVar(&cfg.syncFail, "synchronous-failover", false, "the database fails over only to synchronous standbys: keep topic epochs on a new timeline, so clients recover across a failover (default: move topics to a new epoch, since an asynchronous failover may have lost commits)")
+	fs.DurationVar(&cfg.evacuate, "evacuate-after", 0, "cluster mode: when the node has been cut off from PostgreSQL this long, close its sockets as a drain does (1012, spread over --drain-window) so that they reconnect to other nodes; 0: never (they stay, and catch up once it is back)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
 	fs.DurationVar(&cfg.ws.DrainWindow, "drain-window", 30*time.Second, "on SIGTERM, close the sockets spread over this window (1012 with reconnect hints) so their reconnects reach the other nodes evenly; 0 closes them all at once")
 	fs.Float64Var(&cfg.ws.ConnectRate, "conn-rate", 0, "new WebSocket connections admitted per second, the rest shed with 1013 or 503 (0: 2000 per CPU; -1: no limit)")
 	fs.Float64Var(&cfg.ws.ConnectRatePerIP, "conn-rate-per-ip", 0, "new connections per second per client address (0: a quarter of --conn-rate; -1: no limit)")
 	fs.Float64Var(&cfg.ws.MessageRate, "message-rate", 0, "inbound messages per second one socket may send, beyond which it is closed with 4029 (0: 100; -1: no limit)")
+	fs.DurationVar(&cfg.ws.IdleTimeout, "idle-timeout", 0, "close a connection from which nothing arrived for this long: a client cut off by the network, whose channels then leave and whose presence ends (0: 60s; clients send a heartbeat every 30s)")
 	fs.IntVar(&cfg.ws.MaxConnections, "max-conns", 0, "most open WebSocket connections (0: the open-file limit less a tenth; -1: no cap)")
 	fs.BoolVar(&cfg.ws.Compression.Enabled, "compress", false, "accept permessage-deflate from clients that offer it (each broadcast is compressed once)")
 	fs.IntVar(&cfg.ws.Compression.MinSize, "compress-min", 0, "smallest payload compressed, in bytes (0: 256; -1: every message)")
@@ -140,6 +145,15 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	evCtx, evCancel := context.WithCancel(context.Background())
+	evDone := make(chan struct{})
+	if pg, ok := broker.(*postgres.Broker); ok && cfg.evacuate > 0 {
+		go func() { defer close(evDone); evacuateWhenCut(evCtx, pg, app.ws, cfg.evacuate, log) }()
+	} else {
+		close(evDone)
+	}
+	stopEvacuate := func() { evCancel(); <-evDone }
+	defer stopEvacuate()
 	hs := &http.Server{Handler: app.router, ReadHeaderTimeout: 10 * time.Second}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -152,6 +166,7 @@ func runServe(args []string) error {
 		return err
 	case <-sigs:
 	}
+	stopEvacuate()
 	// Drain: /readyz turns 503 at once, new upgrades get 503, the sockets
 	// are closed spread over the window (the HTTP server keeps serving
 	// /readyz and /healthz meanwhile). A second signal closes the rest at
@@ -234,6 +249,8 @@ func newDemo(log *slog.Logger, cfg serveConfig, broker pubsub.Broker) (*demo, er
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Handle("/socket/websocket", d.ws)
+	// Long-poll fallback; the shared secret lets any node serve any session.
+	r.Handle("/socket/longpoll", server.NewLongPoll(d.ws, server.LongPollOptions{Secret: secret}))
 	auth.routes(r)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -314,11 +331,42 @@ func (d *demo) handleIn(ctx context.Context, c *channels.Channel, ev channels.In
 func openBroker(cfg serveConfig, log *slog.Logger) (*postgres.Broker, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pg, err := postgres.New(ctx, postgres.Options{URL: cfg.dbURL, ListenURL: cfg.listenURL, Name: cfg.nodeName, Logger: log})
+	pg, err := postgres.New(ctx, postgres.Options{URL: cfg.dbURL, ListenURL: cfg.listenURL, Name: cfg.nodeName, Logger: log, SynchronousFailover: cfg.syncFail})
 	if err != nil {
 		return nil, fmt.Errorf("cluster mode: %w", err)
 	}
 	return pg, nil
+}
+
+// evacuateWhenCut closes the node's sockets, as a drain does, once its
+// pub/sub listener has been down for after: a node cut off from PostgreSQL
+// is unready (the balancer sends new sockets elsewhere), and its clients
+// would otherwise wait, receiving nothing, until it is back. Once per
+// outage.
+func evacuateWhenCut(ctx context.Context, pg *postgres.Broker, ws *server.Server, after time.Duration, log *slog.Logger) {
+	tk := time.NewTicker(250 * time.Millisecond)
+	defer tk.Stop()
+	var downSince time.Time
+	done := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		if pg.State() != postgres.StateDown {
+			downSince, done = time.Time{}, false
+			continue
+		}
+		if downSince.IsZero() {
+			downSince = time.Now()
+		}
+		if !done && time.Since(downSince) >= after {
+			done = true
+			log.Warn("cut off from PostgreSQL: moving this node's clients to other nodes", "down_for", time.Since(downSince).Round(time.Millisecond))
+			ws.Evacuate(ctx)
+		}
+	}
 }
 
 // mountAPI mounts the server API at /api and the dashboard at /dashboard,

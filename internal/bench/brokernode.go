@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -239,7 +240,7 @@ func brokerPub(ctx context.Context, b *postgres.Broker, f *brokerNodeFlags, cmds
 			for i := range slots {
 				m := pubsub.Message{Topic: brokerTopic(i % f.topics), Event: "new_msg", Payload: brokerPayload(f.run, f.size)}
 				if _, err := b.Publish(ctx, m); err != nil {
-					failed.Add(1)
+					noteFailure(&failed, err)
 					continue
 				}
 				published.Add(1)
@@ -271,7 +272,7 @@ func brokerPubAsync(ctx context.Context, b *postgres.Broker, f *brokerNodeFlags,
 	var pending sync.WaitGroup
 	done := func(_ pubsub.Position, err error) {
 		if err != nil {
-			failed.Add(1)
+			noteFailure(&failed, err)
 		} else {
 			published.Add(1)
 		}
@@ -282,7 +283,7 @@ func brokerPubAsync(ctx context.Context, b *postgres.Broker, f *brokerNodeFlags,
 		pending.Add(1)
 		if err := b.PublishAsync(ctx, m, done); err != nil {
 			pending.Done()
-			failed.Add(1)
+			noteFailure(&failed, err)
 		}
 	}, &skipped)
 	pending.Wait()
@@ -325,4 +326,12 @@ func openLoop(f *brokerNodeFlags, send func(slot int), late *atomic.Int64) {
 func brokerNodeArgs(role, url, run string, topics int, rate, seconds float64, size, pubs int) []string {
 	return []string{"--role", role, "--database-url", url, "--run", run, "--topics", strconv.Itoa(topics),
 		"--rate", fmt.Sprint(rate), "--seconds", fmt.Sprint(seconds), "--size", strconv.Itoa(size), "--publishers", strconv.Itoa(pubs)}
+}
+
+// noteFailure counts a failed publish and prints the first one's error to
+// the node's standard error, so that a run reporting failures says why.
+func noteFailure(failed *atomic.Int64, err error) {
+	if failed.Add(1) == 1 {
+		fmt.Fprintf(os.Stderr, "broker node: publish failed: %v\n", err)
+	}
 }

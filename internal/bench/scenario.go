@@ -46,6 +46,9 @@ type Options struct {
 	ConnectRate     float64       // initial connects per second (whole fleet)
 	Heartbeat       time.Duration // Phoenix heartbeat interval
 	NoRecover       bool          // do not ask Hearth to replay missed messages on rejoin
+	Chaos           []string      // chaos: the scenarios to run (deploy, node-kill, pg-failover, partition, soak)
+	Balancer        string        // chaos: the load balancer, haproxy (default) or nginx
+	DeployEvery     time.Duration // chaos soak: a whole deploy this often (default 10 min)
 	// Compress has the clients offer permessage-deflate (without context
 	// takeover) and every target accept it, compressing every message
 	// (see compress.go).
@@ -190,7 +193,7 @@ func (e *Env) Target(ctx context.Context, kind string, databaseURL string) (*Tar
 // drainWindow is the --drain-window for hearth servers: the option, or
 // 2 s in smoke mode so a drain does not take the server's default 30 s.
 func (e *Env) drainWindow(kind string) time.Duration {
-	if kind != TargetHearth {
+	if kind != TargetHearth && kind != TargetLongPoll {
 		return 0
 	}
 	if e.Opts.DrainWindow > 0 {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/hearth-rt/hearth/internal/pgtest"
 )
 
 // testDatabaseURL is the Postgres the test suite uses (trust auth).
@@ -28,7 +30,15 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	pgtest.Shutdown()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 var (
@@ -381,6 +391,22 @@ func TestSmokeFloor(t *testing.T) {
 				t.Errorf("writers %d round %d: last read %.3f ms after the first write, last write began at %.3f ms, writes returned at %.3f ms",
 					r.Writers, i, v, r.LastWriteMS[i], r.WritesMS[i])
 			}
+		}
+	}
+}
+
+// TestSmokeIdleLongPoll: idle sessions over long-poll are measured like
+// WebSocket connections.
+func TestSmokeIdleLongPoll(t *testing.T) {
+	t.Parallel()
+	rep := runSmoke(t, "idle", smokeOptions(t, TargetLongPoll))
+	pts := rep.Results.([]idlePoint)
+	if len(pts) != 2 {
+		t.Fatalf("%d points, want one per smoke count", len(pts))
+	}
+	for _, p := range pts {
+		if p.Target != TargetLongPoll || p.RSSBytes <= 0 || p.Conns <= 0 {
+			t.Errorf("point %+v", p)
 		}
 	}
 }

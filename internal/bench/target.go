@@ -24,6 +24,9 @@ const (
 	TargetHearth   = "hearth"   // `hearth serve`, the demo app
 	TargetGorilla  = "gorilla"  // bench/peers/gorilla, a textbook gorilla/websocket hub
 	TargetSocketIO = "socketio" // bench/peers/socketio, Socket.IO 4 on Node
+	// TargetLongPoll is `hearth serve` driven over long-poll
+	// (/socket/longpoll) by in-process HTTP clients (longpoll.go).
+	TargetLongPoll = "hearth-longpoll"
 )
 
 // TargetOptions says how to start the servers under test.
@@ -49,6 +52,9 @@ type TargetOptions struct {
 	Epoch time.Time
 	// DrainWindow is the hearth servers' --drain-window; zero keeps theirs.
 	DrainWindow time.Duration
+	// Wrap is a command prefix for hearth servers, e.g. "ip netns exec NS"
+	// (the chaos partition runs a node in a network namespace).
+	Wrap []string
 }
 
 // Target starts and stops server processes of one kind.
@@ -79,7 +85,7 @@ func NewTarget(ctx context.Context, opts TargetOptions) (*Target, error) {
 		t.opts.Epoch = time.Now()
 	}
 	switch opts.Kind {
-	case TargetHearth:
+	case TargetHearth, TargetLongPoll:
 		t.bin = opts.HearthBin
 		if t.bin == "" {
 			b, err := buildGo(ctx, opts.RepoDir, "./cmd/hearth", "hearth")
@@ -117,9 +123,9 @@ func NewTarget(ctx context.Context, opts TargetOptions) (*Target, error) {
 			return nil, fmt.Errorf("bench: the Socket.IO peer needs Node.js: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("bench: unknown target %q (want hearth, gorilla or socketio)", opts.Kind)
+		return nil, fmt.Errorf("bench: unknown target %q (want hearth, hearth-longpoll, gorilla or socketio)", opts.Kind)
 	}
-	if opts.Kind == TargetHearth {
+	if opts.Kind == TargetHearth || opts.Kind == TargetLongPoll {
 		// Learn which flags this hearth binary's serve has.
 		out, _ := exec.CommandContext(ctx, t.bin, "serve", "-h").CombinedOutput()
 		t.flags = map[string]bool{}
@@ -237,7 +243,7 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 	var cmd *exec.Cmd
 	var debugAddr string
 	switch t.opts.Kind {
-	case TargetHearth:
+	case TargetHearth, TargetLongPoll:
 		// Always say which broker: serve falls back to $DATABASE_URL.
 		args := []string{"serve", "--addr", addr, "--log-level", "warn", "--database-url=" + t.opts.DatabaseURL}
 		if t.flags["pprof"] {
@@ -249,7 +255,12 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 		if t.opts.DrainWindow > 0 {
 			args = append(args, "--drain-window", t.opts.DrainWindow.String())
 		}
-		cmd = exec.Command(t.bin, append(args, t.opts.Args...)...)
+		args = append(args, t.opts.Args...)
+		if w := t.opts.Wrap; len(w) > 0 {
+			cmd = exec.Command(w[0], append(append(w[1:len(w):len(w)], t.bin), args...)...)
+		} else {
+			cmd = exec.Command(t.bin, args...)
+		}
 	case TargetGorilla:
 		cmd = exec.Command(t.bin, append([]string{"--addr", addr}, t.opts.Args...)...)
 	case TargetSocketIO:

@@ -262,7 +262,7 @@ var Channel = class {
    */
   join(timeout = this.timeout) {
     if (this.joinedOnce) {
-      throw new Error(`hearth: tried to join "${this.topic}" more than once; a channel rejoins by itself, or make a new one with socket.channel`);
+      throw new Error(`hearth: joined "${this.topic}" more than once (a channel rejoins by itself)`);
     }
     this.timeout = timeout;
     this.joinedOnce = true;
@@ -298,7 +298,7 @@ var Channel = class {
    */
   push(event, payload = {}, timeout = this.timeout) {
     if (!this.joinedOnce) {
-      throw new Error(`hearth: tried to push "${event}" to "${this.topic}" before joining; call channel.join() first`);
+      throw new Error(`hearth: push "${event}" to "${this.topic}" before joining`);
     }
     const p = new Push(this, event, () => payload, timeout);
     if (this.canPush()) {
@@ -610,6 +610,151 @@ function takeHearth(response) {
   return info !== null && typeof info === "object" ? info : null;
 }
 
+// js-client/src/longpoll.ts
+var MAX_BATCH = 100;
+async function request(method, url, headers, body, signal) {
+  try {
+    const res = await fetch(url, { method, headers, body, signal, cache: "no-store" });
+    return await res.json();
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return null;
+  }
+}
+function toBase64(data) {
+  const b = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+  return btoa(s);
+}
+function fromBase64(s) {
+  const bin = atob(s);
+  const b = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) b[i] = bin.charCodeAt(i);
+  return b.buffer;
+}
+var LongPoll = class {
+  constructor(endPoint, protocols) {
+    this.binaryType = "arraybuffer";
+    this.readyState = READY_STATE.connecting;
+    /** Request timeout (ms); a socket sets it. Must exceed the server's poll window (10 s). */
+    this.timeout = 2e4;
+    this.onopen = null;
+    this.onclose = null;
+    this.onerror = null;
+    this.onmessage = null;
+    this.authToken = null;
+    this.token = null;
+    this.ctl = new AbortController();
+    this.batch = null;
+    this.sending = false;
+    this.url = endPoint.replace(/^ws(s?):\/\//, "http$1://").replace(/\/websocket(?=\?|$)/, "/longpoll");
+    if (Array.isArray(protocols) && protocols.length === 2 && protocols[1].startsWith(TOKEN_PROTOCOL_PREFIX)) {
+      const enc = protocols[1].slice(TOKEN_PROTOCOL_PREFIX.length).replace(/-/g, "+").replace(/_/g, "/");
+      this.authToken = new TextDecoder().decode(fromBase64(enc + "=".repeat((4 - enc.length % 4) % 4)));
+    }
+    setTimeout(() => {
+      void this.poll();
+    }, 0);
+  }
+  endpoint() {
+    return this.token === null ? this.url : this.url + (this.url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
+  }
+  async call(method, headers, body) {
+    const ctl = this.ctl;
+    const timer = setTimeout(() => ctl.abort(), this.timeout);
+    try {
+      return await request(method, this.endpoint(), headers, body, ctl.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  async poll() {
+    while (this.readyState === READY_STATE.connecting || this.readyState === READY_STATE.open) {
+      const headers = { Accept: "application/json" };
+      if (this.authToken) headers["X-Phoenix-AuthToken"] = this.authToken;
+      let a;
+      try {
+        a = await this.call("GET", headers, null);
+      } catch {
+        if (this.readyState <= READY_STATE.open) this.fail(CLOSE.abnormal, "timeout");
+        return;
+      }
+      if (this.readyState > READY_STATE.open) return;
+      if (!a) return this.fail(CLOSE.abnormal, "long-poll request failed");
+      if (a.status === 410 && this.token !== null) {
+        return this.fail(a.close?.code ?? 3410, a.close?.reason ?? "session_gone");
+      }
+      if (a.token) this.token = a.token;
+      switch (a.status) {
+        case 200:
+          for (const m of a.messages ?? []) {
+            if (this.readyState !== READY_STATE.open) return;
+            const data = m[0] === "[" || m[0] === "{" ? m : fromBase64(m);
+            if (this.onmessage) this.onmessage({ data });
+          }
+          break;
+        case 204:
+          break;
+        case 410:
+          this.readyState = READY_STATE.open;
+          if (this.onopen) this.onopen({});
+          break;
+        case 403:
+          return this.fail(a.close?.code ?? 1008, a.close?.reason ?? "forbidden");
+        default:
+          return this.fail(a.close?.code ?? 1011, a.close?.reason ?? "internal server error");
+      }
+    }
+  }
+  /** Queues a frame; frames of one turn of the event loop go in one POST. */
+  send(data) {
+    const line = typeof data === "string" ? data : toBase64(data);
+    if (this.batch) {
+      this.batch.push(line);
+      return;
+    }
+    this.batch = [line];
+    if (!this.sending) setTimeout(() => {
+      void this.flush();
+    }, 0);
+  }
+  async flush() {
+    this.sending = true;
+    while (this.batch && this.readyState === READY_STATE.open) {
+      const lines = this.batch.splice(0, MAX_BATCH);
+      if (this.batch.length === 0) this.batch = null;
+      let a;
+      try {
+        a = await this.call("POST", { "Content-Type": "application/x-ndjson" }, lines.join("\n"));
+      } catch {
+        a = null;
+      }
+      if (this.readyState !== READY_STATE.open) break;
+      if (!a || a.status !== 200) {
+        this.fail(a?.close?.code ?? 1011, a?.close?.reason ?? "long-poll send failed");
+        break;
+      }
+    }
+    this.sending = false;
+  }
+  /** Closes: pending requests are cancelled and queued frames dropped. */
+  close(code = CLOSE.normal, reason = "") {
+    this.stop(code, reason, true);
+  }
+  fail(code, reason) {
+    if (this.onerror) this.onerror({ type: "error", reason });
+    this.stop(code, reason, false);
+  }
+  stop(code, reason, wasClean) {
+    if (this.readyState === READY_STATE.closed) return;
+    this.readyState = READY_STATE.closed;
+    this.batch = null;
+    this.ctl.abort();
+    if (this.onclose) this.onclose({ code, reason, wasClean });
+  }
+};
+
 // js-client/src/serializer.ts
 var KIND = { push: 0, reply: 1, broadcast: 2, broadcastPos: 3 };
 var HEADER = { push: 5, serverPush: 4, reply: 5, broadcast: 3, broadcastPos: 4 };
@@ -734,6 +879,8 @@ var Socket = class {
     this.established = 0;
     this.reconnectDueAt = 0;
     this.reconnectHinted = false;
+    this.fellBack = false;
+    this.wsOpened = false;
     this.endPoint = endPoint;
     this.opts = opts;
     this.timeout = opts.timeout ?? DEFAULTS.timeout;
@@ -775,8 +922,11 @@ var Socket = class {
    */
   connect(params) {
     if (params) this.paramsOverride = params;
-    if (!this.transport && typeof globalThis.WebSocket !== "function") {
-      throw new Error("hearth: no WebSocket constructor: pass {transport: WebSocket} (in Node, from the ws package)");
+    if (this.opts.longPollFallbackMs !== void 0 && (fallbackRemembered() || typeof globalThis.WebSocket !== "function")) {
+      this.fellBack = true;
+    }
+    if (!this.transport && !this.fellBack && typeof globalThis.WebSocket !== "function") {
+      throw new Error("hearth: no WebSocket: pass {transport: WebSocket} (ws in Node)");
     }
     if (this.wanted && (this.conn || this.opening)) return;
     this.wanted = true;
@@ -995,7 +1145,7 @@ var Socket = class {
     return v && !isThenable(v) ? v : {};
   }
   transportClass() {
-    return this.transport ?? globalThis.WebSocket;
+    return this.transport ?? (this.fellBack ? LongPoll : globalThis.WebSocket);
   }
   hook(kind, callback) {
     const ref = this.makeRef();
@@ -1046,7 +1196,7 @@ var Socket = class {
     if (gen !== this.gen) return;
     this.opening = false;
     if (isSignedOut(err)) {
-      this.log("auth", "signed out: not connecting");
+      this.log("auth", "signed out");
       this.terminate(CLOSE.unauthorized, err.message || "signed out");
       return;
     }
@@ -1067,19 +1217,44 @@ var Socket = class {
     }
     const Transport = this.transportClass();
     const Ctor = Transport;
+    const canFall = !this.transport && !this.fellBack && !this.wsOpened && this.opts.longPollFallbackMs !== void 0;
+    const fallBack = () => {
+      if (gen !== this.gen || this.opened) return;
+      this.log("transport", "WebSocket did not open: falling back to long-poll");
+      this.fellBack = true;
+      rememberFallback();
+      this.gen++;
+      detach(ws);
+      ws.onclose = null;
+      try {
+        ws.close();
+      } catch {
+      }
+      this.clearConn();
+      this.dial(this.gen, params, token);
+    };
     let ws;
     try {
       const url = this.endPointURL(query);
       ws = protocols ? new Ctor(url, protocols) : new Ctor(url);
     } catch (err) {
+      if (canFall) {
+        this.fellBack = true;
+        rememberFallback();
+        this.dial(gen, params, token);
+        return;
+      }
       this.openFailed(gen, err);
       return;
     }
     this.opening = false;
     this.conn = ws;
     ws.binaryType = this.binaryType;
+    if (Transport === LongPoll) ws.timeout = this.timeout + 1e4;
     ws.onopen = () => {
-      if (gen === this.gen) this.onConnOpen();
+      if (gen !== this.gen) return;
+      if (Transport !== LongPoll) this.wsOpened = true;
+      this.onConnOpen();
     };
     ws.onerror = (ev) => {
       if (gen !== this.gen) return;
@@ -1090,9 +1265,12 @@ var Socket = class {
       if (gen === this.gen) this.onConnMessage(ev.data);
     };
     ws.onclose = (ev) => {
-      if (gen === this.gen) this.onConnClose(ev.code ?? CLOSE.abnormal, ev.reason ?? "", ev.wasClean ?? false);
+      if (gen !== this.gen) return;
+      if (canFall && !this.opened) return fallBack();
+      this.onConnClose(ev.code ?? CLOSE.abnormal, ev.reason ?? "", ev.wasClean ?? false);
     };
     this.openTimer = setTimeout(() => this.abort("connect timeout"), this.timeout);
+    if (canFall) setTimeout(fallBack, this.opts.longPollFallbackMs);
   }
   onConnOpen() {
     clearTimeout(this.openTimer);
@@ -1156,7 +1334,7 @@ var Socket = class {
     if (this.usedRefreshed && !opened && !isTerminal(code)) this.preOpenFailures++;
     const refusedRefreshed = this.usedRefreshed && (isTerminal(code) && code !== CLOSE.revoked || refused || this.refreshed !== null && this.refreshed.expiresAt === null && this.preOpenFailures >= REFRESHED_MAX_FAILURES);
     if (refusedRefreshed) {
-      this.log("transport", `refreshed token refused (${code}): retrying with the app's token`);
+      this.log("transport", `refreshed token refused (${code})`);
       this.refreshed = null;
       this.usedRefreshed = false;
       this.preOpenFailures = 0;
@@ -1177,7 +1355,7 @@ var Socket = class {
     this.reconnectTimer.reset();
     if (this.unlisten) this.unlisten();
     this.unlisten = null;
-    this.log("transport", `terminal close ${code}: not reconnecting`);
+    this.log("transport", `terminal close ${code}`);
     for (const ch of this.channels.slice()) ch.socketTerminated(reason || `closed ${code}`);
     this.emit("terminal", code, reason);
   }
@@ -1193,7 +1371,7 @@ var Socket = class {
     if (!this.wanted || this.conn || this.opening) return;
     if (this.env && (this.env.hidden() || this.env.offline())) {
       this.waiting = true;
-      this.log("transport", "page hidden or offline: waiting to reconnect");
+      this.log("transport", "hidden or offline: waiting");
       return;
     }
     this.open();
@@ -1302,6 +1480,20 @@ var Socket = class {
     this.heartbeatTimeoutTimer = setTimeout(() => this.abort("heartbeat timeout"), this.opts.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs);
   }
 };
+var FALLBACK_KEY = "hearth:fallback:LongPoll";
+function fallbackRemembered() {
+  try {
+    return globalThis.sessionStorage?.getItem(FALLBACK_KEY) === "true";
+  } catch {
+    return false;
+  }
+}
+function rememberFallback() {
+  try {
+    globalThis.sessionStorage?.setItem(FALLBACK_KEY, "true");
+  } catch {
+  }
+}
 function detach(ws) {
   ws.onopen = ws.onmessage = null;
   ws.onerror = () => {
@@ -1505,6 +1697,7 @@ export {
   EVENTS,
   HEARTH_KEY,
   KIND,
+  LongPoll,
   Presence,
   Push,
   RetryTimer,

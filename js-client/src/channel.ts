@@ -143,7 +143,7 @@ export class Channel {
    */
   join(timeout: number = this.timeout): Push {
     if (this.joinedOnce) {
-      throw new Error(`hearth: tried to join "${this.topic}" more than once; a channel rejoins by itself, or make a new one with socket.channel`)
+      throw new Error(`hearth: joined "${this.topic}" more than once (a channel rejoins by itself)`)
     }
     this.timeout = timeout
     this.joinedOnce = true
@@ -181,7 +181,7 @@ export class Channel {
    */
   push(event: string, payload: unknown = {}, timeout: number = this.timeout): Push {
     if (!this.joinedOnce) {
-      throw new Error(`hearth: tried to push "${event}" to "${this.topic}" before joining; call channel.join() first`)
+      throw new Error(`hearth: push "${event}" to "${this.topic}" before joining`)
     }
     const p = new Push(this, event, () => payload, timeout)
     if (this.canPush()) {

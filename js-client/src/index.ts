@@ -16,6 +16,7 @@
  */
 
 export { Socket, SignedOut, base64url, browserEnvironment } from "./socket.js"
+export { LongPoll } from "./longpoll.js"
 export type {
   BinaryType,
   CloseInfo,

@@ -6,6 +6,7 @@
 
 import { Channel, type ChannelParams } from "./channel.js"
 import { CLOSE, DEFAULTS, EXT_PARAM, READY_STATE, SOCKET_TOPIC, TOKEN_EVENT, TOKEN_PROTOCOL_PREFIX, VSN } from "./constants.js"
+import { LongPoll } from "./longpoll.js"
 import { Serializer, type Message } from "./serializer.js"
 import type { ChannelEvents, TypedChannel } from "./events.js"
 import { backoff, isTerminal, retryHint, RetryTimer, type Random } from "./timer.js"
@@ -132,6 +133,13 @@ export interface SocketOptions {
    * `WebSocket` from the `ws` package), or any class with its API.
    */
   transport?: TransportConstructor
+  /**
+   * Fall back to long-poll when the WebSocket does not open within this
+   * many ms, or fails before opening; the choice is remembered for the
+   * browser tab (sessionStorage), as phoenix.js does. Default: no fallback.
+   * Only with the default transport.
+   */
+  longPollFallbackMs?: number
   /** Default timeout of pushes and joins, and of opening a connection (ms). Default 10 s. */
   timeout?: number
   /** Interval between heartbeats (ms). Default 30 s. */
@@ -277,6 +285,8 @@ export class Socket {
   private established = 0
   private reconnectDueAt = 0
   private reconnectHinted = false
+  private fellBack = false
+  private wsOpened = false
 
   /**
    * @param endPoint the socket's path or URL, e.g. "/socket" or
@@ -328,8 +338,11 @@ export class Socket {
    */
   connect(params?: SocketOptions["params"]): void {
     if (params) this.paramsOverride = params
-    if (!this.transport && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function") {
-      throw new Error("hearth: no WebSocket constructor: pass {transport: WebSocket} (in Node, from the ws package)")
+    if (this.opts.longPollFallbackMs !== undefined && (fallbackRemembered() || typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function")) {
+      this.fellBack = true
+    }
+    if (!this.transport && !this.fellBack && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== "function") {
+      throw new Error("hearth: no WebSocket: pass {transport: WebSocket} (ws in Node)")
     }
     if (this.wanted && (this.conn || this.opening)) return
     this.wanted = true
@@ -577,7 +590,7 @@ export class Socket {
   }
 
   private transportClass(): TransportConstructor {
-    return this.transport ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket
+    return this.transport ?? (this.fellBack ? LongPoll : (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket)
   }
 
   private hook<K extends keyof Hooks>(kind: K, callback: Hooks[K]): string {
@@ -631,7 +644,7 @@ export class Socket {
     if (gen !== this.gen) return
     this.opening = false
     if (isSignedOut(err)) {
-      this.log("auth", "signed out: not connecting")
+      this.log("auth", "signed out")
       this.terminate(CLOSE.unauthorized, (err as Error).message || "signed out")
       return
     }
@@ -655,18 +668,43 @@ export class Socket {
     }
     const Transport = this.transportClass()
     const Ctor = Transport as WebSocketConstructor
+    // May this attempt fall back to long-poll if the WebSocket never opens?
+    const canFall = !this.transport && !this.fellBack && !this.wsOpened && this.opts.longPollFallbackMs !== undefined
+    const fallBack = (): void => {
+      if (gen !== this.gen || this.opened) return
+      this.log("transport", "WebSocket did not open: falling back to long-poll")
+      this.fellBack = true
+      rememberFallback()
+      this.gen++
+      detach(ws)
+      ws.onclose = null
+      try { ws.close() } catch { /* never opened */ }
+      this.clearConn()
+      this.dial(this.gen, params, token)
+    }
     let ws: WebSocketLike
     try {
       const url = this.endPointURL(query)
       ws = protocols ? new Ctor(url, protocols) : new Ctor(url)
     } catch (err) {
+      if (canFall) {
+        this.fellBack = true
+        rememberFallback()
+        this.dial(gen, params, token)
+        return
+      }
       this.openFailed(gen, err)
       return
     }
     this.opening = false
     this.conn = ws
     ws.binaryType = this.binaryType
-    ws.onopen = () => { if (gen === this.gen) this.onConnOpen() }
+    if (Transport === LongPoll) (ws as LongPoll).timeout = this.timeout + 10_000
+    ws.onopen = () => {
+      if (gen !== this.gen) return
+      if (Transport !== LongPoll) this.wsOpened = true
+      this.onConnOpen()
+    }
     ws.onerror = (ev: unknown) => {
       if (gen !== this.gen) return
       if (!this.opened && refusedUpgrade(ev)) this.refused = true
@@ -674,9 +712,12 @@ export class Socket {
     }
     ws.onmessage = (ev: { data: unknown }) => { if (gen === this.gen) this.onConnMessage(ev.data) }
     ws.onclose = (ev: { code?: number; reason?: string; wasClean?: boolean }) => {
-      if (gen === this.gen) this.onConnClose(ev.code ?? CLOSE.abnormal, ev.reason ?? "", ev.wasClean ?? false)
+      if (gen !== this.gen) return
+      if (canFall && !this.opened) return fallBack()
+      this.onConnClose(ev.code ?? CLOSE.abnormal, ev.reason ?? "", ev.wasClean ?? false)
     }
     this.openTimer = setTimeout(() => this.abort("connect timeout"), this.timeout)
+    if (canFall) setTimeout(fallBack, this.opts.longPollFallbackMs)
   }
 
   private onConnOpen(): void {
@@ -751,7 +792,7 @@ export class Socket {
       // The server refused the token it had handed over (expired by its
       // clock, signed with a retired key, or a proxy's 403 before the
       // upgrade): drop it and retry with the app's own.
-      this.log("transport", `refreshed token refused (${code}): retrying with the app's token`)
+      this.log("transport", `refreshed token refused (${code})`)
       this.refreshed = null
       this.usedRefreshed = false
       this.preOpenFailures = 0
@@ -773,7 +814,7 @@ export class Socket {
     this.reconnectTimer.reset()
     if (this.unlisten) this.unlisten()
     this.unlisten = null
-    this.log("transport", `terminal close ${code}: not reconnecting`)
+    this.log("transport", `terminal close ${code}`)
     for (const ch of this.channels.slice()) ch.socketTerminated(reason || `closed ${code}`)
     this.emit("terminal", code, reason)
   }
@@ -791,7 +832,7 @@ export class Socket {
     if (!this.wanted || this.conn || this.opening) return
     if (this.env && (this.env.hidden() || this.env.offline())) {
       this.waiting = true
-      this.log("transport", "page hidden or offline: waiting to reconnect")
+      this.log("transport", "hidden or offline: waiting")
       return
     }
     this.open()
@@ -911,6 +952,25 @@ export class Socket {
     this.pendingHeartbeatRef = this.makeRef()
     this.send({ join_ref: null, ref: this.pendingHeartbeatRef, topic: SOCKET_TOPIC, event: "heartbeat", payload: {} })
     this.heartbeatTimeoutTimer = setTimeout(() => this.abort("heartbeat timeout"), this.opts.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs)
+  }
+}
+
+const FALLBACK_KEY = "hearth:fallback:LongPoll"
+
+/** Whether this tab fell back to long-poll before (sessionStorage). */
+function fallbackRemembered(): boolean {
+  try {
+    return (globalThis as { sessionStorage?: Storage }).sessionStorage?.getItem(FALLBACK_KEY) === "true"
+  } catch {
+    return false
+  }
+}
+
+function rememberFallback(): void {
+  try {
+    (globalThis as { sessionStorage?: Storage }).sessionStorage?.setItem(FALLBACK_KEY, "true")
+  } catch {
+    // Storage may be disabled: the fallback then holds for this socket only.
   }
 }
 

@@ -4,6 +4,7 @@
 
 import { execFile, spawn, type ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
+import http from "node:http"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -139,4 +140,29 @@ export class HearthServer {
     await this.stop(signal)
     await this.spawn()
   }
+}
+
+/**
+ * A reverse proxy sending each request to the next of nodes in turn (no
+ * stickiness at all), skipping a node once a request to it failed.
+ * Listens on a free loopback port.
+ */
+export function roundRobinProxy(nodes: HearthServer[]): Promise<http.Server> {
+  let next = 0
+  const down = new Set<number>()
+  const proxy = http.createServer((req, res) => {
+    let i = next++ % nodes.length
+    for (let k = 0; k < nodes.length && down.has(i); k++) i = (i + 1) % nodes.length
+    const up = http.request({ host: "127.0.0.1", port: nodes[i].port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers)
+      r.pipe(res)
+    })
+    up.on("error", () => {
+      down.add(i) // a dead node: the balancer takes it out
+      if (!res.headersSent) res.writeHead(502)
+      res.end()
+    })
+    req.pipe(up)
+  })
+  return new Promise((resolve) => proxy.listen(0, "127.0.0.1", () => resolve(proxy)))
 }

@@ -115,6 +115,27 @@ describe("the official phoenix client against hearth serve", { timeout: 60_000 }
     assert.equal(gotA, 0)
   })
 
+  test("a bad channel gets an error reply and the socket's other channels carry on", async () => {
+    const s = phoenixSocket()
+    const [lobby, joined] = await join(s, "room:interop-bad")
+    assert.equal(joined.status, "ok")
+    const got: string[] = []
+    lobby.on("new_msg", (p: { body: string }) => { got.push(p.body) })
+    let errors = 0
+    s.onError(() => { errors++ })
+    const [empty, r] = await join(s, "")
+    assert.deepEqual(r, { status: "error", response: { reason: "topic must not be empty" } })
+    empty.leave() // phoenix.js would retry the join with backoff
+    assert.deepEqual(await outcome(lobby.push("", {})), { status: "error", response: { reason: "event must not be empty" } })
+    assert.equal((await outcome(lobby.push("new_msg", { user: "ann", body: "still here" }))).status, "ok")
+    await eventually("the lobby still receives", () => got.length === 1)
+    assert.deepEqual(got, ["still here"])
+    const [, nick] = await join(s, "room:interop-nick", { nick: "$hearth" })
+    assert.equal(nick.status, "ok", "the text $hearth in the app's params is the app's")
+    assert.ok(s.isConnected())
+    assert.equal(errors, 0, "the socket never closed")
+  })
+
   test("heartbeats are answered: phoenix's ping measures the round trip", async () => {
     const s = phoenixSocket()
     await eventually("phoenix socket open", () => s.isConnected())

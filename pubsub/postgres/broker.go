@@ -100,7 +100,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	b.qroom = sync.NewCond(&b.qmu)
 
 	var err error
-	b.pool, b.ownPool, err = openPool(ctx, opts)
+	b.pool, b.ownPool, err = openPool(ctx, opts, b.checkTimeline)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +116,12 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	b.names.setChannel(channel)
 	b.publishSQL = b.names.expand(publishSQL)
+	// The pool's connections check the server's timeline as they open (see
+	// failover.go); the first ones may have opened before the schema
+	// existed, and a Pool from the caller has no such hook: check now.
+	if err := b.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return b.checkTimeline(ctx, c.Conn()) }); err != nil {
+		return fail(err)
+	}
 	var autovacuum string
 	if err := b.pool.QueryRow(ctx, "SHOW autovacuum").Scan(&autovacuum); err == nil && autovacuum != "on" {
 		// Trimming deletes rows; without autovacuum nothing reclaims them,
@@ -156,7 +162,8 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 }
 
 // openPool returns opts.Pool, or a new pool opened from opts.URL.
-func openPool(ctx context.Context, opts Options) (*pgxpool.Pool, bool, error) {
+// A pool it opens runs afterConnect on every new connection.
+func openPool(ctx context.Context, opts Options, afterConnect func(context.Context, *pgx.Conn) error) (*pgxpool.Pool, bool, error) {
 	if opts.Pool != nil {
 		return opts.Pool, false, nil
 	}
@@ -167,6 +174,7 @@ func openPool(ctx context.Context, opts Options) (*pgxpool.Pool, bool, error) {
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "hearth " + opts.Name
 	}
+	cfg.AfterConnect = afterConnect
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, false, fmt.Errorf("postgres: %w", err)

@@ -67,8 +67,8 @@ func (b *Broker) isClosed() bool {
 // node reads the topic's current position (creating the topic, and so its
 // epoch, if it has none yet); the node delivers every message after it.
 func (b *Broker) Subscribe(ctx context.Context, topic string) error {
-	if !pubsub.ValidTopic(topic) {
-		return pubsub.ErrInvalidTopic
+	if err := pubsub.CheckTopic(topic); err != nil {
+		return err
 	}
 	if b.isClosed() {
 		return pubsub.ErrClosed

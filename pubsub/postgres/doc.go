@@ -72,4 +72,17 @@
 // `SELECT hearth_broadcast('room:1', 'new_msg', '{"body":"hi"}')` does the
 // same from SQL, a trigger included; `hearth emit TOPIC EVENT JSON` from a
 // shell. Every node delivers these like its own broadcasts.
+//
+// # Failover
+//
+// Give the URL every server (`host=a,b` or `postgres://a,b/db`) with
+// `target_session_attrs=read-write`: after a failover the listener and the
+// pool reconnect to the new primary, and the node catches up from the
+// table (NOTIFY is not replicated). Every new connection compares the
+// server's timeline with the one recorded in the schema: on a promoted
+// standby, where an asynchronous failover may have lost acknowledged
+// commits whose offsets would be handed out again, every topic moves to a
+// new epoch, so that clients are told their recovery was incomplete. Set
+// Options.SynchronousFailover when failovers only go to synchronous
+// standbys: then the epochs stay and recovery spans the failover.
 package postgres

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hearth-rt/hearth/pubsub"
@@ -28,22 +30,38 @@ type Emitter struct {
 
 // NewEmitter connects to the database of opts.URL (or uses opts.Pool) and
 // makes sure the schema exists (migrating it like a node would). Only URL,
-// Pool, Schema, Channel, Name and MaxPayload are used.
+// Pool, Schema, Channel, Name, MaxPayload, SynchronousFailover and Logger
+// are used.
 func NewEmitter(ctx context.Context, opts Options) (*Emitter, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	pool, own, err := openPool(ctx, opts)
+	n := newNames(opts.Schema)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var st stats
+	// Its connections check the server's timeline too (failover.go): an
+	// emitter may be the first to publish after a failover.
+	check := func(ctx context.Context, c *pgx.Conn) error {
+		return checkTimeline(ctx, c, n, opts.SynchronousFailover, log, &st)
+	}
+	pool, own, err := openPool(ctx, opts, check)
 	if err != nil {
 		return nil, err
 	}
-	e := &Emitter{pool: pool, ownPool: own, names: newNames(opts.Schema), maxPayload: opts.MaxPayload}
+	e := &Emitter{pool: pool, ownPool: own, names: n, maxPayload: opts.MaxPayload}
 	channel, err := migrate(ctx, pool, opts.Schema, opts.Channel)
 	if err != nil {
 		e.Close()
 		return nil, err
 	}
 	e.names.setChannel(channel)
+	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return check(ctx, c.Conn()) }); err != nil {
+		e.Close()
+		return nil, err
+	}
 	return e, nil
 }
 

@@ -13,8 +13,8 @@ import (
 // them. A topic that does not exist yet is created, so that the position
 // returned has the epoch its first messages will carry.
 func (b *Broker) History(ctx context.Context, topic string, since pubsub.Position, limit int) (pubsub.History, error) {
-	if !pubsub.ValidTopic(topic) {
-		return pubsub.History{}, pubsub.ErrInvalidTopic
+	if err := pubsub.CheckTopic(topic); err != nil {
+		return pubsub.History{}, err
 	}
 	if b.isClosed() {
 		return pubsub.History{}, pubsub.ErrClosed

@@ -32,9 +32,10 @@ var (
 	dShards     = desc("listened_shards", "Notification shards the listener listens to now.")
 	dListens    = desc("shard_listens_total", "Notification shards the listener started listening to.")
 	dUnlistens  = desc("shard_unlistens_total", "Notification shards the listener stopped listening to.")
+	dRotations  = desc("epoch_rotations_total", "Topics this node moved to a new epoch after finding the server on a new timeline (a failover).")
 )
 
-var all = []*prometheus.Desc{dState, dPublished, dBatches, dLatency, dQueued, dNotes, dPubErrors, dReceived, dDelivered, dFetched, dDuplicates, dMissed, dGaps, dReconnects, dCatchUps, dTrimmed, dShards, dListens, dUnlistens}
+var all = []*prometheus.Desc{dState, dPublished, dBatches, dLatency, dQueued, dNotes, dPubErrors, dReceived, dDelivered, dFetched, dDuplicates, dMissed, dGaps, dReconnects, dCatchUps, dTrimmed, dShards, dListens, dUnlistens, dRotations}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range all {
@@ -69,6 +70,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dListens, st.Listens)
 	counter(dUnlistens, st.Unlistens)
 	ch <- prometheus.MustNewConstMetric(dShards, prometheus.GaugeValue, float64(st.ShardsListened))
+	counter(dRotations, st.EpochRotations)
 	// Batch sizes: bucket i of Stats.BatchSizes holds batches up to
 	// 2^(2i+1)-1 messages (1, 7, 31, 127, ...); the sum of all batch sizes
 	// is the number of messages published.

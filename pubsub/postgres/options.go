@@ -89,6 +89,16 @@ type Options struct {
 	// (exponential, full jitter). Zero means 100 ms and 5 s.
 	ReconnectMin, ReconnectMax time.Duration
 
+	// SynchronousFailover says that the database fails over only to
+	// synchronous standbys (synchronous_standby_names, synchronous_commit
+	// on or remote_apply), so that a promoted standby has every commit the
+	// old primary acknowledged. Then a new timeline keeps the topics'
+	// epochs and clients recover across the failover. False (the safe
+	// default) moves every topic to a new epoch when the server is on a new
+	// timeline: asynchronous replication may have lost the last commits,
+	// and their offsets would be handed out again (see failover.go).
+	SynchronousFailover bool
+
 	// OnStateChange, when set, is called with the listener's new state each
 	// time it changes (see Broker.State), including StateHealthy from New
 	// and StateDown from Close. It runs on the listener goroutine (or in New

@@ -144,8 +144,8 @@ var ErrNotText = errors.New("postgres: topic, event and exclude must be UTF-8 te
 // checkMessage validates m before it joins a batch, where a bad message
 // would fail the others' transaction too.
 func checkMessage(m *pubsub.Message, maxPayload int) error {
-	if !pubsub.ValidTopic(m.Topic) {
-		return pubsub.ErrInvalidTopic
+	if err := pubsub.CheckTopic(m.Topic); err != nil {
+		return err
 	}
 	if len(m.Payload) > maxPayload {
 		return pubsub.ErrTooLarge

@@ -119,6 +119,10 @@ type Stats struct {
 	CatchUps uint64
 	// Trimmed is the number of history rows this node deleted.
 	Trimmed uint64
+	// EpochRotations counts topics this node moved to a new epoch because
+	// the server was on a new timeline (a failover; see
+	// Options.SynchronousFailover).
+	EpochRotations uint64
 }
 
 type stats struct {
@@ -129,6 +133,7 @@ type stats struct {
 	received, delivered, fetched, duplicates, missed, gaps     atomic.Uint64
 	badNotes, reconnects, catchUps, trimmed                    atomic.Uint64
 	listens, unlistens                                         atomic.Uint64
+	epochRotations                                             atomic.Uint64 // topics moved to a new epoch after a failover
 }
 
 func batchBucket(n int) int {
@@ -191,6 +196,7 @@ func (b *Broker) Stats() Stats {
 		Reconnects:       s.reconnects.Load(),
 		CatchUps:         s.catchUps.Load(),
 		Trimmed:          s.trimmed.Load(),
+		EpochRotations:   s.epochRotations.Load(),
 	}
 	for i := range out.BatchSizes {
 		out.BatchSizes[i] = s.batchSizes[i].Load()

@@ -7,7 +7,9 @@
 //   emit("new_msg", topic, payload, ack)   io.to(topic).emit("new_msg", topic, payload); ack({status:"ok"})
 //
 // Flags: --port N (default 4200), --host H (default 127.0.0.1),
-// --database-url URL (use @socket.io/postgres-adapter, for cluster runs).
+// --database-url URL (use @socket.io/postgres-adapter, for cluster runs),
+// --transports LIST (default websocket; websocket,polling also serves
+// Engine.IO's HTTP long-polling).
 // GET /debug/mem runs the GC (when node has --expose-gc) and answers
 // process.memoryUsage() as JSON; GET /healthz answers ok.
 "use strict";
@@ -43,7 +45,8 @@ const httpServer = http.createServer((req, res) => {
 });
 
 const io = new Server(httpServer, {
-  transports: ["websocket"],
+  // --transports websocket,polling lets HTTP long-polling in (docs/benchmarks.md, "Long-poll").
+  transports: flag("transports", "websocket").split(","),
   cors: { origin: "*" },
   perMessageDeflate: compress ? { threshold: 0 } : false,
 });

@@ -15,6 +15,7 @@
  * @module
  */
 export { Socket, SignedOut, base64url, browserEnvironment } from "./socket.js";
+export { LongPoll } from "./longpoll.js";
 export type { BinaryType, CloseInfo, ConnectionState, MessageRef, SocketConnectOption, Decode, Encode, SessionStore, SocketErrorCallback, TransportConstructor, Environment, EnvironmentEvent, MaybePromise, Params, ReconnectInfo, SocketOptions, TokenInfo, WebSocketConstructor, WebSocketLike, } from "./socket.js";
 export { Channel } from "./channel.js";
 export type { ChannelParams, ChannelState, EventCallback, Position, RecoverInfo, RecoverReason } from "./channel.js";

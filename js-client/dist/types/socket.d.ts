@@ -112,6 +112,13 @@ export interface SocketOptions {
      * `WebSocket` from the `ws` package), or any class with its API.
      */
     transport?: TransportConstructor;
+    /**
+     * Fall back to long-poll when the WebSocket does not open within this
+     * many ms, or fails before opening; the choice is remembered for the
+     * browser tab (sessionStorage), as phoenix.js does. Default: no fallback.
+     * Only with the default transport.
+     */
+    longPollFallbackMs?: number;
     /** Default timeout of pushes and joins, and of opening a connection (ms). Default 10 s. */
     timeout?: number;
     /** Interval between heartbeats (ms). Default 30 s. */
@@ -239,6 +246,8 @@ export declare class Socket {
     private established;
     private reconnectDueAt;
     private reconnectHinted;
+    private fellBack;
+    private wsOpened;
     /**
      * @param endPoint the socket's path or URL, e.g. "/socket" or
      *   "wss://example.com/socket"; "/websocket" is appended as Phoenix does.

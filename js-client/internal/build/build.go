@@ -92,8 +92,9 @@ func Bundles(root string) ([]Output, error) {
 
 // mangleProps names the private and internal members that the minified
 // bundle shortens: long names, none of them part of the public API or of an
-// object the client shares with the application or the transport (options,
-// WebSocket, Environment). Adding a name here that is public breaks
+// object the client shares with the application, the transport or the wire
+// (options, WebSocket, Environment, AbortController, typed arrays, message
+// payloads such as {since: ...}). A name here that is any of those breaks
 // hearth.min.js only: js-client/test/min-bundle.test.ts runs it.
 var mangleProps = "^(" + strings.Join([]string{
 	"bindingRef", "bindings", "caughtUp", "caughtUpHooks", "clearConn", "closeConn", "closeReason",
@@ -106,6 +107,11 @@ var mangleProps = "^(" + strings.Join([]string{
 	"replayTop", "resetHeartbeat", "scheduleReconnect", "sendBuffer", "sendHeartbeat", "socketClosed",
 	"socketOpened", "socketTerminated", "stableTimer", "storeToken", "suspended", "syncParams",
 	"syncedRef", "terminated", "transportClass", "unlisten", "usedRefreshed",
+	"fellBack", "wsOpened", "encodeBinary", "decodeBinary", "decodeText", "delayFor", "joinCb",
+	"leaveCb", "syncCb", "refreshed", "refused", "pings", "serializer", "wanted", "waiting",
+	"opening", "opened", "dispatch", "advance", "batch", "sending", "ctl", "flush", "endpoint",
+	"hooks", "replies", "received", "wasSent", "pos", "env", "gen", "opts", "hook", "route",
+	"dial", "fail", "stop", "trigger", "startTimeout", "cancelTimeout", "isMember", "rejoin", "joinPush",
 }, "|") + ")$"
 
 func globalName(f api.Format) string {
