@@ -222,7 +222,7 @@ test("offline in the browser: reconnects wait for the online event", { timeout: 
   await eventually("the page saw the drop", async () => (await eventsOf(page)).some((e) => e.startsWith("close")))
   await server.resume()
   await eventually("the socket waiting for the network", async () =>
-    (await page.evaluate(() => (window as unknown as { trace: string[] }).trace)).some((m) => m.includes("offline: waiting to reconnect")))
+    (await page.evaluate(() => (window as unknown as { trace: string[] }).trace)).some((m) => m.includes("hidden or offline: waiting")))
   assert.equal((await eventsOf(page)).filter((e) => e === "open").length, 1, "reconnected while offline")
   await context.setOffline(false)
   await eventually("reconnected after online", async () => (await eventsOf(page)).filter((e) => e === "open").length === 2)
