@@ -37,9 +37,10 @@ staticcheck:
 
 ## fuzz: a short fuzz run of the wire decoder, the permessage-deflate inflater and a whole socket.
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./channels/wire/
-	$(GO) test -run '^$$' -fuzz FuzzInflate -fuzztime 30s ./channels/wire/
-	$(GO) test -run '^$$' -fuzz FuzzSocket -fuzztime 30s ./channels/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 30s ./channels/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzInflate$$' -fuzztime 30s ./channels/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeV1$$' -fuzztime 30s ./channels/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzSocket$$' -fuzztime 30s ./channels/
 
 ## bench: the Go benchmarks behind docs/benchmarks.md.
 bench:

@@ -192,6 +192,13 @@ func (c *conn) closeLocked(code int, reason string, drop bool) {
 	}
 	c.closing = true
 	c.code, c.reason, c.initiator = code, reason, "server"
+	if c.coolKey != 0 {
+		if d := c.srv.cooldownFor(code); d > 0 {
+			// Remembered before the close frame can reach the client, so
+			// that even its fastest reconnect meets the cooldown (refuse.go).
+			c.srv.cool.add(c.coolKey, code, reason, d, time.Now())
+		}
+	}
 	if drop {
 		c.dropQueuedLocked()
 	}
