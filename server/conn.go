@@ -176,11 +176,8 @@ func (c *conn) ReserveReplay(n int) bool {
 // close frame, or after a grace period.
 func (c *conn) Close(code int, reason string) {
 	c.mu.Lock()
-	c.closeLocked(code, reason, false)
+	c.closeLocked(code, reason, false) // starts the cooldown, if any (refuse.go)
 	c.mu.Unlock()
-	if c.coolKey != 0 {
-		c.srv.rememberClose(c) // before the client can reconnect (refuse.go)
-	}
 }
 
 // closeLocked queues a close frame (code 0: one without a body) unless the
