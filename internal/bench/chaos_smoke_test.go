@@ -17,7 +17,10 @@ import (
 // (pg-failover: on a private primary and synchronous standby; partition:
 // node 1 in a network namespace, its Postgres traffic dropped) behind a
 // real HAProxy, clients and the publisher only through it. Every scenario
-// prints its line, and nothing is lost, duplicated or reordered.
+// prints its line, and nothing is lost, duplicated or reordered. The
+// deploy's clients are signed in at a token service and make no call to it
+// during the deploy (TestSignedInClientsTokenCalls has the fetch-each
+// strategy).
 func TestSmokeChaos(t *testing.T) {
 	opts := smokeOptions(t, TargetHearth)
 	opts.DatabaseURL = pgtest.Database(t)
@@ -52,6 +55,24 @@ func TestSmokeChaos(t *testing.T) {
 		}
 		if ph.NotRecovered != 0 {
 			t.Errorf("%s: %d recoveries incomplete", ph.Scenario, ph.NotRecovered)
+		}
+		// The deploy's clients are signed in: each fetched its first
+		// token, then held one refreshed over the socket and reconnected
+		// with it, so the token service saw no call during the deploy;
+		// every node refused a logged-out session's token.
+		if tk := ph.Tokens; ph.Scenario == ChaosDeploy {
+			switch {
+			case tk == nil:
+				t.Errorf("deploy: the clients were not signed in")
+			case tk.Strategy != tokensRefresh || tk.SetupCalls < int64(ph.Clients) || tk.Refreshed != ph.Clients:
+				t.Errorf("deploy: %s tokens, %d setup calls, %d of %d refreshed before the deploy", tk.Strategy, tk.SetupCalls, tk.Refreshed, ph.Clients)
+			case tk.Calls != 0 || tk.Answered != 0:
+				t.Errorf("deploy: %d token-service calls during the deploy (the service answered %d), want none with channel refresh", tk.Calls, tk.Answered)
+			case tk.RevokedRefused != ph.Nodes:
+				t.Errorf("deploy: a logged-out session's token refused by %d of %d nodes", tk.RevokedRefused, ph.Nodes)
+			}
+		} else if tk != nil {
+			t.Errorf("%s: signed-in clients (%+v)", ph.Scenario, tk)
 		}
 		// The node events move clients, who recover what they missed; a
 		// Postgres failover leaves them connected.

@@ -60,6 +60,13 @@ type client struct {
 	counted  bool // counted in the group's joined gauge
 	pbuf     []byte
 
+	// Signed-in clients (AuthSpec): the session cookie (the client's
+	// goroutine only) and the last token the server pushed.
+	session   string
+	pushedTok string
+	pushedExp time.Time
+	gotPush   bool
+
 	// storm bookkeeping, relative to the group's mark
 	markGen  int64 // mark seen
 	downAt   int64 // first disconnect after the mark, ns
@@ -128,8 +135,19 @@ func (c *client) run(ctx context.Context, ready <-chan struct{}) {
 			}
 		}
 		first = false
+		query, pushed := "", false
+		if g.auth != nil {
+			var err error
+			if query, pushed, err = c.connectQuery(ctx, src); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				g.event(seriesError, "token_"+describeErr(err))
+				continue
+			}
+		}
 		g.add(cConnAttempts, 1)
-		conn, err := g.w.dial.dialWS(ctx, src, g.spec.Addrs[addrIdx], path, g.spec.Deflate)
+		conn, err := g.w.dial.dialWS(ctx, src, g.spec.Addrs[addrIdx], path+query, g.spec.Deflate)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -141,6 +159,13 @@ func (c *client) run(ctx context.Context, ready <-chan struct{}) {
 					g.add(cShed, 1)
 				}
 				hint = he.RetryAfter
+				if he.Status == 403 && pushed {
+					// A pushed token refused (the key changed): drop it
+					// for the app's token function, as the JS client does.
+					c.mu.Lock()
+					c.pushedTok = ""
+					c.mu.Unlock()
+				}
 			}
 			g.event(seriesError, label)
 			if g.spec.Failover {
@@ -512,6 +537,10 @@ func (c *client) handlePhoenix(data []byte) error {
 			} else {
 				c.g.add(cPubFailed, 1)
 			}
+		}
+	case "token":
+		if m.Topic == "phoenix" {
+			c.pushedToken(m.Payload)
 		}
 	case "phx_error", "phx_close":
 		i := c.topicPos(m.Topic)

@@ -56,6 +56,8 @@ type GroupSpec struct {
 	Query string `json:"query,omitempty"`
 	// Deflate offers permessage-deflate (compress.go).
 	Deflate bool `json:"deflate,omitempty"`
+	// Auth signs the clients in to a token service; nil means anonymous.
+	Auth *AuthSpec `json:"auth,omitempty"`
 }
 
 // PublishSpec makes clients publishers. Publisher p of Total owns the topics
@@ -79,6 +81,12 @@ func (s *GroupSpec) validate() error {
 	if len(s.Topics) == 0 && s.Publish == nil && s.TopicsPerClient > 0 {
 		return fmt.Errorf("bench: group %s has no topics", s.Name)
 	}
+	if s.Auth != nil {
+		if s.Proto != ProtoPhoenix {
+			return fmt.Errorf("bench: group %s: signed-in clients speak Phoenix only", s.Name)
+		}
+		return s.Auth.validate()
+	}
 	return nil
 }
 
@@ -91,6 +99,7 @@ const (
 	seriesJoined     = "joined"     // clients that got every topic joined
 	seriesDisconnect = "disconnect" // connections lost
 	seriesError      = "error"      // failed attempts and client-visible errors
+	seriesToken      = "token"      // token-service calls (GET /token)
 )
 
 // group is a worker's share of one GroupSpec.
@@ -98,6 +107,7 @@ type group struct {
 	spec    GroupSpec
 	w       *worker
 	policy  Policy
+	auth    *tokenService // nil: anonymous clients
 	topicIx map[string]int
 	clients []*client
 	ctx     context.Context
@@ -149,6 +159,10 @@ const (
 	cNotRecovered
 	cReplayed
 	cShed
+	cLogins           // POST /login
+	cTokenCalls       // GET /token, answered or not
+	cRefreshes        // tokens the server pushed over the socket
+	cRefreshedClients // clients that received at least one
 	numCounters
 )
 
@@ -156,6 +170,7 @@ var counterNames = [numCounters]string{
 	"conn_attempts", "conn_ok", "disconnects", "joins_ok", "join_errors", "join_timeouts",
 	"received", "duplicates", "late", "published", "pub_acked", "pub_failed", "pub_skipped",
 	"recovered", "not_recovered", "replayed", "shed",
+	"logins", "token_calls", "token_refreshes", "refreshed_clients",
 }
 
 func (g *group) add(c int, n int64) { g.ctr[c].Add(n) }

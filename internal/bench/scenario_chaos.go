@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"crypto/rand"
+	"encoding/hex"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,7 +23,7 @@ import (
 func init() {
 	Register(&Scenario{
 		Name:    "chaos",
-		Summary: "production topology: hearth nodes on Postgres behind HAProxy; --scenario deploy,node-kill,pg-failover,pg-failover-async",
+		Summary: "production topology: hearth nodes on Postgres behind HAProxy; --scenario deploy,node-kill,pg-failover,pg-failover-async,partition,soak",
 		Targets: []string{TargetHearth},
 		Run:     runChaos,
 	})
@@ -100,8 +103,54 @@ type chaosPhase struct {
 	NotRecovered int64            `json:"not_recovered"`
 	Unsettled    bool             `json:"unsettled,omitempty"`
 	Timeline     []chaosSample    `json:"timeline"`
+	// Tokens: the clients were signed in (deploy); nil when anonymous.
+	Tokens *chaosTokens `json:"tokens,omitempty"`
 
 	connects, joins [][2]float64 // per second, seconds from the event
+}
+
+// chaosTokens is what signed-in clients asked of the token service.
+type chaosTokens struct {
+	// Strategy is the clients' token strategy under the phase's policy:
+	// channel-refresh (Hearth) or fetch-each (Phoenix).
+	Strategy string `json:"strategy"`
+	// ServiceTTL is the lifetime of the service's tokens (s); the nodes
+	// refresh them over the socket with tokens of their own --token-ttl.
+	ServiceTTL Float `json:"service_token_ttl_s"`
+	// SetupCalls counts the calls before the event: each client's first
+	// token, and another for any reconnect before its first refresh.
+	SetupCalls int64 `json:"setup_calls"`
+	// Refreshed is how many clients had received a token over the socket
+	// when the event started.
+	Refreshed int `json:"refreshed_before_event"`
+	// Calls counts the clients' GET /token from the event to the end (all
+	// rejoined, plus 2 s); Answered is the token service's own count
+	// (hearth_demo_token_requests_total) over the same span.
+	Calls    int64 `json:"calls"`
+	Answered int64 `json:"answered"`
+	// PeakPerSec is the most calls in any one second of that span.
+	PeakPerSec float64 `json:"peak_calls_per_sec"`
+	// Pushed counts the tokens the nodes pushed over the sockets in the
+	// span (channel refresh).
+	Pushed int64 `json:"pushed"`
+	// RevokedRefused is how many nodes refused, before the event, a token
+	// whose session had been logged out at the token service (the
+	// connect's session re-check, token.ConnectOptions.Session), of
+	// RevokedProbed.
+	RevokedRefused int `json:"revoked_refused"`
+	RevokedProbed  int `json:"revoked_probed"`
+
+	perSec [][2]float64 // calls per second, seconds from the event
+}
+
+// tokenStrategy is the token strategy of a reconnect policy's client:
+// Hearth's reuses the token refreshed over the socket; phoenix.js and
+// socket.io apps compute their params (auth) again on every connect.
+func tokenStrategy(policy string) string {
+	if policy == "hearth" {
+		return tokensRefresh
+	}
+	return tokensFetch
 }
 
 // chaosSample is the cluster's state at one moment.
@@ -116,7 +165,10 @@ type chaosSample struct {
 // node-kill), Clients (default 3,000), Topics (default 30), Rate (the
 // publisher's, default 20 msg/s), Warmup, Policies (deploy: default
 // hearth,phoenix; node-kill: hearth), DrainWindow, EventTimeout,
-// DrainTimeout, ConnectRate, Balancer (haproxy, nginx).
+// DrainTimeout, ConnectRate, Balancer (haproxy, nginx). The deploy's
+// clients are signed in at a token service beside the balancer and reuse
+// the tokens refreshed over the socket (hearth policy) or fetch one before
+// every connect (the others); the service's calls are counted.
 func runChaos(ctx context.Context, env *Env) (*Report, error) {
 	o := env.Opts
 	names := o.Chaos
@@ -153,7 +205,7 @@ func runChaos(ctx context.Context, env *Env) (*Report, error) {
 	tab := &Table{
 		Title: fmt.Sprintf("chaos: %d clients on %d topics through %s, a publisher through it too", k, topics, lb),
 		Header: []string{"scenario", "policy", "nodes", "affected", "event took", "ready again", "99% back", "100% back", "peak conn/s", "peak rejoin/s",
-			"shed", "client errors", "published", "pub failed", "lost", "duplicated", "reordered", "not recovered"},
+			"shed", "client errors", "token calls", "peak token calls/s", "published", "pub failed", "lost", "duplicated", "reordered", "not recovered"},
 	}
 	rep.Tables = append(rep.Tables, tab)
 	var phases []*chaosPhase
@@ -170,11 +222,19 @@ func runChaos(ctx context.Context, env *Env) (*Report, error) {
 			ph, err := chaosOne(ctx, env, name, pol, lb, k, topics)
 			if ph != nil {
 				phases = append(phases, ph)
+				calls, peakCalls := "-", "-" // anonymous clients
+				if tk := ph.Tokens; tk != nil {
+					calls, peakCalls = fint(tk.Calls), fnum(tk.PeakPerSec)
+				}
 				tab.Add(name, pol, fint(int64(ph.Nodes)), fint(int64(ph.Affected)), fms(float64(ph.EventMS)), fms(float64(ph.ReadyAgainMS)), fms(float64(ph.Rejoin99)), fms(float64(ph.Rejoin100)),
-					fnum(ph.PeakAccept), fnum(ph.PeakRejoin), fint(ph.Shed), fint(ph.ClientErrors), fint(ph.Published), fint(ph.PubFailed),
+					fnum(ph.PeakAccept), fnum(ph.PeakRejoin), fint(ph.Shed), fint(ph.ClientErrors), calls, peakCalls, fint(ph.Published), fint(ph.PubFailed),
 					fint(ph.Lost), fint(ph.Duplicates), fint(ph.Reordered), fint(ph.NotRecovered))
 				extra := ""
 				switch {
+				case ph.Tokens != nil:
+					tk := ph.Tokens
+					extra = fmt.Sprintf("signed in (%s tokens; %d setup calls, %d of %d refreshed over the socket, a logged-out session refused by %d of %d nodes), token-service calls during the deploy %d (peak %s/s; the service answered %d), ",
+						tk.Strategy, tk.SetupCalls, tk.Refreshed, ph.Clients, tk.RevokedRefused, tk.RevokedProbed, tk.Calls, fnum(tk.PeakPerSec), tk.Answered)
 				case name == ChaosPartition:
 					extra = fmt.Sprintf("node noticed (/readyz 503) after %s, balancer out after %s, cut for %s, ", fms(float64(ph.NoticedMS)), fms(float64(ph.LBOutMS)), fms(float64(ph.PartitionMS)))
 				case name == ChaosSoak && len(ph.Soak) > 1:
@@ -234,6 +294,20 @@ func chaosCharts(phases []*chaosPhase) []*Chart {
 		charts = append(charts, rate, ready)
 		charts = append(charts, soakCharts(ph)...)
 	}
+	calls := &Chart{Title: "Token-service calls per second, signed-in clients", XLabel: "seconds from the event", YLabel: "GET /token per second (1 s window)"}
+	callBars := &Chart{Title: "Token-service calls from the event until every client rejoined", YLabel: "GET /token"}
+	total := BarSeries{Name: "token-service calls"}
+	for _, ph := range phases {
+		if ph.Tokens != nil {
+			calls.Lines = append(calls.Lines, Series{Name: ph.Scenario + " " + ph.Policy + " (" + ph.Tokens.Strategy + ")", Points: ph.Tokens.perSec})
+			callBars.Categories = append(callBars.Categories, ph.Scenario+" "+ph.Policy)
+			total.Values = append(total.Values, Float(ph.Tokens.Calls))
+		}
+	}
+	if len(calls.Lines) > 0 {
+		callBars.Bars = []BarSeries{total}
+		charts = append(charts, calls, callBars)
+	}
 	if len(phases) > 0 {
 		var cats []string
 		bars := BarSeries{Name: "peak connects/s"}
@@ -262,6 +336,13 @@ type chaosCluster struct {
 	mu    sync.Mutex
 	nodes []*Server // current process per slot (nil: none)
 	all   []*Server
+
+	// The token service (a `hearth serve` beside the balancer, on the same
+	// database and secret; nil when the clients are anonymous).
+	secret string
+	dbURL  string
+	dir    string
+	tokens *Server
 }
 
 func (c *chaosCluster) node(i int) *Server {
@@ -282,6 +363,9 @@ func (c *chaosCluster) setNode(i int, s *Server) {
 func (c *chaosCluster) close() {
 	if c.lb != nil {
 		_ = c.lb.Close()
+	}
+	if c.tokens != nil {
+		c.tokens.Kill()
 	}
 	c.mu.Lock()
 	stopServers(slices.DeleteFunc(slices.Clone(c.nodes), func(s *Server) bool { return s == nil }))
@@ -341,7 +425,12 @@ func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir,
 	o := env.Opts
 	// Behind the balancer every connection comes from its address: the
 	// nodes read the client's from X-Forwarded-For.
-	args := append(slices.Clone(o.ServerArgs), "--trusted-proxies", "127.0.0.1")
+	// One secret for every node (and the token service): a token from one
+	// is good on all.
+	var sb [16]byte
+	_, _ = rand.Read(sb[:])
+	secret := hex.EncodeToString(sb[:])
+	args := append(slices.Clone(o.ServerArgs), "--trusted-proxies", "127.0.0.1", "--secret", secret)
 	args = append(args, extra...)
 	topts := TargetOptions{
 		Kind: TargetHearth, HearthBin: o.HearthBin, RepoDir: o.Repo, DatabaseURL: dbURL,
@@ -354,7 +443,7 @@ func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir,
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &chaosCluster{t: t, nodes: make([]*Server, n), addrs: make([]string, n), isolated: -1}
+	c := &chaosCluster{t: t, nodes: make([]*Server, n), addrs: make([]string, n), isolated: -1, secret: secret, dbURL: dbURL, dir: dir}
 	for i := range n {
 		if i == isolate {
 			c.addrs[i], err = c.isolate(ctx, i, dbURL, topts)
@@ -388,6 +477,86 @@ func startChaosCluster(ctx context.Context, env *Env, lbKind string, n int, dir,
 		}
 	}
 	return c, nil
+}
+
+// startTokenService starts the token service: a `hearth serve` on the
+// cluster's database and secret, beside the balancer (not behind it, not
+// part of the deploy), whose POST /login and GET /token the clients use;
+// its tokens live ttl. Being on the database, its logouts reach every node.
+func (c *chaosCluster) startTokenService(ctx context.Context, env *Env, ttl time.Duration) error {
+	t, err := NewTarget(ctx, TargetOptions{
+		Kind: TargetHearth, HearthBin: env.Opts.HearthBin, RepoDir: env.Opts.Repo, DatabaseURL: c.dbURL,
+		Args: []string{"--secret", c.secret, "--token-ttl", ttl.String()}, LogDir: filepath.Join(c.dir, "token-service"), Epoch: env.Epoch,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(c.dir, "token-service"), 0o755); err != nil {
+		return err
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		return err
+	}
+	c.tokens, err = t.Start(ctx, 0, addr)
+	return err
+}
+
+// tokenCount reads the token service's count of GET /token answered.
+func (c *chaosCluster) tokenCount() int64 {
+	return scrapeCounter("http://"+c.tokens.Addr+"/metrics", "hearth_demo_token_requests_total")
+}
+
+// probeRevoked checks the nodes' session re-check at connect: a user
+// signs in at the token service and gets a token, which node 0 accepts;
+// then logs out (the token service announces it to every node through
+// Postgres), and each node must refuse the same, still valid token (HTTP
+// 403 before the upgrade: a client that cannot read close codes). It
+// returns how many nodes refused it within 10 s.
+func (c *chaosCluster) probeRevoked(ctx context.Context) (int, error) {
+	ts := newTokenService(c.tokens.Addr)
+	defer ts.close()
+	cookie, err := ts.login(ctx, "", "chaos-probe")
+	if err != nil {
+		return 0, fmt.Errorf("probe login: %w", err)
+	}
+	tok, _, err := ts.token(ctx, "", cookie)
+	if err != nil {
+		return 0, fmt.Errorf("probe token: %w", err)
+	}
+	d := &dialer{timeout: 5 * time.Second}
+	path := "/socket/websocket?vsn=2.0.0&token=" + url.QueryEscape(tok)
+	conn, err := d.dialWS(ctx, "", c.addrs[0], path, false)
+	if err != nil {
+		return 0, fmt.Errorf("a fresh token refused by node 0 before the logout: %w", err)
+	}
+	conn.c.Close()
+	if err := ts.logout(ctx, cookie); err != nil {
+		return 0, err
+	}
+	refused := 0
+	for i, a := range c.addrs {
+		if c.node(i) == nil {
+			continue
+		}
+		limit := time.Now().Add(10 * time.Second)
+		for time.Now().Before(limit) {
+			conn, err := d.dialWS(ctx, "", a, path, false)
+			if err == nil {
+				conn.c.Close() // the logout has not reached this node yet
+				if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+					return refused, err
+				}
+				continue
+			}
+			var he *HandshakeError
+			if errors.As(err, &he) && he.Status == http.StatusForbidden {
+				refused++
+			}
+			break
+		}
+	}
+	return refused, nil
 }
 
 // deploy replaces every node in turn: SIGTERM (it turns unready, the
@@ -494,6 +663,20 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 		return nil, err
 	}
 	defer c.close()
+	// The deploy's clients are signed in: each gets its tokens from a
+	// token service shared by the cluster, the nodes verify them.
+	var tokens *chaosTokens
+	if name == ChaosDeploy {
+		// The service's tokens live briefly so that every client receives
+		// its first refresh over the socket (a token of the nodes'
+		// --token-ttl, 10 minutes) within the warm-up, as a client
+		// connected for a while has; a Hearth client that reconnected with
+		// the service's token instead would find it expired.
+		tokens = &chaosTokens{Strategy: tokenStrategy(pol), ServiceTTL: Float(pick(0, 20*time.Second, 6*time.Second, o.Smoke).Seconds())}
+		if err := c.startTokenService(ctx, env, time.Duration(float64(tokens.ServiceTTL)*float64(time.Second))); err != nil {
+			return nil, err
+		}
+	}
 
 	fleet, err := env.Fleet(k + 1)
 	if err != nil {
@@ -512,6 +695,9 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 		Name: "subs", Proto: ProtoPhoenix, Addrs: lbAddr, Failover: true, Policy: pol,
 		Topics: topicNames(runTopicPrefix("room:chaos"), topics), TopicsPerClient: 1, Count: k, SourceIPs: env.SourceIPs(k),
 		ConnectRate: connRate, HeartbeatMS: env.heartbeatMS(), Recover: recov, EpochNS: epoch,
+	}
+	if tokens != nil {
+		sub.Auth = &AuthSpec{Service: c.tokens.Addr, Strategy: tokens.Strategy, UserPrefix: "u"}
 	}
 	p := env.progress(label+" connect", fleet, joinedLine(int64(k), "subs"))
 	err = fleet.Start(sub)
@@ -536,8 +722,41 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	if err := sleepCtx(ctx, warmup); err != nil {
 		return nil, err
 	}
+	var callsAt, pushedAt, answeredAt int64
+	if tokens != nil {
+		// Every client holds a token refreshed over the socket (Phoenix's
+		// too, which ignore it); the session re-check refuses a logged-out
+		// session's token on every node.
+		limit := time.Now().Add(time.Duration(float64(tokens.ServiceTTL)*float64(time.Second)) + 30*time.Second)
+		for {
+			st, err := fleet.Stats()
+			if err != nil {
+				return nil, err
+			}
+			if n := st["subs"].Counters["refreshed_clients"]; n >= int64(k) {
+				break
+			} else if time.Now().After(limit) {
+				return nil, fmt.Errorf("bench: %d of %d signed-in clients received a token over the socket", n, k)
+			}
+			if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+				return nil, err
+			}
+		}
+		tokens.RevokedProbed = nodes
+		if tokens.RevokedRefused, err = c.probeRevoked(ctx); err != nil {
+			return nil, err
+		}
+		st, err := fleet.Stats()
+		if err != nil {
+			return nil, err
+		}
+		sc := st["subs"].Counters
+		callsAt, pushedAt, tokens.Refreshed = sc["token_calls"], sc["token_refreshes"], int(sc["refreshed_clients"])
+		tokens.SetupCalls = callsAt
+		answeredAt = c.tokenCount()
+	}
 
-	ph := &chaosPhase{Scenario: name, Policy: pol, Balancer: lbKind, Nodes: nodes, Clients: k, EventMS: Float(math.NaN())}
+	ph := &chaosPhase{Scenario: name, Policy: pol, Balancer: lbKind, Nodes: nodes, Clients: k, EventMS: Float(math.NaN()), Tokens: tokens}
 	mark := time.Now()
 	// The timeline: every node's /readyz and the balancer's view, twice a
 	// second, from a few seconds before the event to the end.
@@ -722,6 +941,15 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 	ph.Duplicates = sr.Stats.Counters["duplicates"]
 	ph.Reordered = sr.Stats.Counters["late"]
 	ph.Recovered, ph.NotRecovered = sr.Stats.Counters["recovered"], sr.Stats.Counters["not_recovered"]
+	if tokens != nil {
+		tokens.Calls = sr.Stats.Counters["token_calls"] - callsAt
+		tokens.Pushed = sr.Stats.Counters["token_refreshes"] - pushedAt
+		tokens.Answered = c.tokenCount() - answeredAt
+		tokens.PeakPerSec = peakRate(sr.Series[seriesToken], from, to)
+		for _, pt := range seriesPoints(sr.Series[seriesToken], from-3, to, 1000/binMS) {
+			tokens.perSec = append(tokens.perSec, [2]float64{pt[0] - from, pt[1]})
+		}
+	}
 	if ph.NotRejoined > 0 {
 		return ph, fmt.Errorf("bench: %d of %d affected clients were not joined again within %v (errors: %s)",
 			ph.NotRejoined, ph.Affected, evTimeout, strings.TrimSpace(sr.Stats.ErrorSummary()))

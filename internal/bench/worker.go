@@ -143,6 +143,9 @@ func (w *worker) start(spec GroupSpec) error {
 		errs:    make(map[string]int64),
 		series:  make(map[string]map[int]int64),
 	}
+	if spec.Auth != nil {
+		g.auth = newTokenService(spec.Auth.Service)
+	}
 	for i, t := range spec.Topics {
 		g.topicIx[t] = i
 		g.deliv = append(g.deliv, w.delivered(t))
@@ -308,6 +311,9 @@ func (w *worker) stop(name string) error {
 	}
 	g.cancel()
 	g.wg.Wait()
+	if g.auth != nil {
+		g.auth.close()
+	}
 	w.mu.Lock()
 	delete(w.groups, name)
 	w.mu.Unlock()
