@@ -2,10 +2,10 @@ package bench
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
