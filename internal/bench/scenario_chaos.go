@@ -139,8 +139,9 @@ type chaosTokens struct {
 	// RevokedProbed.
 	RevokedRefused int `json:"revoked_refused"`
 	RevokedProbed  int `json:"revoked_probed"`
-
-	perSec [][2]float64 // calls per second, seconds from the event
+	// PerSec is the calls per second (1 s window, every 100 ms), seconds
+	// from the event, from 3 s before it to the end.
+	PerSec [][2]float64 `json:"calls_per_sec"`
 }
 
 // tokenStrategy is the token strategy of a reconnect policy's client:
@@ -299,7 +300,7 @@ func chaosCharts(phases []*chaosPhase) []*Chart {
 	total := BarSeries{Name: "token-service calls"}
 	for _, ph := range phases {
 		if ph.Tokens != nil {
-			calls.Lines = append(calls.Lines, Series{Name: ph.Scenario + " " + ph.Policy + " (" + ph.Tokens.Strategy + ")", Points: ph.Tokens.perSec})
+			calls.Lines = append(calls.Lines, Series{Name: ph.Scenario + " " + ph.Policy + " (" + ph.Tokens.Strategy + ")", Points: ph.Tokens.PerSec})
 			callBars.Categories = append(callBars.Categories, ph.Scenario+" "+ph.Policy)
 			total.Values = append(total.Values, Float(ph.Tokens.Calls))
 		}
@@ -947,7 +948,7 @@ func chaosOne(ctx context.Context, env *Env, name, pol, lbKind string, k, topics
 		tokens.Answered = c.tokenCount() - answeredAt
 		tokens.PeakPerSec = peakRate(sr.Series[seriesToken], from, to)
 		for _, pt := range seriesPoints(sr.Series[seriesToken], from-3, to, 1000/binMS) {
-			tokens.perSec = append(tokens.perSec, [2]float64{pt[0] - from, pt[1]})
+			tokens.PerSec = append(tokens.PerSec, [2]float64{pt[0] - from, pt[1]})
 		}
 	}
 	if ph.NotRejoined > 0 {
