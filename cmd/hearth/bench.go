@@ -61,6 +61,10 @@ func runBench(args []string) error {
 		// Hidden mode: a node of the broker scenario.
 		return bench.BrokerNode(args[1:], os.Stdin, os.Stdout)
 	}
+	if len(args) > 0 && args[0] == "scale-node" {
+		// Hidden mode: a node of the scale scenario.
+		return bench.ScaleNode(args[1:], os.Stdin, os.Stdout)
+	}
 	var o bench.Options
 	var targets, policies, events, counts, chaos listFlag
 	var serverArgs repeatFlag
@@ -80,7 +84,11 @@ func runBench(args []string) error {
 	fs.IntVar(&o.Size, "size", 0, "payload bytes")
 	fs.DurationVar(&o.Duration, "duration", 0, "measured publishing time")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "publishing time before the measurement or the event")
-	fs.IntVar(&o.Nodes, "nodes", 0, "cluster: server nodes")
+	var nodes, dbs, listen listFlag
+	fs.Var(&nodes, "nodes", "cluster: server nodes; scale: node counts to sweep, comma-separated (default 2,8,16,32,64)")
+	fs.Var(&dbs, "databases", "scale: database counts (K) to sweep, comma-separated (default 1,3)")
+	fs.Var(&listen, "listen", "scale: listening modes, comma-separated: interest (interest-based), all (ListenAll) (default both)")
+	fs.IntVar(&o.Replicas, "replicas", 0, "scale: nodes subscribing to each topic (default 3)")
 	fs.Var(&policies, "policies", "storm: reconnect policies to compare: hearth,phoenix,socketio")
 	fs.Var(&events, "events", "storm: events to run: kill,drain,rolling,expired (clients holding an expired token: upgrades/s)")
 	fs.DurationVar(&o.EventTimeout, "event-timeout", 0, "storm: longest wait for every client to rejoin")
@@ -135,6 +143,24 @@ func runBench(args []string) error {
 	if len(o.Rates) == 1 {
 		o.Rate, o.Rates = o.Rates[0], nil
 	}
+	for _, c := range nodes {
+		n, err := strconv.Atoi(c)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--nodes: %q is not a positive number", c)
+		}
+		o.NodeCounts = append(o.NodeCounts, n)
+	}
+	if len(o.NodeCounts) > 0 {
+		o.Nodes = o.NodeCounts[0]
+	}
+	for _, c := range dbs {
+		n, err := strconv.Atoi(c)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--databases: %q is not a positive number", c)
+		}
+		o.DatabaseCounts = append(o.DatabaseCounts, n)
+	}
+	o.ListenModes = listen
 	for _, c := range counts {
 		n, err := strconv.Atoi(c)
 		if err != nil || n <= 0 {
