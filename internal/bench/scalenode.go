@@ -74,6 +74,7 @@ type scaleNodeResult struct {
 type scaleDB struct {
 	Published     uint64 `json:"published"`          // messages this node committed there
 	Notifications uint64 `json:"notifications_sent"` // NOTIFY payloads it sent
+	Transactions  uint64 `json:"transactions"`       // publishing transactions it committed there
 	NotesReceived uint64 `json:"notes_received"`     // notifications its listener received
 	Delivered     uint64 `json:"delivered"`
 	Fetched       uint64 `json:"fetched"`
@@ -357,7 +358,7 @@ func ScaleNode(args []string, in io.Reader, out io.Writer) error {
 			for k, b := range brokers {
 				s, s0 := b.Stats(), rd.baseline[k]
 				res.DBs = append(res.DBs, scaleDB{
-					Published: s.Published - s0.Published, Notifications: s.Notifications - s0.Notifications,
+					Published: s.Published - s0.Published, Notifications: s.Notifications - s0.Notifications, Transactions: s.Batches - s0.Batches,
 					NotesReceived: s.Received - s0.Received, Delivered: s.Delivered - s0.Delivered,
 					Fetched: s.Fetched - s0.Fetched, Shards: s.ShardsListened,
 				})

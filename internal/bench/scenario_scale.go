@@ -58,10 +58,12 @@ type scaleStep struct {
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
 	CrossPerSec      float64 `json:"cross_node_deliveries_per_sec"` // deliveries on a node other than the publisher's, per second
 
-	NotesReceived  uint64  `json:"notifications_received"`        // Σ over listeners: what Postgres sent
-	NotesPerMsg    float64 `json:"notifications_per_msg"`         // NotesReceived / Published
-	NotesEstimate  float64 `json:"notifications_per_msg_bound"`   // Σ published × listeners of the message's shard / Published
-	NotifySent     uint64  `json:"notify_payloads_sent"`          // NOTIFY payloads the publishers sent
+	NotesReceived  uint64  `json:"notifications_received"`      // Σ over listeners: what Postgres sent
+	NotesPerMsg    float64 `json:"notifications_per_msg"`       // NotesReceived / Published
+	NotesEstimate  float64 `json:"notifications_per_msg_bound"` // Σ published × listeners of the message's shard / Published
+	NotifySent     uint64  `json:"notify_payloads_sent"`        // NOTIFY payloads the publishers sent
+	Transactions   uint64  `json:"transactions"`                // publishing transactions (each NOTIFY commit wakes every listener of its database)
+	MsgsPerTx      float64 `json:"msgs_per_transaction"`
 	MsgsPerNotify  float64 `json:"msgs_per_notify_payload"`       // Published / NotifySent (batching)
 	ShardsListened float64 `json:"mean_shards_listened_per_node"` // per node and database
 
@@ -170,7 +172,7 @@ func runScale(ctx context.Context, env *Env) (*Report, error) {
 	var steps []*scaleStep
 	tab := &Table{
 		Title: fmt.Sprintf("scale: broker-only nodes, %d topics on %d nodes each, %v per round, cluster-wide offered rate", p.Topics, p.Replicas, time.Duration(p.Seconds*float64(time.Second))),
-		Header: []string{"K", "listen", "nodes", "offered", "published/s", "deliveries/s", "notes/msg", "bound", "msgs/NOTIFY", "PG cpu ms/1k", "PG idle", "node cpu ms/1k",
+		Header: []string{"K", "listen", "nodes", "offered", "published/s", "deliveries/s", "notes/msg", "bound", "msgs/NOTIFY", "msgs/tx", "PG cpu ms/1k", "PG idle", "node cpu ms/1k",
 			"p50", "p99", "lost", "dup", "mismatch", "db shares", "kept up"},
 	}
 	rep.Tables = append(rep.Tables, tab)
@@ -184,7 +186,7 @@ func runScale(ctx context.Context, env *Env) (*Report, error) {
 				steps = append(steps, got...)
 				for _, s := range got {
 					tab.Add(strconv.Itoa(s.Databases), s.Listen, strconv.Itoa(s.Nodes), fnum(s.Offered), fnum(s.PublishedPerSec), fnum(s.DeliveriesPerSec),
-						fmt.Sprintf("%.2f", s.NotesPerMsg), fmt.Sprintf("%.2f", s.NotesEstimate), fmt.Sprintf("%.2f", s.MsgsPerNotify),
+						fmt.Sprintf("%.2f", s.NotesPerMsg), fmt.Sprintf("%.2f", s.NotesEstimate), fmt.Sprintf("%.2f", s.MsgsPerNotify), fmt.Sprintf("%.1f", s.MsgsPerTx),
 						fmt.Sprintf("%.0f", s.PGCPUPer1k), fmt.Sprintf("%.0f%%", s.PGIdlePct), fmt.Sprintf("%.0f", s.NodeCPUPer1k), fms(s.P50MS), fms(s.P99MS),
 						fint(s.Lost), fint(s.Duplicates), strconv.Itoa(s.Mismatched), dbShares(s), yesNo(s.KeptUp))
 				}
@@ -529,6 +531,7 @@ func scaleRoundRun(ctx context.Context, procs []*scaleProc, pgPIDs []int, p scal
 			s.PerDB[d].NotesReceived += db.NotesReceived
 			s.NotesReceived += db.NotesReceived
 			s.NotifySent += db.Notifications
+			s.Transactions += db.Transactions
 			shards += float64(db.Shards)
 		}
 		for t, c := range e.RecvTopics {
@@ -553,6 +556,9 @@ func scaleRoundRun(ctx context.Context, procs []*scaleProc, pgPIDs []int, p scal
 		pub := float64(s.Published)
 		s.NotesPerMsg = float64(s.NotesReceived) / pub
 		s.NotesEstimate = bound / pub
+		if s.Transactions > 0 {
+			s.MsgsPerTx = pub / float64(s.Transactions)
+		}
 		if s.NotifySent > 0 {
 			s.MsgsPerNotify = pub / float64(s.NotifySent)
 		}
