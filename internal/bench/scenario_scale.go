@@ -67,8 +67,10 @@ type scaleStep struct {
 	MsgsPerNotify  float64 `json:"msgs_per_notify_payload"`       // Published / NotifySent (batching)
 	ShardsListened float64 `json:"mean_shards_listened_per_node"` // per node and database
 
-	PGCPUSeconds   float64      `json:"pg_cpu_seconds"`  // all servers, postmaster and backends
-	PGIdlePct      float64      `json:"pg_idle_cpu_pct"` // the same with the nodes up and not publishing, % of a CPU
+	PGCPUSeconds   float64      `json:"pg_cpu_seconds"`      // all servers, postmaster and backends
+	PGBackends     int          `json:"pg_backends"`         // all servers' backends with the nodes connected
+	PGBackendKiB   float64      `json:"pg_backend_anon_kib"` // their mean private memory (RssAnon)
+	PGIdlePct      float64      `json:"pg_idle_cpu_pct"`     // the same with the nodes up and not publishing, % of a CPU
 	PGCPUPer1k     float64      `json:"pg_cpu_ms_per_1k_msgs"`
 	NodeCPUSeconds float64      `json:"node_cpu_seconds"`
 	NodeCPUPer1k   float64      `json:"node_cpu_ms_per_1k_msgs"`
@@ -175,7 +177,8 @@ func runScale(ctx context.Context, env *Env) (*Report, error) {
 		Header: []string{"K", "listen", "nodes", "offered", "published/s", "deliveries/s", "notes/msg", "bound", "msgs/NOTIFY", "msgs/tx", "PG cpu ms/1k", "PG idle", "node cpu ms/1k",
 			"p50", "p99", "lost", "dup", "mismatch", "db shares", "kept up"},
 	}
-	rep.Tables = append(rep.Tables, tab)
+	conns := &Table{Title: "scale: Postgres with the nodes connected and idle", Header: []string{"K", "listen", "nodes", "backends", "private KiB/backend", "PG idle cpu"}}
+	rep.Tables = append(rep.Tables, tab, conns)
 	for _, k := range p.Databases {
 		for _, mode := range p.Listen {
 			for _, n := range p.NodeCounts {
@@ -189,6 +192,10 @@ func runScale(ctx context.Context, env *Env) (*Report, error) {
 						fmt.Sprintf("%.2f", s.NotesPerMsg), fmt.Sprintf("%.2f", s.NotesEstimate), fmt.Sprintf("%.2f", s.MsgsPerNotify), fmt.Sprintf("%.1f", s.MsgsPerTx),
 						fmt.Sprintf("%.0f", s.PGCPUPer1k), fmt.Sprintf("%.0f%%", s.PGIdlePct), fmt.Sprintf("%.0f", s.NodeCPUPer1k), fms(s.P50MS), fms(s.P99MS),
 						fint(s.Lost), fint(s.Duplicates), strconv.Itoa(s.Mismatched), dbShares(s), yesNo(s.KeptUp))
+				}
+				if len(got) > 0 {
+					c := got[0]
+					conns.Add(strconv.Itoa(k), mode, strconv.Itoa(n), strconv.Itoa(c.PGBackends), fmt.Sprintf("%.0f", c.PGBackendKiB), fmt.Sprintf("%.1f%%", c.PGIdlePct))
 				}
 				if err != nil {
 					rep.Results = steps
@@ -410,6 +417,12 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 		idle0 += pgTreeCPU(pid)
 	}
 	idlePct := 100 * idle0 / time.Since(t0).Seconds()
+	backends, anonKiB := 0, 0.0
+	for _, pid := range pids {
+		b, kib := pgBackends(pid)
+		backends += b
+		anonKiB += kib
+	}
 
 	var steps []*scaleStep
 	for round, rate := range p.Rates {
@@ -419,6 +432,10 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 		s, err := scaleRoundRun(ctx, procs, pids, p, round+1, rate, subs, fanout)
 		if s != nil {
 			s.Databases, s.Listen, s.Nodes, s.PGIdlePct = k, mode, n, idlePct
+			s.PGBackends = backends
+			if backends > 0 {
+				s.PGBackendKiB = anonKiB / float64(backends)
+			}
 			steps = append(steps, s)
 		}
 		if err != nil {
@@ -616,6 +633,28 @@ func pgTreeCPU(pid int) float64 {
 		}
 	}
 	return total / clkTck
+}
+
+// pgBackends counts a postmaster's child processes and sums their private
+// resident memory (RssAnon, KiB): what each connection costs the server
+// beyond the shared buffers.
+func pgBackends(pid int) (n int, anonKiB float64) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil || c == pid {
+			continue
+		}
+		f, err := procStatFields(c)
+		if err != nil || len(f) < 2 || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		if kib, err := procStatusKB(c, "RssAnon:"); err == nil {
+			n++
+			anonKiB += float64(kib)
+		}
+	}
+	return n, anonKiB
 }
 
 // procStatFields returns the fields of /proc/PID/stat after the command
