@@ -416,7 +416,7 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 	for _, pid := range pids {
 		idle0 += pgTreeCPU(pid)
 	}
-	idlePct := 100 * idle0 / time.Since(t0).Seconds()
+	idlePct := max(0, 100*idle0/time.Since(t0).Seconds())
 	backends, anonKiB := 0, 0.0
 	for _, pid := range pids {
 		b, kib := pgBackends(pid)
