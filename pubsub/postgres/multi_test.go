@@ -278,8 +278,10 @@ func TestForeignPublishRefused(t *testing.T) {
 // the database out again moves the topics back, to new epochs again.
 func TestAddDatabase(t *testing.T) {
 	urls := databases(t, 4)
-	fast := func(o *Options) { o.TrimInterval = 100 * time.Millisecond }
-	old, _ := multiNode(t, urls[:3], fast)
+	// old never checks the set by itself (its trimmer sleeps): its
+	// publishing statements must; watcher checks it every 100 ms.
+	old, _ := multiNode(t, urls[:3], func(o *Options) { o.TrimInterval = time.Hour })
+	watcher, _ := multiNode(t, urls[:3], func(o *Options) { o.TrimInterval = 100 * time.Millisecond })
 	const n = 400
 	topic := func(i int) string { return "doc:" + strconv.Itoa(i) }
 	pos := make([]pubsub.Position, n)
@@ -291,7 +293,7 @@ func TestAddDatabase(t *testing.T) {
 	if _, err := New(ctx, Options{URLs: urls}); err == nil || !strings.Contains(err.Error(), "Rebalance") {
 		t.Fatalf("a fourth database without Rebalance: %v", err)
 	}
-	newer, rec := multiNode(t, urls, fast, func(o *Options) { o.Rebalance = true })
+	newer, rec := multiNode(t, urls, func(o *Options) { o.Rebalance = true })
 
 	moved := 0
 	for i := 0; i < n; i++ {
@@ -321,12 +323,18 @@ func TestAddDatabase(t *testing.T) {
 		}
 	}
 
-	// The node started with three databases refuses to publish (its
-	// statements check the set) and soon reports down.
-	if _, err := old.Publish(ctx, pubsub.Message{Topic: topic(0), Event: "e", Payload: []byte(`{}`)}); err == nil || !strings.Contains(err.Error(), "restart") {
+	// The nodes started with three databases refuse to publish (their
+	// statements check the set) and soon report down.
+	var pe *pgconn.PgError
+	if _, err := old.Publish(ctx, pubsub.Message{Topic: topic(0), Event: "e", Payload: []byte(`{}`)}); !errors.As(err, &pe) || pe.Code != "HT002" {
 		t.Errorf("publishing from a node with the old set: %v", err)
+	} else {
+		t.Logf("refused: %v (hint: %s)", err, pe.Hint)
 	}
-	eventually(t, 10*time.Second, "the old node down", func() bool { return old.State() == StateDown })
+	eventually(t, 10*time.Second, "the watching node down", func() bool { return watcher.State() == StateDown })
+	if _, err := watcher.Publish(ctx, pubsub.Message{Topic: topic(0), Event: "e", Payload: []byte(`{}`)}); !errors.Is(err, errOutdated) {
+		t.Errorf("publishing from a node that noticed the change: %v", err)
+	}
 
 	// A moved topic works on the new node, from offset 1 of its new epoch.
 	var movedTopic string
