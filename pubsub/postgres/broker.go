@@ -90,6 +90,7 @@ type Broker struct {
 	// The node's state as last reported to OnStateChange (parts' parent).
 	stateMu   sync.Mutex
 	lastState State
+	started   atomic.Bool // every part started
 }
 
 type handlerBox struct{ h pubsub.Handler }

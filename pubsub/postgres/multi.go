@@ -243,6 +243,7 @@ func newMulti(ctx context.Context, opts Options) (*Broker, error) {
 			return fail(fmt.Errorf("postgres: database %d of %d: %w", i+1, len(opts.URLs), err))
 		}
 	}
+	b.started.Store(true)
 	b.partStateChanged()
 	return b, nil
 }
@@ -295,8 +296,8 @@ func (b *Broker) multiState() State {
 // partStateChanged tells OnStateChange about a change of the node's state
 // that a part's change made.
 func (b *Broker) partStateChanged() {
-	if b.opts.OnStateChange == nil {
-		return
+	if b.opts.OnStateChange == nil || !b.started.Load() {
+		return // New reports the state once every part started
 	}
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()

@@ -134,7 +134,9 @@ type Options struct {
 	// OnStateChange, when set, is called with the listener's new state each
 	// time it changes (see Broker.State), including StateHealthy from New
 	// and StateDown from Close. It runs on the listener goroutine (or in New
-	// and Close) and must not block.
+	// and Close) and must not block. With several databases it is called
+	// with the node's state as Broker.State computes it, from any
+	// database's listener goroutine.
 	OnStateChange func(State)
 }
 
