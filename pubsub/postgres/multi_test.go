@@ -534,3 +534,107 @@ func BenchmarkOwnerOf(b *testing.B) {
 		ownerOf(topics[i%len(topics)], ids)
 	}
 }
+
+// TestSeveralDatabasesSubscribeChurn: as TestSubscribeChurnUnderLoad, on
+// three databases: a node subscribes and unsubscribes topics of every
+// database while another publishes to them without pause. In every
+// subscription period each message committed after Subscribe returned, up
+// to the last one checked, is delivered once, in order.
+func TestSeveralDatabasesSubscribeChurn(t *testing.T) {
+	urls := databases(t, 3)
+	pub, _ := multiNode(t, urls)
+	sub, _ := multiNode(t, urls)
+	rec := &churnRecorder{offs: map[string][]uint64{}}
+	sub.Register(rec)
+	var topics []string
+	for _, g := range topicsPerDatabase(pub, "churn:", 2) {
+		topics = append(topics, g...)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, topic := range topics {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if err := pub.PublishAsync(ctx, pubsub.Message{Topic: topic, Event: "e", Payload: []byte(`{}`)}, nil); err != nil {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	head := func(topic string) uint64 {
+		_, top, err := pub.part(topic).head(ctxT(t), topic, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return top
+	}
+	var checked atomic.Int64
+	errs := make(chan error, len(topics))
+	var cwg sync.WaitGroup
+	for _, topic := range topics {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for p := 0; p < 6; p++ {
+				if err := sub.Subscribe(ctxT(t), topic); err != nil {
+					errs <- err
+					return
+				}
+				h1 := head(topic)
+				time.Sleep(20 * time.Millisecond)
+				h2 := head(topic)
+				deadline := time.Now().Add(30 * time.Second)
+				for rec.max(topic) < h2 {
+					if time.Now().After(deadline) {
+						errs <- fmt.Errorf("%s period %d: offset %d not delivered (up to %d)", topic, p, h2, rec.max(topic))
+						return
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				if err := sub.Unsubscribe(ctxT(t), topic); err != nil {
+					errs <- err
+					return
+				}
+				var got []uint64
+				for _, o := range rec.take(topic) {
+					if o > h1 {
+						got = append(got, o)
+					}
+				}
+				for i, o := range got {
+					if o != h1+1+uint64(i) {
+						errs <- fmt.Errorf("%s period %d: after %d, delivered %v", topic, p, h1, got)
+						return
+					}
+				}
+				if len(got) < int(h2-h1) {
+					errs <- fmt.Errorf("%s period %d: %d of the %d messages in (%d, %d] delivered", topic, p, len(got), h2-h1, h1, h2)
+					return
+				}
+				checked.Add(int64(h2 - h1))
+				time.Sleep(30 * time.Millisecond) // time to UNLISTEN
+			}
+		}()
+	}
+	cwg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := sub.Stats()
+	t.Logf("%d messages checked; listens %d, unlistens %d, gaps %d", checked.Load(), st.Listens, st.Unlistens, st.Gaps)
+	for d, ds := range st.Databases {
+		if ds.Listens < 3 || ds.Unlistens < 3 {
+			t.Errorf("database %d: %d listens, %d unlistens: its shards did not change", d, ds.Listens, ds.Unlistens)
+		}
+	}
+	if st.Missed != 0 || st.Gaps != 0 || checked.Load() == 0 {
+		t.Errorf("missed %d, gaps %d, checked %d", st.Missed, st.Gaps, checked.Load())
+	}
+}
