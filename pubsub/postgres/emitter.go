@@ -21,7 +21,9 @@ import (
 // a broadcast made on a node.
 //
 // Given several databases (Options.URLs), an Emitter publishes each message
-// on its topic's database, as a node does.
+// on its topic's database, as a node does. After a database was added or
+// removed, make a new Emitter with the new list: the old one's messages to
+// the topics that moved are refused (SQLSTATE HT001).
 //
 // An Emitter is safe for concurrent use.
 type Emitter struct {
