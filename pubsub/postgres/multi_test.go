@@ -484,9 +484,7 @@ func TestSeveralDatabasesOneRestarted(t *testing.T) {
 	if ss.Databases[2].Reconnects == 0 || ss.Databases[2].CatchUps == 0 || ss.Missed != 0 {
 		t.Errorf("restarted database: %d reconnects, %d catch-ups, %d missed", ss.Databases[2].Reconnects, ss.Databases[2].CatchUps, ss.Missed)
 	}
-	if ss.State != StateHealthy {
-		t.Errorf("subscriber state %v", ss.State)
-	}
+	eventually(t, 30*time.Second, "the subscriber healthy", func() bool { return sub.State() == StateHealthy })
 }
 
 // TestEmitterSeveralDatabases: an Emitter given the databases publishes
