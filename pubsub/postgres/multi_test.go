@@ -636,3 +636,39 @@ func TestSeveralDatabasesSubscribeChurn(t *testing.T) {
 		t.Errorf("missed %d, gaps %d, checked %d", st.Missed, st.Gaps, checked.Load())
 	}
 }
+
+// TestBackToOneDatabase: a node on one of two databases, with Rebalance,
+// takes the other out: the topics of the other start new epochs on it,
+// its own keep theirs, and it accepts every topic from SQL again.
+func TestBackToOneDatabase(t *testing.T) {
+	urls := databases(t, 2)
+	two, _ := multiNode(t, urls)
+	ctx := ctxT(t)
+	pos := map[string]pubsub.Position{}
+	for i := 0; i < 40; i++ {
+		topic := "k:" + strconv.Itoa(i)
+		pos[topic] = publish(t, two, topic, "e", `{}`)
+	}
+	two.Close()
+
+	one, _ := node(t, urls[0], "", func(o *Options) { o.Rebalance = true })
+	for topic, p := range pos {
+		h, err := one.History(ctx, topic, p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, d := two.Database(topic); d == 0 {
+			if !h.Complete || h.Top != p {
+				t.Errorf("%s stayed: recovery from %v gives %+v", topic, p, h)
+			}
+		} else if h.Complete || h.Top.Epoch == p.Epoch {
+			t.Errorf("%s came back: recovery from %v gives %+v", topic, p, h)
+		}
+	}
+	for topic := range pos {
+		pgtest.Exec(t, urls[0], `SELECT hearth_broadcast($1, 'e', '{}')`, topic)
+	}
+	if _, err := New(ctx, Options{URLs: urls}); err == nil || !strings.Contains(err.Error(), "Rebalance") {
+		t.Errorf("the two databases again without Rebalance: %v", err)
+	}
+}
