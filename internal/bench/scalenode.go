@@ -25,7 +25,7 @@ import (
 
 // The scale scenario's node ("hearth bench scale-node ..."): one process
 // running only Hearth's Postgres broker, with its own pool and listener on
-// each database, no WebSockets. It subscribes in-process to the topics the
+// each database (Options.URLs), no WebSockets. It subscribes in-process to the topics the
 // placement gives it (scaleSubscribers) and publishes its share of the
 // load over every topic, so most of what it publishes is received by
 // other nodes.
@@ -36,7 +36,8 @@ import (
 // It prints one JSON object per line on stdout and reads commands, one per
 // line, on stdin:
 //
-//   - {"ready":true} once every broker is up and every topic subscribed;
+//   - {"ready":true,"topic_db":[...]} once the broker is up and every
+//     topic subscribed, with the database owning each topic;
 //   - "go ROUND RATE SECONDS": publishes RATE messages per second for
 //     SECONDS, round robin over the topics, and prints
 //     {"round":ROUND,"published":N,...,"pub_topics":[per topic]} when
@@ -55,6 +56,7 @@ type scaleNodeResult struct {
 	Failed    int64  `json:"failed,omitempty"`
 	Skipped   int64  `json:"skipped,omitempty"`
 	PubTopics []int  `json:"pub_topics,omitempty"` // messages committed per topic
+	TopicDB   []int  `json:"topic_db,omitempty"`   // "ready": the database (index in the URLs) owning each topic
 	Received  int64  `json:"received"`
 	Error     string `json:"error,omitempty"`
 
@@ -126,10 +128,6 @@ const scaleSchema = "hearth_scale"
 
 // scaleTopic names topic i of the scale scenario.
 func scaleTopic(i int) string { return "scale:t" + strconv.Itoa(i) }
-
-// scaleDBOf is the database (of k) that carries topic i: round robin, so
-// that each carries the same share of the topics and of the load.
-func scaleDBOf(i, k int) int { return i % k }
 
 // scaleSubscribers returns the nodes (of n) subscribing to topic i: the
 // replicas with the highest hash of (topic, node), rendezvous style, so
@@ -281,33 +279,31 @@ func ScaleNode(args []string, in io.Reader, out io.Writer) error {
 		rec.topicIndex[scaleTopic(i)] = i
 		rec.mine[i] = slices.Contains(scaleSubscribers(i, f.nodes, f.replicas), f.node)
 	}
-	brokers := make([]*postgres.Broker, len(f.urls))
-	defer func() {
-		for _, b := range brokers {
-			if b != nil {
-				b.Close()
-			}
-		}
-	}()
+	// One broker on every database (Options.URLs): it places each topic
+	// on one of them and keeps a pool and a listener on each.
+	urls := make([]string, len(f.urls))
 	for k, u := range f.urls {
-		b, err := postgres.New(ctx, postgres.Options{
-			URL: withPoolConns(u, f.poolConn), Schema: scaleSchema, ListenAll: f.listenAll,
-			Name: fmt.Sprintf("scale-%d-db%d", f.node, k), HistorySize: 10_000,
-		})
-		if err != nil {
-			return fmt.Errorf("scale-node %d: database %d: %w", f.node, k, err)
-		}
-		brokers[k] = b
-		b.Register(rec)
+		urls[k] = withPoolConns(u, f.poolConn)
 	}
+	b, err := postgres.New(ctx, postgres.Options{
+		URLs: urls, Schema: scaleSchema, ListenAll: f.listenAll,
+		Name: fmt.Sprintf("scale-%d", f.node), HistorySize: 10_000,
+	})
+	if err != nil {
+		return fmt.Errorf("scale-node %d: %w", f.node, err)
+	}
+	defer b.Close()
+	b.Register(rec)
+	ready := scaleNodeResult{Ready: true, TopicDB: make([]int, f.topics)}
 	for i := range f.topics {
+		_, ready.TopicDB[i] = b.Database(scaleTopic(i))
 		if rec.mine[i] {
-			if err := brokers[scaleDBOf(i, len(brokers))].Subscribe(ctx, scaleTopic(i)); err != nil {
+			if err := b.Subscribe(ctx, scaleTopic(i)); err != nil {
 				return err
 			}
 		}
 	}
-	emit(scaleNodeResult{Ready: true})
+	emit(ready)
 
 	cmds := bufio.NewScanner(in)
 	var seq atomic.Int64
@@ -328,12 +324,10 @@ func ScaleNode(args []string, in io.Reader, out io.Writer) error {
 				return fmt.Errorf("scale-node: bad go command %q", cmds.Text())
 			}
 			rd := &scaleRound{tag: []byte(`"g":"` + fields[1] + `"`), recv: make([]atomic.Int64, f.topics), seen: map[uint64]struct{}{}}
-			for _, b := range brokers {
-				rd.baseline = append(rd.baseline, b.Stats())
-			}
+			rd.baseline = dbStats(b)
 			rec.cur.Store(rd)
 			go func() {
-				emit(scalePublish(ctx, brokers, f, round, fields[1], rate, secs, &seq))
+				emit(scalePublish(ctx, b, f, round, fields[1], rate, secs, &seq))
 			}()
 		case "stats":
 			var n int64
@@ -355,8 +349,8 @@ func ScaleNode(args []string, in io.Reader, out io.Writer) error {
 			rd.mu.Lock()
 			res.FirstUS, res.LastUS = rd.first, rd.last
 			rd.mu.Unlock()
-			for k, b := range brokers {
-				s, s0 := b.Stats(), rd.baseline[k]
+			for k, s := range dbStats(b) {
+				s0 := rd.baseline[k]
 				res.DBs = append(res.DBs, scaleDB{
 					Published: s.Published - s0.Published, Notifications: s.Notifications - s0.Notifications, Transactions: s.Batches - s0.Batches,
 					NotesReceived: s.Received - s0.Received, Delivered: s.Delivered - s0.Delivered,
@@ -370,16 +364,17 @@ func ScaleNode(args []string, in io.Reader, out io.Writer) error {
 }
 
 // scalePublish publishes one round: rate messages per second for secs
-// seconds, round robin over the topics (starting at this node's index),
-// each on its database's broker, queued with PublishAsync.
-func scalePublish(ctx context.Context, brokers []*postgres.Broker, f *scaleNodeFlags, round int, tag string, rate, secs float64, seq *atomic.Int64) scaleNodeResult {
+// seconds, round robin over the topics (from node × topics / nodes on, so
+// that short rounds still cover every topic),
+// queued with PublishAsync.
+func scalePublish(ctx context.Context, b *postgres.Broker, f *scaleNodeFlags, round int, tag string, rate, secs float64, seq *atomic.Int64) scaleNodeResult {
 	res := scaleNodeResult{Round: round, PubTopics: make([]int, f.topics)}
 	var published, failed, skipped atomic.Int64
 	var mu sync.Mutex
 	var pending sync.WaitGroup
 	body := strings.Repeat("x", max(0, f.size-70))
 	scaleLoop(rate, secs, func(slot int) {
-		i := (f.node + slot) % f.topics
+		i := (f.node*f.topics/f.nodes + slot) % f.topics
 		s := seq.Add(1)
 		p := make([]byte, 0, f.size+64)
 		p = append(p, `{"t":`...)
@@ -390,7 +385,7 @@ func scalePublish(ctx context.Context, brokers []*postgres.Broker, f *scaleNodeF
 		p = strconv.AppendInt(p, s, 10)
 		p = append(p, `,"body":"`+body+`"}`...)
 		pending.Add(1)
-		err := brokers[scaleDBOf(i, len(brokers))].PublishAsync(ctx, pubsub.Message{Topic: scaleTopic(i), Event: "m", Payload: p}, func(_ pubsub.Position, err error) {
+		err := b.PublishAsync(ctx, pubsub.Message{Topic: scaleTopic(i), Event: "m", Payload: p}, func(_ pubsub.Position, err error) {
 			if err != nil {
 				noteFailure(&failed, err)
 			} else {
@@ -409,6 +404,16 @@ func scalePublish(ctx context.Context, brokers []*postgres.Broker, f *scaleNodeF
 	pending.Wait()
 	res.Published, res.Failed, res.Skipped = published.Load(), failed.Load(), skipped.Load()
 	return res
+}
+
+// dbStats returns the broker's counters per database, in the order of
+// its URLs.
+func dbStats(b *postgres.Broker) []postgres.Stats {
+	s := b.Stats()
+	if len(s.Databases) > 0 {
+		return s.Databases
+	}
+	return []postgres.Stats{s}
 }
 
 // scaleNodeArgs are node i's arguments.

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,7 @@ type scaleStep struct {
 	Duplicates       int64   `json:"duplicates"`
 	Foreign          int64   `json:"foreign"`    // deliveries on topics a node did not subscribe to
 	Mismatched       int     `json:"mismatched"` // (topic, subscriber) pairs whose count is not the topic's published count
+	Misplaced        int64   `json:"misplaced"`  // Σ over databases of |messages committed there - messages on the topics it owns|
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
 	CrossPerSec      float64 `json:"cross_node_deliveries_per_sec"` // deliveries on a node other than the publisher's, per second
 
@@ -117,7 +119,7 @@ func runScale(ctx context.Context, env *Env) (*Report, error) {
 	o := env.Opts
 	p := scaleParams{
 		NodeCounts: o.NodeCounts, Databases: o.DatabaseCounts, Listen: o.ListenModes, Rates: o.Rates,
-		Topics: pick(o.Topics, 256, 16, o.Smoke), Replicas: pick(o.Replicas, 3, 3, o.Smoke),
+		Topics: pick(o.Topics, 256, 240, o.Smoke), Replicas: pick(o.Replicas, 3, 3, o.Smoke),
 		Size: pick(o.Size, 64, 64, o.Smoke), Seconds: pick(o.Duration, 10*time.Second, 2*time.Second, o.Smoke).Seconds(),
 		PoolConns: 3,
 	}
@@ -139,7 +141,8 @@ func runScale(ctx context.Context, env *Env) (*Report, error) {
 		}
 	}
 	if len(p.Rates) == 0 {
-		p.Rates = []float64{pick(o.Rate, 1000, 200, o.Smoke)}
+		// Smoke: 480 msg/s for 2 s is every one of the 240 topics 4 times.
+		p.Rates = []float64{pick(o.Rate, 1000, 480, o.Smoke)}
 	}
 	maxN, maxK := 0, 0
 	for _, n := range p.NodeCounts {
@@ -342,6 +345,7 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 			}
 		}
 	}()
+	var topicDB []int // from node 0: the database owning each topic
 	start := func(i int) error {
 		pr, err := startScaleNode(env, scaleNodeArgs(urls, i, n, p.Topics, p.Replicas, p.Size, p.PoolConns, mode == ScaleAll))
 		if err != nil {
@@ -349,10 +353,17 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 		}
 		procs[i] = pr
 		r, err := pr.read(2 * time.Minute)
-		if err == nil && !r.Ready {
-			err = fmt.Errorf("did not say ready: %+v", r)
+		switch {
+		case err != nil:
+			return err
+		case !r.Ready || len(r.TopicDB) != p.Topics:
+			return fmt.Errorf("did not say ready with its topics' databases: %+v", r)
+		case i == 0:
+			topicDB = r.TopicDB
+		case !slices.Equal(r.TopicDB, topicDB):
+			return errors.New("places the topics on other databases than node 0")
 		}
-		return err
+		return nil
 	}
 	// Node 0 makes the schemas; the others start eight at a time.
 	if err := start(0); err != nil {
@@ -388,7 +399,7 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 	}
 	for t := range subs {
 		subs[t] = scaleSubscribers(t, n, p.Replicas)
-		d, sh := scaleDBOf(t, k), scaleShard(t)
+		d, sh := topicDB[t], scaleShard(t)
 		if listeners[d][sh] == nil {
 			listeners[d][sh] = map[int]bool{}
 		}
@@ -400,7 +411,7 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 		if mode == ScaleAll {
 			return n
 		}
-		return len(listeners[scaleDBOf(t, k)][scaleShard(t)])
+		return len(listeners[topicDB[t]][scaleShard(t)])
 	}
 
 	// What the servers spend with the nodes connected and idle (pings,
@@ -429,7 +440,7 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 		if err := ctx.Err(); err != nil {
 			return steps, err
 		}
-		s, err := scaleRoundRun(ctx, procs, pids, p, round+1, rate, subs, fanout)
+		s, err := scaleRoundRun(ctx, procs, pids, p, round+1, rate, subs, topicDB, fanout)
 		if s != nil {
 			s.Databases, s.Listen, s.Nodes, s.PGIdlePct = k, mode, n, idlePct
 			s.PGBackends = backends
@@ -449,7 +460,7 @@ func scaleConfig(ctx context.Context, env *Env, servers []*cluster.Postgres, p s
 }
 
 func scaleRoundRun(ctx context.Context, procs []*scaleProc, pgPIDs []int, p scaleParams, round int, rate float64,
-	subs [][]int, fanout func(int) int) (*scaleStep, error) {
+	subs [][]int, topicDB []int, fanout func(int) int) (*scaleStep, error) {
 	n := len(procs)
 	s := &scaleStep{Topics: p.Topics, Replicas: min(p.Replicas, n), Offered: rate, Seconds: p.Seconds}
 	pg0 := make([]float64, len(pgPIDs))
@@ -563,6 +574,13 @@ func scaleRoundRun(ctx context.Context, procs []*scaleProc, pgPIDs []int, p scal
 		cross += e.Cross
 	}
 	s.ShardsListened = shards / float64(n*len(pgPIDs))
+	owned := make([]int64, len(pgPIDs))
+	for t, c := range pubTopics {
+		owned[topicDB[t]] += c
+	}
+	for d := range owned {
+		s.Misplaced += max(owned[d]-s.PerDB[d].Published, s.PerDB[d].Published-owned[d])
+	}
 	s.Lost = max(0, s.Expected-s.Received)
 	s.PublishedPerSec = float64(s.Published) / p.Seconds
 	if span := float64(lastUS-first) / 1e6; span > 0 {
