@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -56,6 +57,9 @@ type GroupSpec struct {
 	Query string `json:"query,omitempty"`
 	// Deflate offers permessage-deflate (compress.go).
 	Deflate bool `json:"deflate,omitempty"`
+	// Transport is TransportWebSocket (empty) or TransportPolling: HTTP
+	// long-polling, Phoenix's LongPoll or Engine.IO's (pollconn.go).
+	Transport string `json:"transport,omitempty"`
 }
 
 // PublishSpec makes clients publishers. Publisher p of Total owns the topics
@@ -69,6 +73,12 @@ type PublishSpec struct {
 func (s *GroupSpec) validate() error {
 	if s.Proto != ProtoPhoenix && s.Proto != ProtoSocketIO {
 		return fmt.Errorf("bench: unknown protocol %q", s.Proto)
+	}
+	if s.Transport != TransportWebSocket && s.Transport != TransportPolling {
+		return fmt.Errorf("bench: unknown transport %q", s.Transport)
+	}
+	if s.Transport == TransportPolling && s.Deflate {
+		return errors.New("bench: --compress is for WebSockets, not long-polling")
 	}
 	if len(s.Addrs) == 0 {
 		return fmt.Errorf("bench: group %s has no server address", s.Name)

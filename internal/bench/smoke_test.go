@@ -395,18 +395,44 @@ func TestSmokeFloor(t *testing.T) {
 	}
 }
 
-// TestSmokeIdleLongPoll: idle sessions over long-poll are measured like
-// WebSocket connections.
+// TestSmokeIdleLongPoll: idle sessions over Hearth's long-poll and
+// Socket.IO's polling are measured like WebSocket connections.
 func TestSmokeIdleLongPoll(t *testing.T) {
 	t.Parallel()
-	rep := runSmoke(t, "idle", smokeOptions(t, TargetLongPoll))
-	pts := rep.Results.([]idlePoint)
-	if len(pts) != 2 {
-		t.Fatalf("%d points, want one per smoke count", len(pts))
+	root, err := repoDir("")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, p := range pts {
-		if p.Target != TargetLongPoll || p.RSSBytes <= 0 || p.Conns <= 0 {
+	installSocketIOPeer(t, root)
+	rep := runSmoke(t, "idle", smokeOptions(t, TargetLongPoll, TargetSocketIOPolling))
+	pts := rep.Results.([]idlePoint)
+	if len(pts) != 4 {
+		t.Fatalf("%d points, want one per smoke count and target", len(pts))
+	}
+	for i, p := range pts {
+		want := []string{TargetLongPoll, TargetSocketIOPolling}[i/2]
+		if p.Target != want || p.RSSBytes <= 0 || p.Conns <= 0 {
 			t.Errorf("point %+v", p)
+		}
+	}
+}
+
+// TestSmokeFanoutPolling: fanout to subscribers on Hearth's long-poll and
+// on Socket.IO's polling transport, every message to every subscriber.
+func TestSmokeFanoutPolling(t *testing.T) {
+	t.Parallel()
+	root, err := repoDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installSocketIOPeer(t, root)
+	rep := runSmoke(t, "fanout", smokeOptions(t, TargetLongPoll, TargetSocketIOPolling))
+	checkFiles(t, rep, "fanout")
+	runs := rep.Results.([]*pubsubRun)
+	checkPubsub(t, runs, 2)
+	for _, r := range runs {
+		if r.CompleteMsgs == 0 || r.IncompleteMsgs != 0 || r.CompleteMsgs != int(r.Published) {
+			t.Errorf("%s: per-message accounting: %d complete, %d incomplete, %d published", r.Target, r.CompleteMsgs, r.IncompleteMsgs, r.Published)
 		}
 	}
 }
