@@ -67,7 +67,7 @@ func runBench(args []string) error {
 	var timeout time.Duration
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() { benchUsage(fs) }
-	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio, hearth-longpoll (idle)")
+	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio, hearth-longpoll, socketio-polling (see each scenario)")
 	fs.StringVar(&o.Out, "out", "bench-out", "directory for the JSON report, the SVG plot and server logs")
 	fs.BoolVar(&o.Smoke, "smoke", false, "tiny counts for a few seconds (CI)")
 	fs.IntVar(&o.Clients, "clients", 0, "load clients (storm K, fanout/throughput/cluster subscribers)")

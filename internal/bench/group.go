@@ -283,6 +283,9 @@ type GroupResult struct {
 	Lost int64 `json:"lost"`
 	// NoMessages counts client topic subscriptions that received nothing.
 	NoMessages int64 `json:"no_messages"`
+	// Receivers counts subscribing clients that received at least one
+	// message (whether or not they were joined at the end).
+	Receivers int64 `json:"receivers"`
 	// Affected counts clients disconnected after the mark; Rejoin holds
 	// each one's time from the mark to being fully joined again (ms, -1 if
 	// never), Outage its time from disconnect to rejoin.
@@ -312,6 +315,7 @@ func (r *GroupResult) Merge(o *GroupResult) {
 	}
 	r.Lost += o.Lost
 	r.NoMessages += o.NoMessages
+	r.Receivers += o.Receivers
 	r.Affected += o.Affected
 	r.Rejoin = append(r.Rejoin, o.Rejoin...)
 	r.Outage = append(r.Outage, o.Outage...)

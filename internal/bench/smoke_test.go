@@ -436,3 +436,41 @@ func TestSmokeFanoutPolling(t *testing.T) {
 		}
 	}
 }
+
+// TestSmokeRoundRobin: through a balancer that sends each request to the
+// next of two clustered nodes, every Hearth long-poll subscriber joins and
+// receives everything; Socket.IO's polling sessions work behind the
+// IP-sticky balancer only, and the round-robin one gets HTTP 4xx
+// (Engine.IO's "Session ID unknown").
+func TestSmokeRoundRobin(t *testing.T) {
+	t.Parallel()
+	root, err := repoDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installSocketIOPeer(t, root)
+	opts := smokeOptions(t, TargetLongPoll, TargetSocketIOPolling)
+	opts.DatabaseURL = testDatabaseURL
+	rep := runSmoke(t, "roundrobin", opts)
+	checkFiles(t, rep, "roundrobin")
+	runs := rep.Results.([]*rrRun)
+	if len(runs) != 4 {
+		t.Fatalf("%d runs, want two balancers for each of two targets", len(runs))
+	}
+	for _, r := range runs {
+		if r.Published == 0 || r.Requests == 0 {
+			t.Errorf("%s %s: published %d, %d requests through the balancer", r.Target, r.Balancer, r.Published, r.Requests)
+		}
+		works := r.Target == TargetLongPoll || r.Balancer == rrSticky
+		if !works {
+			if r.Status4xx == 0 || r.JoinedAtEnd == int64(r.Sessions) {
+				t.Errorf("%s %s: %d HTTP 4xx, %d of %d joined: want Engine.IO's 400s", r.Target, r.Balancer, r.Status4xx, r.JoinedAtEnd, r.Sessions)
+			}
+			continue
+		}
+		if r.JoinedAtStart != int64(r.Sessions) || r.DeliveredFrac != 1 || r.Status4xx != 0 || r.Drops != 0 {
+			t.Errorf("%s %s: joined %d of %d, delivered %.3f, %d HTTP 4xx, %d drops %v", r.Target, r.Balancer,
+				r.JoinedAtStart, r.Sessions, r.DeliveredFrac, r.Status4xx, r.Drops, r.Errors)
+		}
+	}
+}
