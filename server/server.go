@@ -187,8 +187,9 @@ type Server struct {
 	draining atomic.Bool  // the drain is closing connections
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
 
-	lpmu sync.Mutex  // guards lps
-	lps  []*LongPoll // long-poll handlers of the node (longpoll.go)
+	lpmu   sync.Mutex  // guards lps
+	lps    []*LongPoll // long-poll handlers of the node (longpoll.go)
+	lpDone bool        // the drain is over: no more long-poll requests (s.mu)
 
 	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
 
@@ -250,11 +251,13 @@ func New(node *channels.Node, opts Options) *Server {
 	return s
 }
 
-// Connections returns how many WebSocket connections are open.
+// Connections returns how many connections are open: WebSocket
+// connections and long-poll sessions ([LongPoll.Sessions]).
 func (s *Server) Connections() int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
+	n := len(s.conns)
+	s.mu.Unlock()
+	return n + s.liveLongPollSessions()
 }
 
 // Shutdown drains the server: [Server.Ready] turns false at once, new
@@ -275,9 +278,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	list := s.connList()
 	s.mu.Unlock()
-	s.log.Info("server shutting down", "connections", len(list))
-	s.shutdownLongPoll()
-	s.drain(ctx, list)
+	sessions := s.longPollSessions()
+	s.log.Info("server shutting down", "connections", len(list), "long_poll_sessions", len(sessions))
+	// Long-poll sessions are drained with the WebSockets, their closes
+	// spread over the same window: each is told at its next poll (410
+	// with the 1012 close), so that phoenix.js clients, which reconnect
+	// 10 ms after a 410, come back spread out too.
+	s.drain(ctx, drainList(list, sessions))
+	s.mu.Lock()
+	s.lpDone = true
+	s.mu.Unlock()
+	s.stopLongPollForwarding()
 
 	done := make(chan struct{})
 	go func() {
