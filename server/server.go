@@ -138,13 +138,17 @@ type Options struct {
 	// of looping. After a terminal close (4500-4999: revoked, expired,
 	// unauthorized) the same credentials get 403 for 6 times as long. The
 	// client is recognized by its address, query and offered
-	// subprotocols (which carry a Phoenix 1.8 token). Zero means 10 s; a
+	// subprotocols (which carry a Phoenix 1.8 token). A long-poll session
+	// ([LongPoll]) gets the same: the client's next session open is
+	// refused (HTTP 429 or 403, and a status phoenix.js backs off from),
+	// its token taken from X-Phoenix-AuthToken. Zero means 10 s; a
 	// negative value disables it. See refuse.go.
 	ReconnectCooldown time.Duration
 
 	// DrainWindow is the time over which Shutdown spreads the closing of
-	// the open connections (1012 "service restart retry_after_ms=<n>"), so
-	// that their reconnects reach the other nodes at an even rate. Zero
+	// the open connections (1012 "service restart retry_after_ms=<n>"),
+	// long-poll sessions included, so that their reconnects reach the
+	// other nodes at an even rate. Zero
 	// means 30 s; a negative value closes them all at once.
 	DrainWindow time.Duration
 	// MinDrainRate is the fewest connections per second the drain closes:
@@ -261,7 +265,8 @@ func (s *Server) Connections() int {
 }
 
 // Shutdown drains the server: [Server.Ready] turns false at once, new
-// upgrade requests get HTTP 503, and the open connections are closed with
+// upgrade requests (and new long-poll sessions) get HTTP 503, and the open
+// connections and long-poll sessions are closed with
 // 1012 "service restart retry_after_ms=<n>" spread over DrainWindow (see
 // drain.go: at least MinDrainRate per second, compressed to fit ctx's
 // deadline), each with its own reconnect hint. It then waits until every
