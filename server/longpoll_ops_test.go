@@ -280,3 +280,25 @@ func TestLongPollDrainSpread(t *testing.T) {
 		t.Fatalf("open after shutdown: HTTP %d %+v", status, a)
 	}
 }
+
+// TestLongPollEvacuate: Evacuate tells long-poll sessions to go as it
+// tells WebSockets (410 with 1012 and a hint), and the node goes on opening
+// new sessions.
+func TestLongPollEvacuate(t *testing.T) {
+	srv := newLPServer(t, Options{DrainWindow: 200 * time.Millisecond}, LongPollOptions{PollTimeout: 100 * time.Millisecond})
+	var cs []*lpClient
+	for range 3 {
+		cs = append(cs, mustOpenLP(t, srv.base, ""))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	srv.Evacuate(ctx)
+	for i, c := range cs {
+		a := c.poll()
+		if a.Status != 410 || a.Close == nil || a.Close.Code != channels.CloseServiceRestart || !strings.Contains(a.Close.Reason, "retry_after_ms=") {
+			t.Fatalf("session %d after Evacuate: %+v", i, a)
+		}
+	}
+	eventually(t, "the sessions to end", func() bool { return srv.Connections() == 0 })
+	mustOpenLP(t, srv.base, "")
+}
