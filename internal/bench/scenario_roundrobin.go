@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -56,13 +59,16 @@ type rrRun struct {
 	P99        Float `json:"p99_ms"`
 	// Requests is what the balancer passed on; Status4xx those the nodes
 	// answered with an HTTP 4xx (Engine.IO: 400 "Session ID unknown").
+	// -1 when the balancer does not say (HAProxy).
 	Requests  int64            `json:"requests"`
 	Status4xx int64            `json:"status_4xx"`
 	Errors    map[string]int64 `json:"errors"`
 }
 
 // runRoundRobin reads DatabaseURL (required), Clients (subscribers,
-// default 200), Rate (default 2), Duration (default 20 s). Each target
+// default 200), Rate (default 2), Duration (default 20 s), Warmup (the
+// wait for joins, default 15 s), Balancer (empty: a reverse proxy in this
+// process; "haproxy": a real HAProxy with balance roundrobin / source). Each target
 // runs twice on two fresh nodes clustered through Postgres: behind a
 // per-request round-robin proxy, then behind an IP-sticky one. The
 // subscribers poll through the proxy; one publisher is on node 0 over a
@@ -72,14 +78,19 @@ func runRoundRobin(ctx context.Context, env *Env) (*Report, error) {
 	if o.DatabaseURL == "" {
 		return nil, errors.New("bench: the roundrobin scenario needs Postgres (two clustered nodes): pass --database-url (or set HEARTH_BENCH_DATABASE_URL)")
 	}
+	switch o.Balancer {
+	case "", "haproxy":
+	default:
+		return nil, fmt.Errorf("bench: roundrobin: --balancer %q: want haproxy, or none for the bench's own proxy", o.Balancer)
+	}
 	subs := pick(o.Clients, 200, 10, o.Smoke)
 	rate := pick(o.Rate, 2, 5, o.Smoke)
 	dur := pick(o.Duration, 20*time.Second, 3*time.Second, o.Smoke)
 	joinWait := pick(o.Warmup, 15*time.Second, 5*time.Second, o.Smoke)
 	rep := &Report{Params: map[string]any{"subscribers": subs, "rate": rate, "seconds": dur.Seconds(), "join_wait_seconds": joinWait.Seconds()}}
 	tab := &Table{
-		Title: fmt.Sprintf("roundrobin: %d long-poll subscribers through a balancer over 2 nodes (Postgres), 1 publisher on node 0 at %g msg/s, %v",
-			subs, rate, dur),
+		Title: fmt.Sprintf("roundrobin: %d long-poll subscribers through %s over 2 nodes (Postgres), 1 publisher on node 0 at %g msg/s, %v",
+			subs, map[string]string{"": "the bench's proxy", "haproxy": "HAProxy"}[o.Balancer], rate, dur),
 		Header: []string{"target", "balancer", "joined after " + joinWait.String(), "joined at end", "sessions opened", "sessions dropped",
 			"delivered", "subs with nothing", "p50", "p99", "requests", "HTTP 4xx", "top errors"},
 	}
@@ -95,10 +106,10 @@ func runRoundRobin(ctx context.Context, env *Env) (*Report, error) {
 				break
 			}
 			runs = append(runs, r)
-			tab.Add(kind, mode, fmt.Sprintf("%d (%.0f%%)", r.JoinedAtStart, 100*float64(r.JoinedAtStart)/float64(subs)),
+			tab.Add(kind, r.Balancer, fmt.Sprintf("%d (%.0f%%)", r.JoinedAtStart, 100*float64(r.JoinedAtStart)/float64(subs)),
 				fmt.Sprintf("%d (%.0f%%)", r.JoinedAtEnd, 100*float64(r.JoinedAtEnd)/float64(subs)),
 				fint(r.Opens), fint(r.Drops), fmt.Sprintf("%.1f%%", 100*r.DeliveredFrac), fint(r.NoMessages),
-				fms(float64(r.P50)), fms(float64(r.P99)), fint(r.Requests), fint(r.Status4xx), topErrors(r.Errors, 2))
+				fms(float64(r.P50)), fms(float64(r.P99)), fcount(r.Requests), fcount(r.Status4xx), topErrors(r.Errors, 2))
 		}
 		if err != nil {
 			break
@@ -113,6 +124,14 @@ func runRoundRobin(ctx context.Context, env *Env) (*Report, error) {
 	}
 	rep.Charts = append(rep.Charts, bars)
 	return rep, err
+}
+
+// fcount formats a count, "-" when unknown (negative).
+func fcount(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return fint(n)
 }
 
 // topErrors names the n most frequent error labels.
@@ -153,7 +172,12 @@ func rrOne(ctx context.Context, env *Env, kind, mode string, subs int, rate floa
 		return nil, err
 	}
 	defer stopServers(servers)
-	px, err := startRRProxy(addrs, mode == rrSticky)
+	var px rrBalancer
+	if env.Opts.Balancer == "haproxy" {
+		px, err = startRRHAProxy(ctx, env.Opts.Out, addrs, mode == rrSticky)
+	} else {
+		px, err = startRRProxy(addrs, mode == rrSticky)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +194,7 @@ func rrOne(ctx context.Context, env *Env, kind, mode string, subs int, rate floa
 		connRate = defaultConnectRate
 	}
 	sub := GroupSpec{
-		Name: "subs", Proto: t.Proto(), Transport: t.Transport(), Addrs: []string{px.addr}, Policy: "hearth", Topics: topics,
+		Name: "subs", Proto: t.Proto(), Transport: t.Transport(), Addrs: []string{px.address()}, Policy: "hearth", Topics: topics,
 		TopicsPerClient: 1, Count: subs, SourceIPs: env.SourceIPs(subs), ConnectRate: connRate,
 		HeartbeatMS: env.heartbeatMS(), EpochNS: epoch,
 	}
@@ -222,8 +246,10 @@ func rrOne(ctx context.Context, env *Env, kind, mode string, subs int, rate floa
 		Target: kind, Balancer: mode, Sessions: subs, JoinedAtStart: joinedStart, JoinedAtEnd: joinedEnd,
 		JoinWaitSec: joinWait.Seconds(), Opens: sr.Stats.Counters["conn_ok"], Drops: sr.Stats.Counters["disconnects"],
 		Published: pr.Stats.Counters["published"], Received: sr.Stats.Counters["received"],
-		Requests: px.requests.Load(), Status4xx: px.status4xx.Load(), Errors: sr.Stats.Errors,
+		Errors: sr.Stats.Errors,
 	}
+	r.Requests, r.Status4xx = px.counts()
+	r.Balancer = mode + px.kind()
 	if r.Published > 0 {
 		r.DeliveredFrac = float64(r.Received) / float64(r.Published*int64(subs))
 	}
@@ -231,6 +257,15 @@ func rrOne(ctx context.Context, env *Env, kind, mode string, subs int, rate floa
 	lat := hist(sr.Latency)
 	r.P50, r.P99 = Float(lat.Quantile(0.5)), Float(lat.Quantile(0.99))
 	return r, nil
+}
+
+// rrBalancer is what the subscribers connect to: the bench's own reverse
+// proxy or a real HAProxy.
+type rrBalancer interface {
+	address() string
+	kind() string                   // "" for the bench's proxy, " (haproxy)"
+	counts() (requests, c4xx int64) // -1 when unknown
+	close()
 }
 
 // rrProxy is an HTTP reverse proxy over the nodes: each request to the
@@ -243,6 +278,12 @@ type rrProxy struct {
 	status4xx atomic.Int64
 	tr        *http.Transport
 	once      sync.Once
+}
+
+func (px *rrProxy) address() string { return px.addr }
+func (px *rrProxy) kind() string    { return "" }
+func (px *rrProxy) counts() (int64, int64) {
+	return px.requests.Load(), px.status4xx.Load()
 }
 
 func startRRProxy(backends []string, sticky bool) (*rrProxy, error) {
@@ -295,4 +336,100 @@ func (px *rrProxy) close() {
 		_ = px.srv.Close()
 		px.tr.CloseIdleConnections()
 	})
+}
+
+// rrHAProxy is HAProxy in HTTP mode over the nodes, without health checks:
+// balance roundrobin (each request to the next node; HAProxy balances
+// every request of a keep-alive connection) or balance source.
+type rrHAProxy struct {
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+const rrHAProxyConfig = `global
+    log stderr format short local0 warning
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 75s
+    timeout server 75s
+    timeout http-request 10s
+    option forwardfor
+frontend fe
+    bind %s
+    default_backend nodes
+backend nodes
+    balance %s
+%s`
+
+func startRRHAProxy(ctx context.Context, dir string, backends []string, sticky bool) (*rrHAProxy, error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/haproxy"); serr != nil {
+			return nil, errors.New("bench: --balancer haproxy needs HAProxy (apt-get install haproxy)")
+		}
+		bin = "/usr/sbin/haproxy"
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	balance := "roundrobin"
+	if sticky {
+		balance = "source"
+	}
+	var servers strings.Builder
+	for i, b := range backends {
+		fmt.Fprintf(&servers, "    server n%d %s\n", i, b)
+	}
+	cfg := filepath.Join(dir, fmt.Sprintf("roundrobin-haproxy-%s.cfg", balance))
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(rrHAProxyConfig, addr, balance, servers.String())), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-db", "-f", cfg)
+	cmd.SysProcAttr = childAttr()
+	logf, err := os.Create(strings.TrimSuffix(cfg, ".cfg") + ".log")
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("bench: start haproxy: %w", err)
+	}
+	h := &rrHAProxy{addr: addr, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(h.done)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-h.done:
+			return nil, fmt.Errorf("bench: haproxy exited at startup (see %s)", logf.Name())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return h, nil
+		}
+		if time.Now().After(deadline) {
+			h.close()
+			return nil, fmt.Errorf("bench: haproxy does not listen on %s after 20 s", addr)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			h.close()
+			return nil, err
+		}
+	}
+}
+
+func (h *rrHAProxy) address() string        { return h.addr }
+func (h *rrHAProxy) kind() string           { return " (haproxy)" }
+func (h *rrHAProxy) counts() (int64, int64) { return -1, -1 }
+func (h *rrHAProxy) close() {
+	_ = h.cmd.Process.Kill()
+	<-h.done
 }
