@@ -71,7 +71,7 @@ func runBench(args []string) error {
 	var timeout time.Duration
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() { benchUsage(fs) }
-	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio, hearth-longpoll (idle)")
+	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio, hearth-longpoll, socketio-polling (see each scenario)")
 	fs.StringVar(&o.Out, "out", "bench-out", "directory for the JSON report, the SVG plot and server logs")
 	fs.BoolVar(&o.Smoke, "smoke", false, "tiny counts for a few seconds (CI)")
 	fs.IntVar(&o.Clients, "clients", 0, "load clients (storm K, fanout/throughput/cluster subscribers)")
@@ -98,7 +98,7 @@ func runBench(args []string) error {
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "Phoenix heartbeat interval (default 30s)")
 	fs.Var(&chaos, "scenario", "chaos: the scenarios to run, comma-separated: deploy,node-kill")
 	fs.DurationVar(&o.DeployEvery, "deploy-every", 0, "chaos soak: a whole rolling deploy this often (default 10m)")
-	fs.StringVar(&o.Balancer, "balancer", "", "chaos: the load balancer in front of the nodes: haproxy (default) or nginx")
+	fs.StringVar(&o.Balancer, "balancer", "", "chaos: the load balancer in front of the nodes: haproxy (default) or nginx; roundrobin: haproxy instead of the bench's own proxy")
 	fs.BoolVar(&o.NoRecover, "no-recover", false, "do not ask Hearth to replay missed messages on rejoin")
 	fs.BoolVar(&o.Compress, "compress", false, "clients offer permessage-deflate and servers compress every message (fanout, throughput, cluster, idle)")
 	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (0: one per 8,000 clients; -1: in-process)")
