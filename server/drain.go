@@ -63,7 +63,7 @@ func (s *Server) drainInterval(window time.Duration, n int) time.Duration {
 // reconnects still land spread over the whole window. If ctx ends before
 // the drain is over, the remaining connections are closed at once, with
 // hints in the same way.
-func (s *Server) drain(ctx context.Context, list []*conn) {
+func (s *Server) drain(ctx context.Context, list []drainee) {
 	n := len(s.drainOrder(list))
 	s.draining.Store(true)
 	defer s.draining.Store(false)
@@ -116,9 +116,27 @@ func (s *Server) drain(ctx context.Context, list []*conn) {
 	}
 }
 
+// drainee is what a drain closes: a WebSocket connection (*conn) or a
+// long-poll session (*lpSession).
+type drainee interface {
+	Close(code int, reason string)
+}
+
+// drainList joins the connections and the long-poll sessions.
+func drainList(conns []*conn, sessions []*lpSession) []drainee {
+	list := make([]drainee, 0, len(conns)+len(sessions))
+	for _, c := range conns {
+		list = append(list, c)
+	}
+	for _, ss := range sessions {
+		list = append(list, ss)
+	}
+	return list
+}
+
 // drainOrder shuffles list in place (connections are drained in no
 // particular order, old and new alike) and returns it.
-func (s *Server) drainOrder(list []*conn) []*conn {
+func (s *Server) drainOrder(list []drainee) []drainee {
 	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
 	return list
 }
@@ -126,7 +144,7 @@ func (s *Server) drainOrder(list []*conn) []*conn {
 // drainRest closes the connections left when Shutdown's context ended,
 // all at once, each hinted to reconnect when the drain would have closed
 // it.
-func (s *Server) drainRest(rest []*conn, first int, start time.Time, nominal, step time.Duration) {
+func (s *Server) drainRest(rest []drainee, first int, start time.Time, nominal, step time.Duration) {
 	now := time.Now()
 	s.log.Warn("shutdown context ended during the drain: closing the remaining connections at once", "connections", len(rest))
 	for k, c := range rest {
@@ -137,7 +155,7 @@ func (s *Server) drainRest(rest []*conn, first int, start time.Time, nominal, st
 }
 
 // restartClose closes c with 1012 "service restart" and a reconnect hint.
-func (s *Server) restartClose(c *conn, hint time.Duration) {
+func (s *Server) restartClose(c drainee, hint time.Duration) {
 	c.Close(channels.CloseServiceRestart, "service restart retry_after_ms="+strconv.FormatInt(hint.Milliseconds(), 10))
 }
 

@@ -2,7 +2,7 @@ package server
 
 import "context"
 
-// Evacuate closes the connections open now the way [Server.Shutdown] does,
+// Evacuate closes the connections (and long-poll sessions) open now the way [Server.Shutdown] does,
 // with 1012 "service restart" and reconnect hints spread over DrainWindow,
 // but the server goes on serving: for a node that cannot serve its clients
 // well for a while (its cluster pub/sub is cut off, say) while its load
@@ -17,6 +17,7 @@ func (s *Server) Evacuate(ctx context.Context) {
 	}
 	list := s.connList()
 	s.mu.Unlock()
-	s.log.Warn("evacuating connections", "connections", len(list))
-	s.drain(ctx, list)
+	sessions := s.openLongPollSessions()
+	s.log.Warn("evacuating connections", "connections", len(list), "long_poll_sessions", len(sessions))
+	s.drain(ctx, drainList(list, sessions))
 }

@@ -10,11 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -72,6 +72,7 @@ type LongPoll struct {
 	mu       sync.Mutex // guards sessions, closed
 	sessions map[string]*lpSession
 	closed   bool
+	live     atomic.Int64 // sessions whose socket has not ended
 
 	fwd forwarder // longpoll_forward.go
 }
@@ -102,11 +103,12 @@ func NewLongPoll(s *Server, opts LongPollOptions) *LongPoll {
 	return lp
 }
 
-// Sessions returns how many long-poll sessions this node holds.
+// Sessions returns how many long-poll sessions this node holds open: their
+// sockets have not ended (a session closed by the server is kept a little
+// longer, until its client's next poll reads the close, without counting).
+// [Server.Connections] counts them with the WebSocket connections.
 func (lp *LongPoll) Sessions() int {
-	lp.mu.Lock()
-	defer lp.mu.Unlock()
-	return len(lp.sessions)
+	return int(lp.live.Load())
 }
 
 // Answers. Each is a complete response body.
@@ -133,7 +135,10 @@ func closeAnswer(status, code int, reason string) []byte {
 // ServeHTTP implements the long-poll transport.
 func (lp *LongPoll) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := lp.srv
-	if !s.enter() {
+	// Requests keep coming for a session during the drain (each poll is a
+	// request): they are served until the drain has told every session
+	// to go. New sessions are refused from the start (open).
+	if !s.enterLongPoll() {
 		s.stats.shed[shedShutdown].Add(1)
 		writeAnswer(w, http.StatusServiceUnavailable, lpError)
 		return
@@ -302,6 +307,15 @@ func (lp *LongPoll) verify(token string) (node, sid string, ok bool) {
 // open runs the connect hook and opens a session.
 func (lp *LongPoll) open(w http.ResponseWriter, r *http.Request, v1 bool) {
 	s := lp.srv
+	if s.stopping.Load() {
+		s.stats.shed[shedShutdown].Add(1)
+		writeAnswer(w, http.StatusServiceUnavailable, lpError)
+		return
+	}
+	coolKey := s.trackedLongPollKey(r)
+	if s.refuseLongPollCoolingDown(w, r, coolKey) {
+		return
+	}
 	remote, why, hint, ok := s.admitLongPoll(r)
 	if !ok {
 		s.stats.shed[why].Add(1)
@@ -342,7 +356,7 @@ func (lp *LongPoll) open(w http.ResponseWriter, r *http.Request, v1 bool) {
 	}
 	var id [16]byte
 	_, _ = crand.Read(id[:])
-	ss := &lpSession{lp: lp, sid: hex.EncodeToString(id[:]), sock: sock, v1: v1}
+	ss := &lpSession{lp: lp, sid: hex.EncodeToString(id[:]), sock: sock, v1: v1, coolKey: coolKey}
 	ss.lim.tokens = float64(s.opts.MessageBurst)
 	lp.mu.Lock()
 	if lp.closed {
@@ -358,12 +372,55 @@ func (lp *LongPoll) open(w http.ResponseWriter, r *http.Request, v1 bool) {
 	ss.expiry = time.AfterFunc(time.Hour, ss.expire)
 	ss.expiry.Stop()
 	lp.sessions[ss.sid] = ss
+	lp.live.Add(1)
 	lp.mu.Unlock()
 	s.stats.accepted.Add(1)
 	sock.Start(ss)
 	ss.expiry.Reset(lp.opts.SessionTimeout)
 	b := append([]byte(`{"status":410,"token":`), wire.AppendString(nil, lp.sign(ss.sid))...)
 	writeAnswer(w, http.StatusOK, append(b, `,"messages":[]}`...))
+}
+
+// trackedLongPollKey is trackedKey (upgrade.go) for a request opening a
+// long-poll session: the client is recognized by its address, its query
+// and the X-Phoenix-AuthToken header, where phoenix.js sends its token
+// over long-poll; 0 for a client that reads close codes.
+func (s *Server) trackedLongPollKey(r *http.Request) uint64 {
+	if readsCloseCodes(r) {
+		return 0
+	}
+	if s.opts.ReconnectCooldown <= 0 {
+		return 1 // nothing is remembered
+	}
+	return s.cooldownKeyFor(r, "X-Phoenix-Authtoken")
+}
+
+// refuseLongPollCoolingDown refuses to open a session for a client whose
+// previous session or connection with the same credentials was closed for
+// what it did, while its cooldown lasts (refuse.go): HTTP 429 with
+// Retry-After, or 403 after a terminal close, and a status phoenix.js
+// backs off from without an open: 500 (it retries on its schedule, which
+// no open resets) or 403 (terminal). It reports whether it answered.
+func (s *Server) refuseLongPollCoolingDown(w http.ResponseWriter, r *http.Request, key uint64) bool {
+	if key == 0 {
+		return false
+	}
+	now := time.Now()
+	e, ok := s.cool.check(key, now)
+	if !ok {
+		return false
+	}
+	s.stats.cooledDown.Add(1)
+	left := e.until.Sub(now)
+	s.log.Debug("long-poll session refused: cooling down", "remote", r.RemoteAddr, "code", e.code, "retry_after", left)
+	reason := e.reason + ": reconnecting too soon"
+	if channels.Terminal(e.code) {
+		writeAnswer(w, http.StatusForbidden, closeAnswer(403, e.code, reason))
+		return true
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(max(int64((left+time.Second-1)/time.Second), 1), 10))
+	writeAnswer(w, http.StatusTooManyRequests, closeAnswer(500, channels.CloseRateLimited, reason))
+	return true
 }
 
 // admitLongPoll applies admission control to a new session as to an
@@ -391,32 +448,39 @@ func (s *Server) admitLongPoll(r *http.Request) (remote string, why shedReason, 
 	return remote, 0, 0, true
 }
 
-// shutdown closes every session with 1012 and a reconnect hint spread over
-// the drain window. Server.Shutdown calls it.
-func (lp *LongPoll) shutdown() {
+// closeForShutdown refuses new sessions from now on and returns the open
+// ones, for the drain to close (Server.Shutdown).
+func (lp *LongPoll) closeForShutdown() []*lpSession {
 	lp.mu.Lock()
+	defer lp.mu.Unlock()
 	lp.closed = true
+	return lp.openSessions()
+}
+
+// openSessions returns the sessions whose socket has not ended. lp.mu
+// must be held.
+func (lp *LongPoll) openSessions() []*lpSession {
 	list := make([]*lpSession, 0, len(lp.sessions))
 	for _, ss := range lp.sessions {
-		list = append(list, ss)
+		ss.mu.Lock()
+		closed := ss.closed
+		ss.mu.Unlock()
+		if !closed {
+			list = append(list, ss)
+		}
 	}
-	lp.mu.Unlock()
-	window := max(lp.srv.opts.DrainWindow, drainTick)
-	for _, ss := range list {
-		hint := rand.N(window)
-		ss.Close(channels.CloseServiceRestart, "service restart retry_after_ms="+strconv.FormatInt(hint.Milliseconds(), 10))
-	}
-	lp.fwd.stop()
+	return list
 }
 
 // lpSession is a long-poll socket: a channels.Transport whose frames wait
 // in a queue for the client's next poll.
 type lpSession struct {
-	lp     *LongPoll
-	sid    string
-	sock   *channels.Socket
-	v1     bool
-	expiry *time.Timer
+	lp      *LongPoll
+	sid     string
+	sock    *channels.Socket
+	v1      bool
+	expiry  *time.Timer
+	coolKey uint64 // the client's reconnect cooldown key, 0 if not tracked (refuse.go)
 
 	inMu sync.Mutex // serializes batches: messages are handled in order
 	lim  limiter    // inbound message rate (inMu)
@@ -504,6 +568,14 @@ func (ss *lpSession) Close(code int, reason string) {
 	ss.signal()
 	idle := !ss.polling && len(ss.queue) == 0
 	ss.mu.Unlock()
+	// A close for what the client did holds its next sessions off, as
+	// for a WebSocket (refuse.go): phoenix.js would open a new session
+	// 10 ms later, its backoff reset by the open.
+	if ss.coolKey != 0 {
+		if d := ss.lp.srv.cooldownFor(code); d > 0 {
+			ss.lp.srv.cool.add(ss.coolKey, code, reason, d, time.Now())
+		}
+	}
 	// Close may be called from inside a handler of the socket (a push
 	// over the queue limit), whose lock Closed needs.
 	go ss.end()
@@ -524,6 +596,7 @@ func (ss *lpSession) end() {
 	}
 	ss.ended = true
 	ss.mu.Unlock()
+	ss.lp.live.Add(-1)
 	ss.sock.Closed()
 	ss.lp.srv.adm.release()
 }
@@ -687,12 +760,64 @@ func (ss *lpSession) decodeLine(line []byte) ([]byte, bool, error) {
 	}
 }
 
-// shutdownLongPoll closes the long-poll sessions (Shutdown).
-func (s *Server) shutdownLongPoll() {
+// longPollSessions returns the long-poll sessions the drain closes, and
+// refuses new ones from now on (Shutdown).
+func (s *Server) longPollSessions() []*lpSession {
+	s.lpmu.Lock()
+	lps := s.lps
+	s.lpmu.Unlock()
+	var list []*lpSession
+	for _, lp := range lps {
+		list = append(list, lp.closeForShutdown()...)
+	}
+	return list
+}
+
+// openLongPollSessions returns the open long-poll sessions (Evacuate).
+func (s *Server) openLongPollSessions() []*lpSession {
+	s.lpmu.Lock()
+	lps := s.lps
+	s.lpmu.Unlock()
+	var list []*lpSession
+	for _, lp := range lps {
+		lp.mu.Lock()
+		list = append(list, lp.openSessions()...)
+		lp.mu.Unlock()
+	}
+	return list
+}
+
+// liveLongPollSessions counts the open long-poll sessions.
+func (s *Server) liveLongPollSessions() int {
+	s.lpmu.Lock()
+	defer s.lpmu.Unlock()
+	n := 0
+	for _, lp := range s.lps {
+		n += lp.Sessions()
+	}
+	return n
+}
+
+// stopLongPollForwarding stops answering requests forwarded from other
+// nodes, once the drain has told every session to go (Shutdown).
+func (s *Server) stopLongPollForwarding() {
 	s.lpmu.Lock()
 	lps := s.lps
 	s.lpmu.Unlock()
 	for _, lp := range lps {
-		lp.shutdown()
+		lp.fwd.stop()
 	}
+}
+
+// enterLongPoll registers a long-poll request with the WaitGroup unless
+// the drain is over: sessions are still polled while the drain spreads
+// their closes.
+func (s *Server) enterLongPoll() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lpDone {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }

@@ -168,6 +168,13 @@ type cooldown struct {
 // behind the same address has other credentials, so it does not. It is
 // never 0 (0 means "not tracked" in a conn).
 func (s *Server) cooldownKey(r *http.Request) uint64 {
+	return s.cooldownKeyFor(r, "Sec-Websocket-Protocol")
+}
+
+// cooldownKeyFor is cooldownKey with the credentials in the header named
+// cred (canonical form): a long-poll client sends its token in
+// X-Phoenix-AuthToken.
+func (s *Server) cooldownKeyFor(r *http.Request, cred string) uint64 {
 	ip, _, _ := s.adm.clientAddr(r)
 	if ip.IsValid() {
 		ip = ipKey(ip)
@@ -180,7 +187,7 @@ func (s *Server) cooldownKey(r *http.Request) uint64 {
 	}
 	_, _ = h.Write(b[:])
 	_, _ = h.WriteString(r.URL.RawQuery)
-	for _, v := range r.Header.Values("Sec-Websocket-Protocol") { // canonical key: no allocation
+	for _, v := range r.Header[cred] { // canonical key: no allocation
 		_ = h.WriteByte(0)
 		_, _ = h.WriteString(v)
 	}

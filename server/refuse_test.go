@@ -23,6 +23,16 @@ import (
 // so they are closed with 4502 when they expire.
 func codeServer(t *testing.T, opts Options) *testServer {
 	t.Helper()
+	node := codeNode()
+	srv := New(node, opts)
+	hs := httptest.NewServer(srv)
+	return finishCodeServer(t, node, srv, hs)
+}
+
+// codeNode is codeServer's node: query "code" refuses with that close
+// code, "user" names the socket, "revoke=1" has it revoked a few
+// milliseconds after it opens (4503) and "expire=1" expired (4502).
+func codeNode() *channels.Node {
 	node := channels.New(channels.Options{
 		Connect: func(ctx context.Context, ev channels.ConnectEvent) (channels.ConnectReply, error) {
 			if c := ev.Params.Get("code"); c != "" {
@@ -54,8 +64,10 @@ func codeServer(t *testing.T, opts Options) *testServer {
 			return channels.JoinReply{}, nil
 		},
 	})
-	srv := New(node, opts)
-	hs := httptest.NewServer(srv)
+	return node
+}
+
+func finishCodeServer(t *testing.T, node *channels.Node, srv *Server, hs *httptest.Server) *testServer {
 	ts := &testServer{Server: srv, node: node, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/socket/websocket"}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)

@@ -138,13 +138,17 @@ type Options struct {
 	// of looping. After a terminal close (4500-4999: revoked, expired,
 	// unauthorized) the same credentials get 403 for 6 times as long. The
 	// client is recognized by its address, query and offered
-	// subprotocols (which carry a Phoenix 1.8 token). Zero means 10 s; a
+	// subprotocols (which carry a Phoenix 1.8 token). A long-poll session
+	// ([LongPoll]) gets the same: the client's next session open is
+	// refused (HTTP 429 or 403, and a status phoenix.js backs off from),
+	// its token taken from X-Phoenix-AuthToken. Zero means 10 s; a
 	// negative value disables it. See refuse.go.
 	ReconnectCooldown time.Duration
 
 	// DrainWindow is the time over which Shutdown spreads the closing of
-	// the open connections (1012 "service restart retry_after_ms=<n>"), so
-	// that their reconnects reach the other nodes at an even rate. Zero
+	// the open connections (1012 "service restart retry_after_ms=<n>"),
+	// long-poll sessions included, so that their reconnects reach the
+	// other nodes at an even rate. Zero
 	// means 30 s; a negative value closes them all at once.
 	DrainWindow time.Duration
 	// MinDrainRate is the fewest connections per second the drain closes:
@@ -187,8 +191,9 @@ type Server struct {
 	draining atomic.Bool  // the drain is closing connections
 	drainEnd atomic.Int64 // unix nanos: when the drain's hints end (drain.go)
 
-	lpmu sync.Mutex  // guards lps
-	lps  []*LongPoll // long-poll handlers of the node (longpoll.go)
+	lpmu   sync.Mutex  // guards lps
+	lps    []*LongPoll // long-poll handlers of the node (longpoll.go)
+	lpDone bool        // the drain is over: no more long-poll requests (s.mu)
 
 	deflater *wire.Deflater // nil unless Options.Compression.Enabled (compress.go)
 
@@ -250,15 +255,18 @@ func New(node *channels.Node, opts Options) *Server {
 	return s
 }
 
-// Connections returns how many WebSocket connections are open.
+// Connections returns how many connections are open: WebSocket
+// connections and long-poll sessions ([LongPoll.Sessions]).
 func (s *Server) Connections() int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
+	n := len(s.conns)
+	s.mu.Unlock()
+	return n + s.liveLongPollSessions()
 }
 
 // Shutdown drains the server: [Server.Ready] turns false at once, new
-// upgrade requests get HTTP 503, and the open connections are closed with
+// upgrade requests (and new long-poll sessions) get HTTP 503, and the open
+// connections and long-poll sessions are closed with
 // 1012 "service restart retry_after_ms=<n>" spread over DrainWindow (see
 // drain.go: at least MinDrainRate per second, compressed to fit ctx's
 // deadline), each with its own reconnect hint. It then waits until every
@@ -275,9 +283,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	list := s.connList()
 	s.mu.Unlock()
-	s.log.Info("server shutting down", "connections", len(list))
-	s.shutdownLongPoll()
-	s.drain(ctx, list)
+	sessions := s.longPollSessions()
+	s.log.Info("server shutting down", "connections", len(list), "long_poll_sessions", len(sessions))
+	// Long-poll sessions are drained with the WebSockets, their closes
+	// spread over the same window: each is told at its next poll (410
+	// with the 1012 close), so that phoenix.js clients, which reconnect
+	// 10 ms after a 410, come back spread out too.
+	s.drain(ctx, drainList(list, sessions))
+	s.mu.Lock()
+	s.lpDone = true
+	s.mu.Unlock()
+	s.stopLongPollForwarding()
 
 	done := make(chan struct{})
 	go func() {

@@ -10,9 +10,12 @@ import (
 // exports them to Prometheus). Counters only grow; Connections, Ready,
 // Draining and the drain progress are gauges.
 type Stats struct {
-	// Connections is how many WebSocket connections are open now
-	// (connections refused with a close code included until they end).
+	// Connections is how many connections are open now: WebSocket
+	// connections (those refused with a close code included until they
+	// end) and long-poll sessions.
 	Connections int
+	// LongPollSessions is how many of them are long-poll sessions.
+	LongPollSessions int
 	// Accepted counts the upgrades admission control let through.
 	Accepted uint64
 	// Upgrades counts every WebSocket upgrade the server completed,
@@ -23,9 +26,9 @@ type Stats struct {
 	// answered with an HTTP status before the upgrade (clients that do not
 	// read close codes: see Options.ReconnectCooldown).
 	RefusedHTTP uint64
-	// CooledDown counts reconnects refused before the upgrade because the
-	// same client's connection was just closed for what it did (see
-	// Options.ReconnectCooldown).
+	// CooledDown counts reconnects refused before the upgrade (or before
+	// a long-poll session opened) because the same client's connection
+	// was just closed for what it did (see Options.ReconnectCooldown).
 	CooledDown uint64
 	// Shed counts the upgrade requests refused by admission control or
 	// because the server was shutting down, by reason.
@@ -42,8 +45,9 @@ type Stats struct {
 	// Draining is true from the start of Shutdown until every connection
 	// the drain closes has been told to go.
 	Draining bool
-	// DrainTotal is how many connections the drain set out to close, and
-	// DrainClosed how many of them it has closed so far.
+	// DrainTotal is how many connections (long-poll sessions included)
+	// the drain set out to close, and DrainClosed how many of them it has
+	// closed so far.
 	DrainTotal, DrainClosed int
 }
 
@@ -108,11 +112,12 @@ type serverStats struct {
 func (s *Server) Stats() Stats {
 	st := &s.stats
 	return Stats{
-		Connections: s.Connections(),
-		Accepted:    st.accepted.Load(),
-		Upgrades:    st.upgrades.Load(),
-		RefusedHTTP: st.refusedHTTP.Load(),
-		CooledDown:  st.cooledDown.Load(),
+		Connections:      s.Connections(),
+		LongPollSessions: s.liveLongPollSessions(),
+		Accepted:         st.accepted.Load(),
+		Upgrades:         st.upgrades.Load(),
+		RefusedHTTP:      st.refusedHTTP.Load(),
+		CooledDown:       st.cooledDown.Load(),
 		Shed: ShedStats{
 			NodeRate:       st.shed[shedNodeRate].Load(),
 			IPRate:         st.shed[shedIPRate].Load(),

@@ -61,13 +61,17 @@ func runBench(args []string) error {
 		// Hidden mode: a node of the broker scenario.
 		return bench.BrokerNode(args[1:], os.Stdin, os.Stdout)
 	}
+	if len(args) > 0 && args[0] == "scale-node" {
+		// Hidden mode: a node of the scale scenario.
+		return bench.ScaleNode(args[1:], os.Stdin, os.Stdout)
+	}
 	var o bench.Options
 	var targets, policies, events, counts, chaos listFlag
 	var serverArgs repeatFlag
 	var timeout time.Duration
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() { benchUsage(fs) }
-	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio, hearth-longpoll (idle)")
+	fs.Var(&targets, "target", "servers to measure, comma-separated: hearth, gorilla, socketio, hearth-longpoll, socketio-polling (see each scenario)")
 	fs.StringVar(&o.Out, "out", "bench-out", "directory for the JSON report, the SVG plot and server logs")
 	fs.BoolVar(&o.Smoke, "smoke", false, "tiny counts for a few seconds (CI)")
 	fs.IntVar(&o.Clients, "clients", 0, "load clients (storm K, fanout/throughput/cluster subscribers)")
@@ -80,7 +84,11 @@ func runBench(args []string) error {
 	fs.IntVar(&o.Size, "size", 0, "payload bytes")
 	fs.DurationVar(&o.Duration, "duration", 0, "measured publishing time")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "publishing time before the measurement or the event")
-	fs.IntVar(&o.Nodes, "nodes", 0, "cluster: server nodes")
+	var nodes, dbs, listen listFlag
+	fs.Var(&nodes, "nodes", "cluster: server nodes; scale: node counts to sweep, comma-separated (default 2,8,16,32,64)")
+	fs.Var(&dbs, "databases", "scale: database counts (K) to sweep, comma-separated (default 1,3)")
+	fs.Var(&listen, "listen", "scale: listening modes, comma-separated: interest (interest-based), all (ListenAll) (default both)")
+	fs.IntVar(&o.Replicas, "replicas", 0, "scale: nodes subscribing to each topic (default 3)")
 	fs.Var(&policies, "policies", "storm: reconnect policies to compare: hearth,phoenix,socketio")
 	fs.Var(&events, "events", "storm: events to run: kill,drain,rolling,expired (clients holding an expired token: upgrades/s)")
 	fs.DurationVar(&o.EventTimeout, "event-timeout", 0, "storm: longest wait for every client to rejoin")
@@ -90,7 +98,7 @@ func runBench(args []string) error {
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "Phoenix heartbeat interval (default 30s)")
 	fs.Var(&chaos, "scenario", "chaos: the scenarios to run, comma-separated: deploy,node-kill")
 	fs.DurationVar(&o.DeployEvery, "deploy-every", 0, "chaos soak: a whole rolling deploy this often (default 10m)")
-	fs.StringVar(&o.Balancer, "balancer", "", "chaos: the load balancer in front of the nodes: haproxy (default) or nginx")
+	fs.StringVar(&o.Balancer, "balancer", "", "chaos: the load balancer in front of the nodes: haproxy (default) or nginx; roundrobin: haproxy instead of the bench's own proxy")
 	fs.BoolVar(&o.NoRecover, "no-recover", false, "do not ask Hearth to replay missed messages on rejoin")
 	fs.BoolVar(&o.Compress, "compress", false, "clients offer permessage-deflate and servers compress every message (fanout, throughput, cluster, idle)")
 	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (0: one per 8,000 clients; -1: in-process)")
@@ -135,6 +143,24 @@ func runBench(args []string) error {
 	if len(o.Rates) == 1 {
 		o.Rate, o.Rates = o.Rates[0], nil
 	}
+	for _, c := range nodes {
+		n, err := strconv.Atoi(c)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--nodes: %q is not a positive number", c)
+		}
+		o.NodeCounts = append(o.NodeCounts, n)
+	}
+	if len(o.NodeCounts) > 0 {
+		o.Nodes = o.NodeCounts[0]
+	}
+	for _, c := range dbs {
+		n, err := strconv.Atoi(c)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--databases: %q is not a positive number", c)
+		}
+		o.DatabaseCounts = append(o.DatabaseCounts, n)
+	}
+	o.ListenModes = listen
 	for _, c := range counts {
 		n, err := strconv.Atoi(c)
 		if err != nil || n <= 0 {

@@ -33,7 +33,7 @@ flags:
 func runEmit(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("emit", flag.ContinueOnError)
 	// Not os.Getenv as the flag's default: -h would print the password.
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL); several, separated by spaces or by commas before postgres://, for a cluster on several databases")
 	schema := fs.String("schema", "", "schema holding Hearth's tables (default public)")
 	binary := fs.Bool("binary", false, "send PAYLOAD as raw bytes rather than JSON")
 	exclude := fs.String("exclude", "", "connection id that must not receive the message")
@@ -68,7 +68,7 @@ func runEmit(args []string, stdin io.Reader, stdout io.Writer) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	e, err := postgres.NewEmitter(ctx, postgres.Options{URL: *dbURL, Schema: *schema, Name: "emit"})
+	e, err := postgres.NewEmitter(ctx, postgres.Options{URLs: splitDatabaseURLs(*dbURL), Schema: *schema, Name: "emit"})
 	if err != nil {
 		return err
 	}

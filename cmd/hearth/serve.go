@@ -38,8 +38,9 @@ type serveConfig struct {
 	logLevel  string
 	tokenTTL  time.Duration
 	window    [2]float64
-	dbURL     string
-	listenURL string
+	dbURL     string // one or several database URLs (splitDatabaseURLs)
+	listenURL string // as many listener URLs, when set
+	rebalance bool   // --database-rebalance
 	nodeName  string
 	syncFail  bool          // --synchronous-failover
 	evacuate  time.Duration // --evacuate-after
@@ -54,8 +55,9 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:4000", "address to listen on")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the tokens GET /token and the channel refresh mint")
-	fs.StringVar(&cfg.dbURL, "database-url", "", "PostgreSQL URL: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub)")
-	fs.StringVar(&cfg.listenURL, "listen-url", "", "direct PostgreSQL URL for the cluster listener, when --database-url goes through a transaction pooler such as PgBouncer (default $DATABASE_LISTEN_URL)")
+	fs.Var(joinFlag{&cfg.dbURL}, "database-url", "PostgreSQL `URL`: turns cluster mode on (default $DATABASE_URL; empty: in-process pub/sub). Repeat it, or separate URLs by spaces or by commas before postgres://, to spread topics over several databases (docs/clustering.md)")
+	fs.Var(joinFlag{&cfg.listenURL}, "listen-url", "direct PostgreSQL `URL` for the cluster listener, when --database-url goes through a transaction pooler such as PgBouncer (default $DATABASE_LISTEN_URL); with several databases, one per --database-url, in the same order")
+	fs.BoolVar(&cfg.rebalance, "database-rebalance", false, "record the databases of --database-url as the cluster's, when a database was added or removed: topics that move start a new epoch (docs/clustering.md)")
 	fs.StringVar(&cfg.secret, "secret", "", "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
 	fs.BoolVar(&cfg.syncFail, "synchronous-failover", false, "the database fails over only to synchronous standbys: keep topic epochs on a new timeline, so clients recover across a failover (default: move topics to a new epoch, since an asynchronous failover may have lost commits)")
 	fs.DurationVar(&cfg.evacuate, "evacuate-after", 0, "cluster mode: when the node has been cut off from PostgreSQL this long, close its sockets as a drain does (1012, spread over --drain-window) so that they reconnect to other nodes; 0: never (they stay, and catch up once it is back)")
@@ -331,7 +333,15 @@ func (d *demo) handleIn(ctx context.Context, c *channels.Channel, ev channels.In
 func openBroker(cfg serveConfig, log *slog.Logger) (*postgres.Broker, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pg, err := postgres.New(ctx, postgres.Options{URL: cfg.dbURL, ListenURL: cfg.listenURL, Name: cfg.nodeName, Logger: log, SynchronousFailover: cfg.syncFail})
+	opts := postgres.Options{Name: cfg.nodeName, Logger: log, SynchronousFailover: cfg.syncFail, Rebalance: cfg.rebalance}
+	opts.URLs = splitDatabaseURLs(cfg.dbURL)
+	if cfg.listenURL != "" {
+		opts.ListenURLs = splitDatabaseURLs(cfg.listenURL)
+		if len(opts.ListenURLs) != len(opts.URLs) {
+			return nil, fmt.Errorf("cluster mode: %d --listen-url for %d --database-url: give one per database, in the same order", len(opts.ListenURLs), len(opts.URLs))
+		}
+	}
+	pg, err := postgres.New(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cluster mode: %w", err)
 	}
@@ -398,4 +408,70 @@ func (d *demo) mountAPI(r chi.Router, log *slog.Logger, cfg serveConfig, broker 
 	r.Mount("/api", d.api)
 	r.Handle("/dashboard", d.api.Dashboard())
 	r.Handle("/dashboard/*", d.api.Dashboard())
+}
+
+// joinFlag is a string flag that may be repeated: the values are joined
+// with spaces, as splitDatabaseURLs reads them.
+type joinFlag struct{ s *string }
+
+func (f joinFlag) String() string {
+	if f.s == nil {
+		return ""
+	}
+	return *f.s
+}
+
+func (f joinFlag) Set(v string) error {
+	if *f.s != "" && v != "" {
+		v = *f.s + " " + v
+	}
+	*f.s = v
+	return nil
+}
+
+// splitDatabaseURLs splits --database-url (or $DATABASE_URL) into the
+// URLs of several databases: they are separated by white space, or by a
+// comma followed by "postgres://" or "postgresql://", so that the commas
+// of a multi-host URL (postgres://h1:5432,h2:5432/db) stay inside it. A
+// value without "://" is one keyword/value connection string
+// ("host=... dbname=..."), which may hold spaces: it is not split.
+func splitDatabaseURLs(v string) []string {
+	if !strings.Contains(v, "://") {
+		if v = strings.TrimSpace(v); v == "" {
+			return nil
+		}
+		return []string{v}
+	}
+	var out []string
+	for _, f := range strings.Fields(v) {
+		for {
+			i := nextURL(f)
+			if i < 0 {
+				break
+			}
+			if p := f[:i]; p != "" {
+				out = append(out, p)
+			}
+			f = f[i+1:]
+		}
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// nextURL returns the index of the first comma of s followed by a
+// postgres:// or postgresql:// URL, or -1.
+func nextURL(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] != ',' {
+			continue
+		}
+		rest := strings.ToLower(s[i+1:])
+		if strings.HasPrefix(rest, "postgres://") || strings.HasPrefix(rest, "postgresql://") {
+			return i
+		}
+	}
+	return -1
 }

@@ -48,7 +48,7 @@ type client struct {
 	idx int
 
 	mu       sync.Mutex // guards everything below
-	conn     *wsConn
+	conn     clientConn
 	gen      uint64
 	ref      uint64
 	topics   []topicState
@@ -113,9 +113,15 @@ func (c *client) run(ctx context.Context, ready <-chan struct{}) {
 	if n := len(g.spec.SourceIPs); n > 0 {
 		src = g.spec.SourceIPs[c.idx%n]
 	}
+	polling := g.spec.Transport == TransportPolling
 	path := "/socket/websocket?vsn=2.0.0"
-	if g.spec.Proto == ProtoSocketIO {
+	switch {
+	case g.spec.Proto == ProtoSocketIO && polling:
+		path = "/socket.io/?EIO=4&transport=polling"
+	case g.spec.Proto == ProtoSocketIO:
 		path = "/socket.io/?EIO=4&transport=websocket"
+	case polling:
+		path = "/socket/longpoll?vsn=2.0.0"
 	}
 	if g.spec.Query != "" {
 		path += "&" + g.spec.Query
@@ -147,7 +153,13 @@ func (c *client) run(ctx context.Context, ready <-chan struct{}) {
 			}
 		}
 		g.add(cConnAttempts, 1)
-		conn, err := g.w.dial.dialWS(ctx, src, g.spec.Addrs[addrIdx], path+query, g.spec.Deflate)
+		var conn clientConn
+		var err error
+		if polling {
+			conn, err = g.w.dial.dialPoll(ctx, src, g.spec.Addrs[addrIdx], path+query, g.spec.Proto == ProtoPhoenix)
+		} else {
+			conn, err = g.w.dial.dialWS(ctx, src, g.spec.Addrs[addrIdx], path+query, g.spec.Deflate)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -231,7 +243,7 @@ func (c *client) noteDown() {
 }
 
 // serve runs one connection until it ends.
-func (c *client) serve(ctx context.Context, conn *wsConn) error {
+func (c *client) serve(ctx context.Context, conn clientConn) error {
 	g := c.g
 	c.mu.Lock()
 	c.conn = conn
@@ -252,7 +264,7 @@ func (c *client) serve(ctx context.Context, conn *wsConn) error {
 	}
 	c.mu.Unlock()
 
-	stop := context.AfterFunc(ctx, func() { conn.c.Close() })
+	stop := context.AfterFunc(ctx, func() { conn.close() })
 	defer stop()
 	var err error
 	for {
@@ -274,7 +286,7 @@ func (c *client) serve(ctx context.Context, conn *wsConn) error {
 			break
 		}
 	}
-	conn.c.Close()
+	conn.close()
 	c.mu.Lock()
 	c.unjoin()
 	c.conn = nil

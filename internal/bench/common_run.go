@@ -73,6 +73,7 @@ type pubsubSetup struct {
 	servers    []*Server
 	label      string
 	proto      string
+	transport  string // the subscribers'; publishers use WebSockets
 }
 
 // runPubsub connects the subscribers, then the publishers, publishes for
@@ -93,6 +94,7 @@ func runPubsub(ctx context.Context, env *Env, s pubsubSetup) (*pubsubRun, error)
 		Name: "subs", Proto: s.proto, Addrs: s.subAddrs, Policy: "hearth", Topics: s.topics,
 		TopicsPerClient: s.tpc, Count: s.subs, SourceIPs: env.SourceIPs(s.subs), ConnectRate: connRate,
 		HeartbeatMS: env.heartbeatMS(), PerMessage: s.perMessage, EpochNS: epoch, Deflate: o.Compress,
+		Transport: s.transport,
 	}
 	p := env.progress(s.label+" connect", fleet, joinedLine(int64(s.subs), "subs"))
 	if err := fleet.Start(sub); err != nil {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -58,6 +59,9 @@ type GroupSpec struct {
 	Deflate bool `json:"deflate,omitempty"`
 	// Auth signs the clients in to a token service; nil means anonymous.
 	Auth *AuthSpec `json:"auth,omitempty"`
+	// Transport is TransportWebSocket (empty) or TransportPolling: HTTP
+	// long-polling, Phoenix's LongPoll or Engine.IO's (pollconn.go).
+	Transport string `json:"transport,omitempty"`
 }
 
 // PublishSpec makes clients publishers. Publisher p of Total owns the topics
@@ -71,6 +75,12 @@ type PublishSpec struct {
 func (s *GroupSpec) validate() error {
 	if s.Proto != ProtoPhoenix && s.Proto != ProtoSocketIO {
 		return fmt.Errorf("bench: unknown protocol %q", s.Proto)
+	}
+	if s.Transport != TransportWebSocket && s.Transport != TransportPolling {
+		return fmt.Errorf("bench: unknown transport %q", s.Transport)
+	}
+	if s.Transport == TransportPolling && s.Deflate {
+		return errors.New("bench: --compress is for WebSockets, not long-polling")
 	}
 	if len(s.Addrs) == 0 {
 		return fmt.Errorf("bench: group %s has no server address", s.Name)
@@ -288,6 +298,9 @@ type GroupResult struct {
 	Lost int64 `json:"lost"`
 	// NoMessages counts client topic subscriptions that received nothing.
 	NoMessages int64 `json:"no_messages"`
+	// Receivers counts subscribing clients that received at least one
+	// message (whether or not they were joined at the end).
+	Receivers int64 `json:"receivers"`
 	// Affected counts clients disconnected after the mark; Rejoin holds
 	// each one's time from the mark to being fully joined again (ms, -1 if
 	// never), Outage its time from disconnect to rejoin.
@@ -317,6 +330,7 @@ func (r *GroupResult) Merge(o *GroupResult) {
 	}
 	r.Lost += o.Lost
 	r.NoMessages += o.NoMessages
+	r.Receivers += o.Receivers
 	r.Affected += o.Affected
 	r.Rejoin = append(r.Rejoin, o.Rejoin...)
 	r.Outage = append(r.Outage, o.Outage...)

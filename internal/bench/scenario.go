@@ -38,6 +38,10 @@ type Options struct {
 	Duration        time.Duration // measured publishing time
 	Warmup          time.Duration // publishing before the measurement or event
 	Nodes           int           // cluster: server nodes
+	NodeCounts      []int         // scale: node counts to sweep
+	DatabaseCounts  []int         // scale: database counts (K) to sweep
+	ListenModes     []string      // scale: "interest" (interest-based listening), "all" (ListenAll)
+	Replicas        int           // scale: nodes subscribing to each topic
 	Policies        []string      // storm: reconnect policies to compare
 	Events          []string      // storm: kill, drain, rolling
 	EventTimeout    time.Duration // storm: longest wait for everyone to rejoin

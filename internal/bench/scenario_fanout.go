@@ -11,7 +11,7 @@ func init() {
 	Register(&Scenario{
 		Name:    "fanout",
 		Summary: "one publisher, N subscribers on one topic: latency to the last subscriber, deliveries/s",
-		Targets: []string{TargetHearth, TargetGorilla, TargetSocketIO},
+		Targets: []string{TargetHearth, TargetGorilla, TargetSocketIO, TargetLongPoll, TargetSocketIOPolling},
 		Run:     runFanout,
 	})
 }
@@ -73,6 +73,7 @@ func fanoutOne(ctx context.Context, env *Env, kind string, subs int, rate float6
 	return runPubsub(ctx, env, pubsubSetup{
 		kind: kind, subAddrs: addrs, pubAddrs: addrs, topics: []string{"room:fanout"}, subs: subs, tpc: 1,
 		pubs: 1, rate: rate, size: size, dur: dur, perMessage: true, servers: servers, label: "fanout " + kind, proto: t.Proto(),
+		transport: t.Transport(),
 	})
 }
 

@@ -12,7 +12,7 @@ func init() {
 	Register(&Scenario{
 		Name:    "idle",
 		Summary: "N idle joined connections: server RSS and heap per connection at each count",
-		Targets: []string{TargetHearth, TargetGorilla, TargetSocketIO, TargetLongPoll},
+		Targets: []string{TargetHearth, TargetGorilla, TargetSocketIO, TargetLongPoll, TargetSocketIOPolling},
 		Run:     runIdle,
 	})
 }
@@ -112,17 +112,11 @@ func idleOne(ctx context.Context, env *Env, kind string, counts []int, topics, m
 	}
 	defer stopServers(servers)
 	srv := servers[0]
-	var fleet *Fleet
-	var pool *lpPool
-	if kind == TargetLongPoll {
-		pool = newLPPool(addrs[0])
-		defer pool.close()
-	} else {
-		if fleet, err = env.Fleet(maxN); err != nil {
-			return nil, "", err
-		}
-		defer fleet.Close()
+	fleet, err := env.Fleet(maxN)
+	if err != nil {
+		return nil, "", err
 	}
+	defer fleet.Close()
 	note := ""
 	measure := func() (int64, int64, error) {
 		// Let the server settle: the RSS must stop moving for a second.
@@ -172,23 +166,18 @@ func idleOne(ctx context.Context, env *Env, kind string, counts []int, topics, m
 			Name: fmt.Sprintf("idle%d", i), Proto: t.Proto(), Addrs: addrs, Policy: "hearth",
 			Topics: topicNames("room:idle", topics), TopicsPerClient: 1, Count: n - have,
 			SourceIPs: env.SourceIPs(maxN), ConnectRate: connRate, HeartbeatMS: env.heartbeatMS(), EpochNS: env.Epoch.UnixNano(),
-			Deflate: env.Opts.Compress,
+			Deflate: env.Opts.Compress, Transport: t.Transport(),
 		}
 		groups := make([]string, i+1)
 		for j := range groups {
 			groups[j] = fmt.Sprintf("idle%d", j)
 		}
-		var err error
-		if pool != nil {
-			err = pool.add(ctx, n-have, spec.Topics, int(connRate))
-		} else {
-			p := env.progress(fmt.Sprintf("idle %s %d", kind, n), fleet, joinedLine(int64(n), groups...))
-			err = fleet.Start(spec)
-			if err == nil {
-				err = waitJoined(ctx, fleet, int64(n), 5*time.Minute, groups...)
-			}
-			p.done()
+		p := env.progress(fmt.Sprintf("idle %s %d", kind, n), fleet, joinedLine(int64(n), groups...))
+		err := fleet.Start(spec)
+		if err == nil {
+			err = waitJoined(ctx, fleet, int64(n), 5*time.Minute, groups...)
 		}
+		p.done()
 		if err != nil {
 			return out, note, err
 		}

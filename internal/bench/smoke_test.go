@@ -395,18 +395,84 @@ func TestSmokeFloor(t *testing.T) {
 	}
 }
 
-// TestSmokeIdleLongPoll: idle sessions over long-poll are measured like
-// WebSocket connections.
+// TestSmokeIdleLongPoll: idle sessions over Hearth's long-poll and
+// Socket.IO's polling are measured like WebSocket connections.
 func TestSmokeIdleLongPoll(t *testing.T) {
 	t.Parallel()
-	rep := runSmoke(t, "idle", smokeOptions(t, TargetLongPoll))
-	pts := rep.Results.([]idlePoint)
-	if len(pts) != 2 {
-		t.Fatalf("%d points, want one per smoke count", len(pts))
+	root, err := repoDir("")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, p := range pts {
-		if p.Target != TargetLongPoll || p.RSSBytes <= 0 || p.Conns <= 0 {
+	installSocketIOPeer(t, root)
+	rep := runSmoke(t, "idle", smokeOptions(t, TargetLongPoll, TargetSocketIOPolling))
+	pts := rep.Results.([]idlePoint)
+	if len(pts) != 4 {
+		t.Fatalf("%d points, want one per smoke count and target", len(pts))
+	}
+	for i, p := range pts {
+		want := []string{TargetLongPoll, TargetSocketIOPolling}[i/2]
+		if p.Target != want || p.RSSBytes <= 0 || p.Conns <= 0 {
 			t.Errorf("point %+v", p)
+		}
+	}
+}
+
+// TestSmokeFanoutPolling: fanout to subscribers on Hearth's long-poll and
+// on Socket.IO's polling transport, every message to every subscriber.
+func TestSmokeFanoutPolling(t *testing.T) {
+	t.Parallel()
+	root, err := repoDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installSocketIOPeer(t, root)
+	opts := smokeOptions(t, TargetLongPoll, TargetSocketIOPolling)
+	opts.Workers = -1 // in-process: the race detector and the leak check see the polling clients
+	rep := runSmoke(t, "fanout", opts)
+	checkFiles(t, rep, "fanout")
+	runs := rep.Results.([]*pubsubRun)
+	checkPubsub(t, runs, 2)
+	for _, r := range runs {
+		if r.CompleteMsgs == 0 || r.IncompleteMsgs != 0 || r.CompleteMsgs != int(r.Published) {
+			t.Errorf("%s: per-message accounting: %d complete, %d incomplete, %d published", r.Target, r.CompleteMsgs, r.IncompleteMsgs, r.Published)
+		}
+	}
+}
+
+// TestSmokeRoundRobin: through a balancer that sends each request to the
+// next of two clustered nodes, every Hearth long-poll subscriber joins and
+// receives everything; Socket.IO's polling sessions work behind the
+// IP-sticky balancer only, and the round-robin one gets HTTP 4xx
+// (Engine.IO's "Session ID unknown").
+func TestSmokeRoundRobin(t *testing.T) {
+	t.Parallel()
+	root, err := repoDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installSocketIOPeer(t, root)
+	opts := smokeOptions(t, TargetLongPoll, TargetSocketIOPolling)
+	opts.DatabaseURL = testDatabaseURL
+	rep := runSmoke(t, "roundrobin", opts)
+	checkFiles(t, rep, "roundrobin")
+	runs := rep.Results.([]*rrRun)
+	if len(runs) != 4 {
+		t.Fatalf("%d runs, want two balancers for each of two targets", len(runs))
+	}
+	for _, r := range runs {
+		if r.Published == 0 || r.Requests == 0 {
+			t.Errorf("%s %s: published %d, %d requests through the balancer", r.Target, r.Balancer, r.Published, r.Requests)
+		}
+		works := r.Target == TargetLongPoll || r.Balancer == rrSticky
+		if !works {
+			if r.Status4xx == 0 || r.JoinedAtEnd == int64(r.Sessions) {
+				t.Errorf("%s %s: %d HTTP 4xx, %d of %d joined: want Engine.IO's 400s", r.Target, r.Balancer, r.Status4xx, r.JoinedAtEnd, r.Sessions)
+			}
+			continue
+		}
+		if r.JoinedAtStart != int64(r.Sessions) || r.DeliveredFrac != 1 || r.Status4xx != 0 || r.Drops != 0 {
+			t.Errorf("%s %s: joined %d of %d, delivered %.3f, %d HTTP 4xx, %d drops %v", r.Target, r.Balancer,
+				r.JoinedAtStart, r.Sessions, r.DeliveredFrac, r.Status4xx, r.Drops, r.Errors)
 		}
 	}
 }

@@ -25,8 +25,13 @@ const (
 	TargetGorilla  = "gorilla"  // bench/peers/gorilla, a textbook gorilla/websocket hub
 	TargetSocketIO = "socketio" // bench/peers/socketio, Socket.IO 4 on Node
 	// TargetLongPoll is `hearth serve` driven over long-poll
-	// (/socket/longpoll) by in-process HTTP clients (longpoll.go).
+	// (/socket/longpoll) by load clients speaking phoenix.js's LongPoll
+	// wire (pollconn.go).
 	TargetLongPoll = "hearth-longpoll"
+	// TargetSocketIOPolling is the Socket.IO peer (serving websocket and
+	// polling) driven by load clients with transports: ["polling"]:
+	// Engine.IO v4's HTTP long-polling (pollconn.go).
+	TargetSocketIOPolling = "socketio-polling"
 )
 
 // TargetOptions says how to start the servers under test.
@@ -68,11 +73,23 @@ type Target struct {
 
 // Proto returns the load-client protocol the target speaks.
 func (t *Target) Proto() string {
-	if t.opts.Kind == TargetSocketIO {
+	if isSocketIO(t.opts.Kind) {
 		return ProtoSocketIO
 	}
 	return ProtoPhoenix
 }
+
+// Transport returns the transport the target's subscribers use.
+func (t *Target) Transport() string { return transportOf(t.opts.Kind) }
+
+func transportOf(kind string) string {
+	if kind == TargetLongPoll || kind == TargetSocketIOPolling {
+		return TransportPolling
+	}
+	return TransportWebSocket
+}
+
+func isSocketIO(kind string) bool { return kind == TargetSocketIO || kind == TargetSocketIOPolling }
 
 // Kind returns the target kind.
 func (t *Target) Kind() string { return t.opts.Kind }
@@ -106,7 +123,7 @@ func NewTarget(ctx context.Context, opts TargetOptions) (*Target, error) {
 			}
 			t.bin = b
 		}
-	case TargetSocketIO:
+	case TargetSocketIO, TargetSocketIOPolling:
 		dir, err := repoDir(opts.RepoDir)
 		if err != nil {
 			return nil, err
@@ -123,7 +140,7 @@ func NewTarget(ctx context.Context, opts TargetOptions) (*Target, error) {
 			return nil, fmt.Errorf("bench: the Socket.IO peer needs Node.js: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("bench: unknown target %q (want hearth, hearth-longpoll, gorilla or socketio)", opts.Kind)
+		return nil, fmt.Errorf("bench: unknown target %q (want hearth, hearth-longpoll, gorilla, socketio or socketio-polling)", opts.Kind)
 	}
 	if opts.Kind == TargetHearth || opts.Kind == TargetLongPoll {
 		// Learn which flags this hearth binary's serve has.
@@ -263,10 +280,14 @@ func (t *Target) Start(ctx context.Context, node int, addr string) (*Server, err
 		}
 	case TargetGorilla:
 		cmd = exec.Command(t.bin, append([]string{"--addr", addr}, t.opts.Args...)...)
-	case TargetSocketIO:
+	case TargetSocketIO, TargetSocketIOPolling:
 		args := []string{"--expose-gc", t.bin, "--host", host, "--port", port}
 		if t.opts.DatabaseURL != "" {
 			args = append(args, "--database-url", t.opts.DatabaseURL)
+		}
+		if t.opts.Kind == TargetSocketIOPolling {
+			// Publishers stay on WebSockets; subscribers poll.
+			args = append(args, "--transports", "websocket,polling")
 		}
 		cmd = exec.Command(t.opts.Node, append(args, t.opts.Args...)...)
 	}
@@ -397,7 +418,7 @@ func (s *Server) Heap(ctx context.Context) (int64, error) {
 		}
 		return io.ReadAll(resp.Body)
 	}
-	if s.t.opts.Kind == TargetSocketIO {
+	if isSocketIO(s.t.opts.Kind) {
 		b, err := get("/debug/mem")
 		if err != nil {
 			return 0, err

@@ -2,8 +2,13 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -280,6 +285,41 @@ func TestPlainConn(t *testing.T) {
 	} {
 		if got := plainConn(in); got != want {
 			t.Errorf("plainConn(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRRHAProxyBalancing: the roundrobin scenario's HAProxy sends the
+// requests of one keep-alive client to both nodes with balance roundrobin,
+// and all of them to one node with balance source.
+func TestRRHAProxyBalancing(t *testing.T) {
+	var backends []string
+	for _, name := range []string{"a", "b"} {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, name) }))
+		defer hs.Close()
+		backends = append(backends, strings.TrimPrefix(hs.URL, "http://"))
+	}
+	for _, sticky := range []bool{false, true} {
+		h, err := startRRHAProxy(context.Background(), t.TempDir(), backends, sticky)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{Transport: &http.Transport{}}
+		seen := map[string]int{}
+		for range 10 {
+			resp, err := client.Get("http://" + h.address() + "/")
+			if err != nil {
+				h.close()
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			seen[string(b)]++
+		}
+		client.CloseIdleConnections()
+		h.close()
+		if want := map[bool]int{false: 2, true: 1}[sticky]; len(seen) != want {
+			t.Errorf("sticky %v: answers %v, want %d backends", sticky, seen, want)
 		}
 	}
 }

@@ -256,6 +256,12 @@ func (w *worker) finish(name string, last map[string]uint32, delivered map[strin
 		c.mu.Lock()
 		if g.spec.Publish == nil {
 			for i := range c.topics {
+				if c.topics[i].st.first != 0 {
+					r.Receivers++
+					break
+				}
+			}
+			for i := range c.topics {
 				t := &c.topics[i]
 				topic := g.spec.Topics[t.idx]
 				if last[topic] == 0 {

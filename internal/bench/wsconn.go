@@ -286,6 +286,10 @@ func describeErr(err error) string {
 	if errors.As(err, &he) {
 		return "http_" + strconv.Itoa(he.Status)
 	}
+	var pe *PollError
+	if errors.As(err, &pe) {
+		return "poll_" + strconv.Itoa(pe.Status)
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return "timeout"

@@ -21,6 +21,9 @@ type Postgres struct {
 	Dir  string
 	bin  string
 	as   []string
+	// settings are extra "name=value" server settings (-c), after the
+	// harness's own: a later one wins.
+	settings []string
 }
 
 // URL is the server's own URL (database postgres, user postgres).
@@ -40,11 +43,17 @@ func FailoverURL(servers ...*Postgres) string {
 
 // StartPrimary initdbs and starts a server that accepts streaming
 // replication from loopback.
-func StartPrimary() (*Postgres, error) {
+func StartPrimary() (*Postgres, error) { return StartPrimaryWith() }
+
+// StartPrimaryWith is StartPrimary with extra server settings, each
+// "name=value" (passed as -c name=value after the harness's own, such as
+// max_connections=300, which they may override).
+func StartPrimaryWith(settings ...string) (*Postgres, error) {
 	p, err := newPostgres("hearth-primary-")
 	if err != nil {
 		return nil, err
 	}
+	p.settings = settings
 	if out, err := p.run(filepath.Join(p.bin, "initdb"), "-D", p.data(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		p.Remove()
 		return nil, fmt.Errorf("cluster: initdb: %v\n%s", err, out)
@@ -81,6 +90,9 @@ func StartStandby(primary *Postgres, synchronous bool) (*Postgres, error) {
 // Start starts the server and waits until it accepts connections.
 func (p *Postgres) Start() error {
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300", p.Port, p.Dir)
+	for _, s := range p.settings {
+		opts += " -c " + s
+	}
 	if out, err := p.run(filepath.Join(p.bin, "pg_ctl"), "start", "-D", p.data(), "-w", "-t", "60", "-l", filepath.Join(p.Dir, "log"), "-o", opts); err != nil {
 		tail, _ := os.ReadFile(filepath.Join(p.Dir, "log"))
 		p.Remove()
@@ -110,6 +122,17 @@ func (p *Postgres) Promote() error {
 func (p *Postgres) Remove() {
 	_, _ = p.run(filepath.Join(p.bin, "pg_ctl"), "stop", "-D", p.data(), "-m", "immediate", "-w")
 	os.RemoveAll(p.Dir)
+}
+
+// PID returns the postmaster's process id (the first line of
+// postmaster.pid): its backends are its children.
+func (p *Postgres) PID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(p.data(), "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strconv.Atoi(strings.TrimSpace(line))
 }
 
 func (p *Postgres) data() string { return filepath.Join(p.Dir, "data") }

@@ -9,7 +9,7 @@
 
 import { after, describe, test } from "node:test"
 import assert from "node:assert/strict"
-import { Socket as PhoenixSocket } from "phoenix"
+import { LongPoll, Socket as PhoenixSocket } from "phoenix"
 import WebSocket from "ws"
 import { Socket, type SocketOptions } from "../src/index"
 import { eventually, HearthServer } from "./hearth-server"
@@ -193,6 +193,31 @@ describe("refusals phoenix.js backs off from", { timeout: 60_000, concurrency: t
     t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
     withinSchedule(o, "4029")
     assert.ok(o.upgrades <= 1, `${o.upgrades} upgrades in 10 s after a 4029: the reconnects loop`)
+  })
+
+  test("message rate (4029) over long-poll (phoenix.js LongPoll), an app that floods on every open: the cooldown refuses its next sessions and its backoff climbs", async (t) => {
+    const srv = await start()
+    // phoenix.js reads only the answer's "status": a refused open must be
+    // one it backs off from (500 or 403), not one that opens (410) and
+    // resets its backoff, nor one it does not know (it throws on 429).
+    const socket = new PhoenixSocket(srv.socketURL, { transport: LongPoll } as never)
+    closers.push(() => socket.disconnect())
+    const closes: number[] = []
+    socket.onClose((ev: { code: number }) => { closes.push(ev.code) })
+    socket.onOpen(() => {
+      for (let i = 0; i < 300; i++) socket.push({ topic: "phoenix", event: "heartbeat", payload: {}, ref: `f${i}` } as never)
+    })
+    socket.connect()
+    await eventually("the session closed for its flood", () => closes.length > 0, 10_000)
+    const a0 = await metric(srv, "connections_accepted_total")
+    const c0 = await metric(srv, "reconnects_cooled_down_total")
+    await new Promise((r) => setTimeout(r, WINDOW_MS))
+    const opened = (await metric(srv, "connections_accepted_total")) - a0
+    const cooled = (await metric(srv, "reconnects_cooled_down_total")) - c0
+    const o: Observed = { attempts: opened + cooled, upgrades: opened, refused: cooled }
+    t.diagnostic(`observed over 10 s: ${JSON.stringify(o)}`)
+    withinSchedule(o, "4029 over long-poll")
+    assert.ok(opened <= 1, `${opened} sessions opened in 10 s after a 4029: the reconnects loop`)
   })
 
   test("message too big (1009), an app that sends it on every open: a cooldown of 429s holds its backoff", async (t) => {

@@ -75,16 +75,62 @@ type Broker struct {
 	nListened atomic.Int64  // shards listened to now
 
 	st stats
+
+	// Several databases (multi.go). A node given several URLs does its
+	// work through parts, one Broker per database; ids are their database
+	// identities, in the same order. members is the set of databases this
+	// node (or part) was started with, as the databases record it ("" for
+	// a database of its own); outdated is set once the database records
+	// another set (a node added or removed a database since).
+	parts    []*Broker
+	ids      []string
+	dbID     string
+	members  string
+	outdated atomic.Bool
+	// The node's state as last reported to OnStateChange (parts' parent).
+	stateMu   sync.Mutex
+	lastState State
+	started   atomic.Bool // every part started
 }
 
 type handlerBox struct{ h pubsub.Handler }
 
-// New connects to the database, creates or migrates Hearth's schema, opens
-// the listener connection and starts the node's goroutines.
+// New connects to the database (or, with Options.URLs, to every database),
+// creates or migrates Hearth's schema, opens the listener connection(s) and
+// starts the node's goroutines.
 func New(ctx context.Context, opts Options) (*Broker, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
+	if len(opts.URLs) > 1 {
+		return newMulti(ctx, opts)
+	}
+	b, err := prepare(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	// A database that is one of several of a cluster refuses a node that
+	// would take every topic for its own (multi.go).
+	var members *string
+	if err := b.pool.QueryRow(ctx, "SELECT value FROM "+b.names.meta+" WHERE key = 'members'").Scan(&members); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		b.closePool()
+		return nil, fmt.Errorf("postgres: reading the cluster's databases: %w", err)
+	}
+	if members != nil {
+		if _, _, err := joinCluster(ctx, []*pgxpool.Pool{b.pool}, b.names, opts.Rebalance, b.log); err != nil {
+			b.closePool()
+			return nil, err
+		}
+	}
+	if err := b.start(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// prepare opens the database's pool and migrates the schema: everything
+// New does before the node starts working.
+func prepare(ctx context.Context, opts Options) (*Broker, error) {
 	b := &Broker{
 		opts:    opts,
 		names:   newNames(opts.Schema),
@@ -105,9 +151,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, err
 	}
 	fail := func(err error) (*Broker, error) {
-		if b.ownPool {
-			b.pool.Close()
-		}
+		b.closePool()
 		return nil, poolerHint(err)
 	}
 	var channel string
@@ -143,22 +187,35 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if b.lconf.ConnectTimeout == 0 || b.lconf.ConnectTimeout > opts.PingTimeout {
 		b.lconf.ConnectTimeout = opts.PingTimeout
 	}
+	return b, nil
+}
+
+// start opens the listener connection and starts the node's goroutines.
+// On failure it closes the pool.
+func (b *Broker) start(ctx context.Context) error {
 	conn, err := b.connectListener(ctx)
 	if err != nil {
-		return fail(err)
+		b.closePool()
+		return poolerHint(err)
 	}
 	b.setState(StateHealthy)
 
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.pubCtx, b.pubCancel = context.WithCancel(context.Background())
-	for i := 0; i < opts.Publishers; i++ {
+	for i := 0; i < b.opts.Publishers; i++ {
 		b.pubWG.Add(1)
 		go b.publisher()
 	}
 	b.wg.Add(2)
 	go b.listen(conn)
 	go b.trimLoop()
-	return b, nil
+	return nil
+}
+
+func (b *Broker) closePool() {
+	if b.ownPool {
+		b.pool.Close()
+	}
 }
 
 // openPool returns opts.Pool, or a new pool opened from opts.URL.
@@ -189,6 +246,9 @@ func openPool(ctx context.Context, opts Options, afterConnect func(context.Conte
 // Register implements pubsub.Broker.
 func (b *Broker) Register(h pubsub.Handler) {
 	b.handler.Store(&handlerBox{h: h})
+	for _, p := range b.parts {
+		p.Register(h)
+	}
 }
 
 // Name returns the node's name (Options.Name).
@@ -198,12 +258,23 @@ func (b *Broker) Name() string { return b.opts.Name }
 // listens to: controls and the listener's probe travel on it. Topic
 // notifications travel on its shards (see [Shards]): Channel() + "." + the
 // shard number, for channels short enough.
-func (b *Broker) Channel() string { return b.names.channel }
+//
+// With several databases, it is the first database's (each has the same).
+func (b *Broker) Channel() string {
+	if b.parts != nil {
+		return b.parts[0].Channel()
+	}
+	return b.names.channel
+}
 
 // Close implements pubsub.Broker. Publish calls still queued fail with
 // pubsub.ErrClosed; transactions already sent are given a few seconds to
 // commit.
 func (b *Broker) Close() error {
+	if b.parts != nil {
+		b.closeParts()
+		return nil
+	}
 	b.closeOnce.Do(func() {
 		b.qmu.Lock()
 		b.closed = true

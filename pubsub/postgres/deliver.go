@@ -70,6 +70,9 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 	if err := pubsub.CheckTopic(topic); err != nil {
 		return err
 	}
+	if b.parts != nil {
+		return b.part(topic).Subscribe(ctx, topic)
+	}
 	if b.isClosed() {
 		return pubsub.ErrClosed
 	}
@@ -127,7 +130,10 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) error {
 }
 
 // Unsubscribe implements pubsub.Broker.
-func (b *Broker) Unsubscribe(_ context.Context, topic string) error {
+func (b *Broker) Unsubscribe(ctx context.Context, topic string) error {
+	if b.parts != nil {
+		return b.part(topic).Unsubscribe(ctx, topic)
+	}
 	b.smu.Lock()
 	ts := b.topics[topic]
 	b.smu.Unlock()

@@ -66,6 +66,21 @@
 // change. [Options].ListenAll listens to every shard. Stats.ShardsListened,
 // Stats.Listens and Stats.Unlistens report it.
 //
+// # Several databases
+//
+// Past what one PostgreSQL carries, [Options].URLs spreads the topics over
+// several databases: each topic lives on one of them, chosen by rendezvous
+// hashing of the topic over the databases' identities (recorded in each
+// database's hearth_meta), which Go and the SQL function hearth_owner(topic)
+// compute alike. A node keeps one pool and one listener per database and
+// sends each call about a topic to its database; history, recovery,
+// hearth_broadcast and the [Emitter] work per database, and hearth_publish
+// refuses (SQLSTATE HT001) a topic that another database owns. Controls go
+// through one database, whose control channel every node listens to.
+// Adding or removing a database is an operation ([Options].Rebalance): the
+// topics that move start a new epoch on their new database. See
+// docs/clustering.md, "Several databases".
+//
 // # Publishing from outside
 //
 // [Emitter] publishes from any Go program with the database URL;

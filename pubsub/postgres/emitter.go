@@ -20,21 +20,34 @@ import (
 // the history and delivered by every node to its subscribers, exactly like
 // a broadcast made on a node.
 //
+// Given several databases (Options.URLs), an Emitter publishes each message
+// on its topic's database, as a node does. After a database was added or
+// removed, make a new Emitter with the new list: the old one's messages to
+// the topics that moved are refused (SQLSTATE HT001).
+//
 // An Emitter is safe for concurrent use.
 type Emitter struct {
 	pool       *pgxpool.Pool
 	ownPool    bool
 	names      names
 	maxPayload int
+	// Several databases: an Emitter per database, and their identities.
+	parts []*Emitter
+	ids   []string
 }
 
 // NewEmitter connects to the database of opts.URL (or uses opts.Pool) and
 // makes sure the schema exists (migrating it like a node would). Only URL,
-// Pool, Schema, Channel, Name, MaxPayload, SynchronousFailover and Logger
-// are used.
+// URLs, Pool, Schema, Channel, Name, MaxPayload, SynchronousFailover and
+// Logger are used. Given several databases, it connects to each; they must
+// record the same set of databases (see Options.Rebalance), or, for a new
+// cluster, hold nothing yet.
 func NewEmitter(ctx context.Context, opts Options) (*Emitter, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
+	}
+	if len(opts.URLs) > 1 {
+		return newMultiEmitter(ctx, opts)
 	}
 	n := newNames(opts.Schema)
 	log := opts.Logger
@@ -90,6 +103,12 @@ func (e *Emitter) Emit(ctx context.Context, topic, event string, payload any) (p
 // Publish broadcasts m (which may be binary, or exclude a connection) and
 // returns its position. A text payload must be valid UTF-8.
 func (e *Emitter) Publish(ctx context.Context, m pubsub.Message) (pubsub.Position, error) {
+	if e.parts != nil {
+		if err := pubsub.CheckTopic(m.Topic); err != nil {
+			return pubsub.Position{}, err
+		}
+		return e.parts[ownerOf(m.Topic, e.ids)].Publish(ctx, m)
+	}
 	if err := checkMessage(&m, e.maxPayload); err != nil {
 		return pubsub.Position{}, err
 	}
@@ -113,7 +132,37 @@ func (e *Emitter) Publish(ctx context.Context, m pubsub.Message) (pubsub.Positio
 
 // Close closes the Emitter's pool, unless it was given in Options.Pool.
 func (e *Emitter) Close() {
+	for _, p := range e.parts {
+		p.Close()
+	}
 	if e.ownPool {
 		e.pool.Close()
 	}
+}
+
+func newMultiEmitter(ctx context.Context, opts Options) (*Emitter, error) {
+	e := &Emitter{names: newNames(opts.Schema), maxPayload: opts.MaxPayload}
+	pools := make([]*pgxpool.Pool, 0, len(opts.URLs))
+	for i, u := range opts.URLs {
+		o := opts
+		o.URL, o.URLs, o.ListenURLs = u, nil, nil
+		p, err := NewEmitter(ctx, o)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("postgres: database %d of %d: %w", i+1, len(opts.URLs), err)
+		}
+		e.parts = append(e.parts, p)
+		pools = append(pools, p.pool)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ids, _, err := joinCluster(ctx, pools, e.names, false, log)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.ids = ids
+	return e, nil
 }

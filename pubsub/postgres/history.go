@@ -16,6 +16,9 @@ func (b *Broker) History(ctx context.Context, topic string, since pubsub.Positio
 	if err := pubsub.CheckTopic(topic); err != nil {
 		return pubsub.History{}, err
 	}
+	if b.parts != nil {
+		return b.part(topic).History(ctx, topic, since, limit)
+	}
 	if b.isClosed() {
 		return pubsub.History{}, pubsub.ErrClosed
 	}

@@ -2,14 +2,16 @@ package postgres
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Options configures a Broker or an Emitter. Apart from the database (URL or
-// Pool), the zero value works.
+// Options configures a Broker or an Emitter. Apart from the database (URL,
+// URLs or Pool), the zero value works.
 type Options struct {
 	// URL is the database URL (postgres://user:pass@host:port/db?...), as
 	// pgx understands it; pool settings such as pool_max_conns may be added
@@ -29,6 +31,36 @@ type Options struct {
 	// default_query_exec_mode=exec (pgx's statement cache prepares
 	// statements in sessions the pooler hands from client to client).
 	ListenURL string
+
+	// URLs, instead of URL, spreads the cluster's topics over several
+	// databases (see "Several databases" in the package documentation and
+	// docs/clustering.md): each topic lives on exactly one of them, chosen
+	// by rendezvous hashing of the topic over the databases' identities,
+	// and the node keeps one pool and one listener per database. Each URL
+	// may itself be a multi-host failover URL. Every node (and Emitter)
+	// of the cluster is given the same databases, in any order. One
+	// element is the same as URL; setting both URL and URLs, or Pool or
+	// ListenURL with several URLs, is an error. For example:
+	//
+	//	postgres.Options{URLs: []string{
+	//		"postgres://hearth@db1/app",
+	//		"postgres://hearth@db2/app",
+	//		"postgres://hearth@db3a,db3b/app?target_session_attrs=read-write",
+	//	}}
+	URLs []string
+	// ListenURLs, when set, has one element per URLs: the listener's
+	// direct URL for each database (as ListenURL for one), "" for those
+	// whose URL reaches the server directly.
+	ListenURLs []string
+	// Rebalance lets this node change the set of databases the cluster's
+	// databases record (adding or removing one): without it, a node given
+	// other databases than the recorded ones fails to start. The node then
+	// records the new set in every database it was given, and each
+	// database drops the topics that move (in or out), so that they start
+	// a new epoch where they now live. See docs/clustering.md for the whole
+	// operation. With one database (URL), Rebalance takes a database out
+	// of a set of several.
+	Rebalance bool
 
 	// Schema holds Hearth's tables and functions. Zero means "public". All
 	// nodes of a cluster use the same schema; different schemas in one
@@ -102,13 +134,39 @@ type Options struct {
 	// OnStateChange, when set, is called with the listener's new state each
 	// time it changes (see Broker.State), including StateHealthy from New
 	// and StateDown from Close. It runs on the listener goroutine (or in New
-	// and Close) and must not block.
+	// and Close) and must not block. With several databases it is called
+	// with the node's state as Broker.State computes it, from any
+	// database's listener goroutine.
 	OnStateChange func(State)
 }
 
 func (o *Options) setDefaults() error {
-	if o.URL == "" && o.Pool == nil {
-		return errors.New("postgres: Options.URL or Options.Pool is required")
+	if len(o.URLs) > 0 && o.URL != "" {
+		return errors.New("postgres: set Options.URL or Options.URLs, not both")
+	}
+	if len(o.ListenURLs) > 0 && len(o.ListenURLs) != len(o.URLs) {
+		return fmt.Errorf("postgres: Options.ListenURLs has %d elements, Options.URLs %d", len(o.ListenURLs), len(o.URLs))
+	}
+	for i, u := range o.URLs {
+		if strings.TrimSpace(u) == "" {
+			return fmt.Errorf("postgres: Options.URLs[%d] is empty", i)
+		}
+	}
+	if len(o.URLs) == 1 {
+		o.URL, o.URLs = o.URLs[0], nil
+		if len(o.ListenURLs) == 1 {
+			if o.ListenURL != "" {
+				return errors.New("postgres: set Options.ListenURL or Options.ListenURLs, not both")
+			}
+			o.ListenURL = o.ListenURLs[0]
+		}
+		o.ListenURLs = nil
+	}
+	if len(o.URLs) > 1 && (o.Pool != nil || o.ListenURL != "") {
+		return errors.New("postgres: with several Options.URLs, Pool and ListenURL cannot be used (ListenURLs can)")
+	}
+	if o.URL == "" && len(o.URLs) == 0 && o.Pool == nil {
+		return errors.New("postgres: Options.URL, Options.URLs or Options.Pool is required")
 	}
 	if o.Schema == "" {
 		o.Schema = "public"

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hearth-rt/hearth/pubsub"
@@ -86,6 +87,12 @@ func (r *pubReq) size() int { return len(r.msg.Payload) + len(r.control) }
 // unchanged, as the publisher may still be sending it. An error from a
 // commit whose connection failed is ambiguous in the same way.
 func (b *Broker) Publish(ctx context.Context, m pubsub.Message) (pubsub.Position, error) {
+	if b.parts != nil {
+		if err := pubsub.CheckTopic(m.Topic); err != nil {
+			return pubsub.Position{}, err
+		}
+		return b.part(m.Topic).Publish(ctx, m)
+	}
 	if err := checkMessage(&m, b.opts.MaxPayload); err != nil {
 		return pubsub.Position{}, err
 	}
@@ -104,6 +111,12 @@ func (b *Broker) Publish(ctx context.Context, m pubsub.Message) (pubsub.Position
 // until ctx ends; ctx has no say over a message once it is queued. An error
 // means m was not queued, and done is not called.
 func (b *Broker) PublishAsync(ctx context.Context, m pubsub.Message, done func(pubsub.Position, error)) error {
+	if b.parts != nil {
+		if err := pubsub.CheckTopic(m.Topic); err != nil {
+			return err
+		}
+		return b.part(m.Topic).PublishAsync(ctx, m, done)
+	}
 	if err := checkMessage(&m, b.opts.MaxPayload); err != nil {
 		return err
 	}
@@ -160,8 +173,13 @@ func isText(s string) bool { return strings.IndexByte(s, 0) < 0 && utf8.ValidStr
 
 // PublishControl implements pubsub.Broker. data must fit in one
 // notification once encoded (about 7.8 KB of text, or 5.8 KB of bytes that
-// are not UTF-8 text).
+// are not UTF-8 text). With several databases it goes through one of them,
+// whose control channel every node listens to: the first one given whose
+// listener is not down.
 func (b *Broker) PublishControl(ctx context.Context, data []byte) error {
+	if b.parts != nil {
+		return b.controlPart().PublishControl(ctx, data)
+	}
 	if _, ok := appendControl(nil, data); !ok {
 		return pubsub.ErrTooLarge
 	}
@@ -457,6 +475,9 @@ SELECT (SELECT n FROM sent),
 
 // tryCommit runs the batch's statement once.
 func (b *Broker) tryCommit(p *batcher) error {
+	if b.outdated.Load() {
+		return errOutdated
+	}
 	ctx, cancel := context.WithTimeout(b.pubCtx, commitTimeout)
 	defer cancel()
 
@@ -498,9 +519,19 @@ func (b *Broker) tryCommit(p *batcher) error {
 
 	var sent int64
 	p.epochs, p.bases = p.epochs[:0], p.bases[:0]
-	err := b.pool.QueryRow(ctx, b.publishSQL, p.topics, p.counts,
-		p.mGroup, p.mRel, p.mEvent, p.mData, p.mBinary, p.mExcl,
-		p.notes.chans, notes).Scan(&sent, &p.epochs, &p.bases)
+	var row pgx.Row
+	if b.members == "" {
+		row = b.pool.QueryRow(ctx, b.publishSQL, p.topics, p.counts,
+			p.mGroup, p.mRel, p.mEvent, p.mData, p.mBinary, p.mExcl,
+			p.notes.chans, notes)
+	} else {
+		// One of several databases: the statement checks that the
+		// database still records the set this node routes by.
+		row = b.pool.QueryRow(ctx, b.publishSQL, p.topics, p.counts,
+			p.mGroup, p.mRel, p.mEvent, p.mData, p.mBinary, p.mExcl,
+			p.notes.chans, notes, b.members)
+	}
+	err := row.Scan(&sent, &p.epochs, &p.bases)
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,7 @@ func (b *Broker) trimLoop() {
 			return
 		case <-t.C:
 		}
+		b.checkMembers(b.ctx)
 		start, n, err := b.trim(b.ctx, since)
 		if err != nil {
 			if b.ctx.Err() == nil {

@@ -36,9 +36,26 @@ func (s State) String() string {
 
 // State returns the listener's current state. Readiness checks can require
 // StateHealthy.
-func (b *Broker) State() State { return State(b.state.Load()) }
+//
+// With several databases, the node is down when every database's listener
+// is down, healthy when every one is healthy, and catching up otherwise
+// (Stats.Databases has each database's state). A node whose databases
+// record another set of databases than it was started with (a database
+// was added or removed since) is down until it is restarted.
+func (b *Broker) State() State {
+	if b.parts != nil {
+		return b.multiState()
+	}
+	if b.outdated.Load() {
+		return StateDown
+	}
+	return State(b.state.Load())
+}
 
 func (b *Broker) setState(s State) {
+	if b.outdated.Load() {
+		s = StateDown
+	}
 	if State(b.state.Swap(int32(s))) != s && b.opts.OnStateChange != nil {
 		b.opts.OnStateChange(s)
 	}
@@ -123,6 +140,13 @@ type Stats struct {
 	// the server was on a new timeline (a failover; see
 	// Options.SynchronousFailover).
 	EpochRotations uint64
+
+	// Database is the identity of the database these figures are about
+	// (hearth_meta key "database"), on a node given several databases.
+	Database string
+	// Databases holds the figures of each database, in the order of
+	// Options.URLs, on a node given several; nil otherwise.
+	Databases []Stats
 }
 
 type stats struct {
@@ -174,7 +198,14 @@ func (s *stats) batch(n, notes int) {
 }
 
 // Stats returns the node's counters.
+//
+// With several databases the counts are the sums over the databases (and
+// ShardsListened counts each database's shards), and Databases holds each
+// database's own figures.
 func (b *Broker) Stats() Stats {
+	if b.parts != nil {
+		return b.multiStats()
+	}
 	s := &b.st
 	out := Stats{
 		State:            b.State(),
@@ -205,6 +236,7 @@ func (b *Broker) Stats() Stats {
 		out.PublishLatency[i] = s.latency[i].Load()
 	}
 	out.PublishSeconds = float64(s.latencyNanos.Load()) / 1e9
+	out.Database = b.dbID
 	b.qmu.Lock()
 	out.Queued = len(b.queue)
 	b.qmu.Unlock()

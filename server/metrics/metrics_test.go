@@ -15,6 +15,7 @@ import (
 	"github.com/hearth-rt/hearth/channels"
 	"github.com/hearth-rt/hearth/channels/channeltest"
 	"github.com/hearth-rt/hearth/pubsub"
+	"github.com/hearth-rt/hearth/server"
 	"github.com/hearth-rt/hearth/server/metrics"
 )
 
@@ -85,5 +86,30 @@ func TestHandler(t *testing.T) {
 	defer plain.Broker().Close()
 	if body := scrape(t, metrics.Handler(plain, nil)); !strings.Contains(body, "hearth_sockets 0\n") || strings.Contains(body, "test_broker") {
 		t.Errorf("metrics of a plain node:\n%s", body)
+	}
+}
+
+// TestLongPollSessionsCounted: a long-poll session is a connection in
+// hearth_connections, and counted on its own in hearth_longpoll_sessions.
+func TestLongPollSessionsCounted(t *testing.T) {
+	srv := channeltest.NewServer(t, channels.Options{}, nil)
+	lp := server.NewLongPoll(srv.WS, server.LongPollOptions{})
+	hs := httptest.NewServer(lp)
+	defer hs.Close()
+	channeltest.Dial(t, srv.URL, url.Values{})
+	resp, err := http.Get(hs.URL + "?vsn=2.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"status":410`) {
+		t.Fatalf("open: %s", b)
+	}
+	body := scrape(t, metrics.Handler(srv.Node, srv.WS))
+	for _, want := range []string{"hearth_connections 2\n", "hearth_longpoll_sessions 1\n", "hearth_sockets 2\n"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
 	}
 }

@@ -3,7 +3,8 @@ package metrics
 import "github.com/hearth-rt/hearth/server"
 
 var (
-	mConnections = gauge("connections", "WebSocket connections open now.")
+	mConnections = gauge("connections", "Connections open now: WebSocket connections and long-poll sessions.")
+	mLongPoll    = gauge("longpoll_sessions", "Long-poll sessions open now (counted in hearth_connections too).")
 	mAccepted    = counter("connections_accepted_total", "Upgrades admission control let through.")
 	mUpgrades    = counter("upgrades_total", "WebSocket upgrades completed, including those made only to send a close frame.")
 	mRefusedHTTP = counter("connects_refused_http_total", "Connects the connect hook refused, answered with an HTTP status before the upgrade.")
@@ -17,11 +18,12 @@ var (
 	mDrainClosed = gauge("drain_closed_connections", "Connections the current drain has closed so far.")
 )
 
-var serverMetrics = []metric{mConnections, mAccepted, mUpgrades, mRefusedHTTP, mCooledDown, mShed, mSlow, mRateLimited, mReady, mDraining, mDrainTotal, mDrainClosed}
+var serverMetrics = []metric{mConnections, mLongPoll, mAccepted, mUpgrades, mRefusedHTTP, mCooledDown, mShed, mSlow, mRateLimited, mReady, mDraining, mDrainTotal, mDrainClosed}
 
 func collectServer(s *server.Server, emit func(metric, float64, ...string)) {
 	st := s.Stats()
 	emit(mConnections, float64(st.Connections))
+	emit(mLongPoll, float64(st.LongPollSessions))
 	emit(mAccepted, float64(st.Accepted))
 	emit(mUpgrades, float64(st.Upgrades))
 	emit(mRefusedHTTP, float64(st.RefusedHTTP))
