@@ -82,7 +82,7 @@ func runBench(args []string) error {
 	var rates listFlag
 	fs.Var(&rates, "rate", "messages per second per publisher, or a comma-separated sweep (fanout, throughput, cluster); a Hearth server allows 100 per connection by default")
 	fs.IntVar(&o.Size, "size", 0, "payload bytes")
-	fs.DurationVar(&o.Duration, "duration", 0, "measured publishing time")
+	fs.DurationVar(&o.Duration, "duration", 0, "measured publishing time; idle: how long the connections stay idle before each measurement (0: once settled)")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "publishing time before the measurement or the event")
 	var nodes, dbs, listen listFlag
 	fs.Var(&nodes, "nodes", "cluster: server nodes; scale: node counts to sweep, comma-separated (default 2,8,16,32,64)")

@@ -44,6 +44,7 @@ type serveConfig struct {
 	nodeName  string
 	syncFail  bool          // --synchronous-failover
 	evacuate  time.Duration // --evacuate-after
+	httpIdle  time.Duration // --http-idle-timeout
 	secret    string
 	ws        server.Options // admission control and drain (--drain-window, --conn-rate, ...)
 	apiKeys   repeatFlag     // server API and dashboard keys (--api-key, $HEARTH_API_KEY); none: off
@@ -61,6 +62,7 @@ func runServe(args []string) error {
 	fs.StringVar(&cfg.secret, "secret", "", "secret signing the demo's sessions and tokens; all nodes of a cluster need the same (default $HEARTH_SECRET, else one kept in the user cache dir)")
 	fs.BoolVar(&cfg.syncFail, "synchronous-failover", false, "the database fails over only to synchronous standbys: keep topic epochs on a new timeline, so clients recover across a failover (default: move topics to a new epoch, since an asynchronous failover may have lost commits)")
 	fs.DurationVar(&cfg.evacuate, "evacuate-after", 0, "cluster mode: when the node has been cut off from PostgreSQL this long, close its sockets as a drain does (1012, spread over --drain-window) so that they reconnect to other nodes; 0: never (they stay, and catch up once it is back)")
+	fs.DurationVar(&cfg.httpIdle, "http-idle-timeout", 10*time.Second, "close an HTTP keep-alive connection that has been idle between requests this long: a long-poll client's POST connection between heartbeats, page and API clients (WebSockets and waiting polls are not affected); 0: never")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "this node's name in logs and pg_stat_activity (default random)")
 	window := fs.String("refresh-window", "0.5-0.9", "when tokens are refreshed, as fractions of their lifetime (LOW-HIGH)")
 	fs.DurationVar(&cfg.ws.DrainWindow, "drain-window", 30*time.Second, "on SIGTERM, close the sockets spread over this window (1012 with reconnect hints) so their reconnects reach the other nodes evenly; 0 closes them all at once")
@@ -156,7 +158,7 @@ func runServe(args []string) error {
 	}
 	stopEvacuate := func() { evCancel(); <-evDone }
 	defer stopEvacuate()
-	hs := &http.Server{Handler: app.router, ReadHeaderTimeout: 10 * time.Second}
+	hs := newHTTPServer(app.router, cfg.httpIdle)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -474,4 +476,14 @@ func nextURL(s string) int {
 		}
 	}
 	return -1
+}
+
+// newHTTPServer is the demo's HTTP server. idle closes keep-alive
+// connections idle between requests (net/http keeps them forever
+// otherwise): each costs a goroutine and 8 KiB of buffers, and a long-poll
+// client keeps one for its POSTs beside its waiting poll. It does not
+// touch hijacked WebSockets or requests in progress, such as a waiting
+// poll.
+func newHTTPServer(h http.Handler, idle time.Duration) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
 }

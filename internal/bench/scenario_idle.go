@@ -28,7 +28,8 @@ type idlePoint struct {
 }
 
 // runIdle reads Counts (default 1,000, 5,000, 15,000), Topics (default
-// 100; each connection joins one), Heartbeat. For each target it starts
+// 100; each connection joins one), Heartbeat, Duration (how long the
+// connections stay idle before each measurement; 0: once settled). For each target it starts
 // one server, measures its baseline, then adds connections up to each
 // count and measures again after they settle. Per-connection figures are
 // (value - baseline) / connections. RSS comes from /proc/PID/status;
@@ -119,6 +120,12 @@ func idleOne(ctx context.Context, env *Env, kind string, counts []int, topics, m
 	defer fleet.Close()
 	note := ""
 	measure := func() (int64, int64, error) {
+		// Duration: the connections stay idle this long first, as
+		// sessions that have been open a while (keep-alive connections
+		// closed by the server's idle timeout, stacks shrunk by the GC).
+		if err := sleepCtx(ctx, env.Opts.Duration); err != nil {
+			return 0, 0, err
+		}
 		// Let the server settle: the RSS must stop moving for a second.
 		var rss int64
 		for range 20 {
