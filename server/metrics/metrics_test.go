@@ -106,8 +106,22 @@ func TestLongPollSessionsCounted(t *testing.T) {
 	if !strings.Contains(string(b), `"status":410`) {
 		t.Fatalf("open: %s", b)
 	}
-	body := scrape(t, metrics.Handler(srv.Node, srv.WS))
-	for _, want := range []string{"hearth_connections 2\n", "hearth_longpoll_sessions 1\n", "hearth_sockets 2\n"} {
+	// The WebSocket client's dial returns on the 101, which the server
+	// writes just before it registers the connection: scrape until both
+	// count, or fail with what the last scrape said.
+	wants := []string{"hearth_connections 2\n", "hearth_longpoll_sessions 1\n", "hearth_sockets 2\n"}
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		body = scrape(t, metrics.Handler(srv.Node, srv.WS))
+		missing := false
+		for _, want := range wants {
+			missing = missing || !strings.Contains(body, want)
+		}
+		if !missing || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
