@@ -564,18 +564,20 @@ func (ss *lpSession) Close(code int, reason string) {
 		ss.mu.Unlock()
 		return
 	}
-	ss.closed, ss.code, ss.reason = true, code, reason
-	ss.signal()
-	idle := !ss.polling && len(ss.queue) == 0
-	ss.mu.Unlock()
 	// A close for what the client did holds its next sessions off, as
 	// for a WebSocket (refuse.go): phoenix.js would open a new session
-	// 10 ms later, its backoff reset by the open.
+	// 10 ms later, its backoff reset by the open. Recorded before a poll
+	// can see the close, so that the client cannot open its next session
+	// first (cool's lock is a leaf).
 	if ss.coolKey != 0 {
 		if d := ss.lp.srv.cooldownFor(code); d > 0 {
 			ss.lp.srv.cool.add(ss.coolKey, code, reason, d, time.Now())
 		}
 	}
+	ss.closed, ss.code, ss.reason = true, code, reason
+	ss.signal()
+	idle := !ss.polling && len(ss.queue) == 0
+	ss.mu.Unlock()
 	// Close may be called from inside a handler of the socket (a push
 	// over the queue limit), whose lock Closed needs.
 	go ss.end()
