@@ -402,16 +402,10 @@ func (s *Server) trackedLongPollKey(r *http.Request) uint64 {
 // backs off from without an open: 500 (it retries on its schedule, which
 // no open resets) or 403 (terminal). It reports whether it answered.
 func (s *Server) refuseLongPollCoolingDown(w http.ResponseWriter, r *http.Request, key uint64) bool {
-	if key == 0 {
-		return false
-	}
-	now := time.Now()
-	e, ok := s.cool.check(key, now)
+	e, left, ok := s.coolingDown(key)
 	if !ok {
 		return false
 	}
-	s.stats.cooledDown.Add(1)
-	left := e.until.Sub(now)
 	s.log.Debug("long-poll session refused: cooling down", "remote", r.RemoteAddr, "code", e.code, "retry_after", left)
 	reason := e.reason + ": reconnecting too soon"
 	if channels.Terminal(e.code) {

@@ -249,25 +249,36 @@ func (s *Server) rememberClose(c *conn) {
 	}
 }
 
+// coolingDown reports whether the client keyed key (0: untracked) is
+// held off, with its cooldown and the time left, and counts the refusal.
+// Both transports refuse through it: refuseCoolingDown (WebSocket) and
+// refuseLongPollCoolingDown.
+func (s *Server) coolingDown(key uint64) (cooldown, time.Duration, bool) {
+	if key == 0 {
+		return cooldown{}, 0, false
+	}
+	now := time.Now()
+	e, ok := s.cool.check(key, now)
+	if !ok {
+		return cooldown{}, 0, false
+	}
+	s.stats.cooledDown.Add(1)
+	return e, e.until.Sub(now), true
+}
+
 // refuseCoolingDown refuses, before the upgrade, the reconnect of a client
 // that cannot read close codes and whose previous connection was closed
 // for what it did: 429 (or 403 after a terminal close) with Retry-After
 // the rest of the cooldown. It reports whether it answered.
 func (s *Server) refuseCoolingDown(w http.ResponseWriter, r *http.Request, key uint64) bool {
-	if key == 0 {
-		return false
-	}
-	now := time.Now()
-	e, ok := s.cool.check(key, now)
+	e, left, ok := s.coolingDown(key)
 	if !ok {
 		return false
 	}
-	s.stats.cooledDown.Add(1)
 	code := e.code
 	if !channels.Terminal(code) {
 		code = channels.CloseRateLimited // the client reconnects too soon after what it did
 	}
-	left := e.until.Sub(now)
 	s.log.Debug("reconnect refused: cooling down", "remote", r.RemoteAddr, "code", e.code, "retry_after", left)
 	s.refuseConnect(w, code, e.reason+": reconnecting too soon", left)
 	return true
